@@ -1,0 +1,54 @@
+"""The `nsml` command line."""
+
+import sys
+
+import typer
+
+from nsml.core.errors import NsmlError
+
+from . import datasets, models, server, sessions
+from .render import err_console
+
+app = typer.Typer(
+    name="nsml",
+    help="NSML: push datasets, run training code as sessions, watch logs and metrics, keep checkpoints.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(datasets.app, name="dataset")
+app.add_typer(models.app, name="model")
+app.add_typer(server.app, name="server")
+sessions.register(app)
+app.command("login")(server.login)
+app.command("logout")(server.logout)
+
+
+def _version(value: bool):
+    if value:
+        from nsml import __version__
+        from .connection import resolve
+
+        print(f"nsml {__version__}")
+        try:
+            s = resolve(start=False)
+            print(f"Preconfigured connection: {s.url}")
+        except NsmlError:
+            print("Preconfigured connection: local (starts on first use)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and the server in use.")):
+    pass
+
+
+def main() -> None:
+    try:
+        app()
+    except NsmlError as exc:
+        err_console.print(f"[red]nsml:[/red] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

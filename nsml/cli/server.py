@@ -1,0 +1,88 @@
+"""nsml server [stop], nsml login, nsml logout."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import typer
+
+from . import render
+from .connection import CliError, check, config_path, home, running_embedded
+
+app = typer.Typer(help="Run an NSML server in the foreground, or stop the background one.", invoke_without_command=True)
+
+
+@app.callback()
+def server(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for a team server)."),
+    port: int = typer.Option(18553, "--port", help="Port to listen on."),
+    home_dir: Path = typer.Option(None, "--home", help="Where the server keeps its data (default: NSML_HOME or ~/.nsml)."),
+    db: str = typer.Option(None, "--db", help="Database URL (default: SQLite under --home; e.g. postgresql+psycopg://…)."),
+    cpus: float = typer.Option(None, "--cpus", help="CPUs sessions may use in total (default: all)."),
+    memory: str = typer.Option(None, "--memory", help="Memory sessions may use in total (default: all)."),
+    gpus: int = typer.Option(None, "--gpus", help="GPUs sessions may use (default: all found)."),
+):
+    """Run a server in the foreground. Without this, `nsml` commands start a private one in the background."""
+    if ctx.invoked_subcommand:
+        return
+    from nsml.core.resources import parse_size
+    from nsml.server.app import read_or_create_token
+    from nsml.server.main import serve
+    from nsml.server.settings import Settings
+
+    h = (home_dir or home()).expanduser()
+    h.mkdir(parents=True, exist_ok=True)
+    token = read_or_create_token(h)
+    settings = Settings(home=h, db_url=db, host=host, port=port, token=token, cpus=cpus,
+                        memory=parse_size(memory) if memory else None, gpus=gpus)
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    render.console.print(f"NSML server on http://{host}:{port} (data in {h})")
+    render.console.print(f"Connect with: nsml login http://{shown}:{port} --token {token}")
+    serve(settings)
+
+
+@app.command("stop")
+def stop_server():
+    """Stop the background server started by earlier `nsml` commands (sessions keep running)."""
+    info = running_embedded()
+    if info is None:
+        render.console.print("No background NSML server is running")
+        return
+    os.kill(info["pid"], signal.SIGTERM)
+    for _ in range(100):
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    render.console.print(f"Stopped the NSML server at {info['url']}")
+
+
+def login(
+    url: str = typer.Argument(..., help="Server address, e.g. http://gpu-box:18553"),
+    token: str = typer.Option(None, "--token", help="Token printed by `nsml server` (asked for if omitted)."),
+):
+    """Use a remote (team) server from now on, instead of the private background one."""
+    url = url.rstrip("/")
+    token = token or typer.prompt("Token", hide_input=True)
+    try:
+        resp = httpx.get(url + "/api/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise CliError(f"Cannot reach {url}: {exc}") from exc
+    check(resp)
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url, "token": token}, f)
+    render.console.print(f"Welcome to NSML, {resp.json()['user']}! Commands now use {url}")
+
+
+def logout():
+    """Forget the remote server; commands use the private background server again."""
+    config_path().unlink(missing_ok=True)
+    render.console.print("Logged out; commands use the local NSML server")

@@ -1,0 +1,148 @@
+"""Session commands: run, ps, logs, stop, rm, memo, command, pull, download."""
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from . import render
+from .connection import CliError, api, session_path
+from .transfer import download_tar, upload_folder
+
+FOLLOW_POLL = 0.3
+
+
+def run(
+    dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset the session reads (see `nsml dataset ls`)."),
+    entry: str = typer.Option("main.py", "-e", "--entry", help="Python file to run, relative to the current folder."),
+    args: str = typer.Option("", "-a", "--args", help='Arguments for the entry file, e.g. "--lr 0.01 --epochs 5".'),
+    gpus: int = typer.Option(None, "-g", "--gpus", help="GPUs to allocate (default: 1 when the server has GPUs, else 0)."),
+    cpus: float = typer.Option(None, "-c", "--cpus", help="CPUs to allocate (default 2, or fewer on a smaller machine)."),
+    memory: str = typer.Option(None, "--memory", help="Memory to allocate, e.g. 8G (default 24G, or less on a smaller machine)."),
+    memo: str = typer.Option("", "-m", "--memo", help="A description of this session."),
+    folder: Path = typer.Option(Path("."), "--path", help="Folder to upload instead of the current one."),
+):
+    """Upload the current folder (minus .nsmlignore) and start ENTRY as a new session."""
+    if not (folder / entry).is_file():
+        py = sorted(p.name for p in folder.glob("*.py"))
+        hint = f" Python files here: {', '.join(py[:8])}." if py else " There is no .py file here."
+        raise CliError(f"Entry file '{entry}' does not exist in {folder.resolve()}; choose one with -e.{hint}")
+    params = {"dataset": dataset, "entry": entry, "args": args, "memo": memo}
+    params.update({k: v for k, v in {"gpus": gpus, "cpus": cpus, "memory": memory}.items() if v is not None})
+    c = api()
+    c.get(f"/api/datasets/{dataset}")  # "did you mean" before uploading anything
+    session = upload_folder(c, "/api/sessions", folder, "code", params)
+    render.console.print(f"Session {session['name']} is started")
+
+
+def ps(
+    all_: bool = typer.Option(False, "-a", "--all", help="Include sessions that ended."),
+    last: int = typer.Option(None, "-n", "--last", help="Show only the last N sessions."),
+    dataset: str = typer.Option(None, "-d", "--data", "--dataset", help="Only sessions of this dataset."),
+    search: str = typer.Option(None, "-s", "--search", help="Only sessions whose name matches this glob."),
+    json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON."),
+):
+    """List sessions (running and queued ones unless -a)."""
+    params = {"all": all_}
+    params.update({k: v for k, v in {"last": last, "dataset": dataset, "pattern": search}.items() if v is not None})
+    sessions = api().get("/api/sessions", params=params)
+    if json_out:
+        return render.as_json(sessions)
+    rows = []
+    for s in sessions:
+        status = s["status"].capitalize()
+        if s["status"] == "failed" and s["exit_code"] is not None:
+            status += f" ({s['exit_code']})"
+        info = render.summary(s["summary"]) or render.summary(s["last_values"])
+        if s["status"] == "failed" and s["error"]:
+            info = s["error"].splitlines()[-1][:120]
+        rows.append([s["name"], render.ago(s["created"]), s["entry"] + (" " + s["args"] if s["args"] else ""), status, info, s["memo"]])
+    render.table(["Name", "Created", "Args", "Status", "Summary", "Description"], rows)
+
+
+def logs(
+    session: str = typer.Argument(..., help="OWNER/DATASET/N"),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until the session ends."),
+    tail: int = typer.Option(None, "-n", "--tail", help="Only the last N lines."),
+):
+    """Print a session's stdout and stderr (live with -f; also after it ended)."""
+    c = api()
+    path = session_path(session) + "/logs"
+    params = {"tail": tail} if tail is not None else {"offset": 0}
+    chunk = c.get(path, params=params)
+    out = sys.stdout
+    while True:
+        out.write(chunk["text"])
+        out.flush()
+        if not follow or chunk["done"]:
+            break
+        if not chunk["text"]:
+            time.sleep(FOLLOW_POLL)
+        chunk = c.get(path, params={"offset": chunk["offset"]})
+    if chunk["done"] or not follow:
+        s = c.get(session_path(session))
+        if s["status"] == "failed":
+            render.err_console.print(f"Session {s['name']} failed: {s['error'].splitlines()[0] if s['error'] else 'exit code ' + str(s['exit_code'])}")
+        elif follow and s["status"] == "stopped":
+            render.err_console.print(f"Session {s['name']} was stopped")
+
+
+def stop(session: str = typer.Argument(..., help="OWNER/DATASET/N")):
+    """Stop a running or queued session (its logs, metrics and checkpoints are kept)."""
+    c = api()
+    c.post(session_path(session) + "/stop")
+    for _ in range(100):  # wait briefly so `ps` right after shows the final state
+        s = c.get(session_path(session))
+        if s["status"] not in ("running", "queued"):
+            break
+        time.sleep(0.2)
+    render.console.print(f"Session {s['name']} is {'stopped' if s['status'] == 'stopped' else s['status'] if s['status'] not in ('running',) else 'stopping'}")
+
+
+def rm(
+    patterns: list[str] = typer.Argument(..., help="Session names or globs, e.g. 'alice/digits/*'."),
+    force: bool = typer.Option(False, "-f", "--force", help="Also remove running sessions (they are killed)."),
+):
+    """Delete sessions with their logs, metrics, checkpoints and files."""
+    removed = api().delete("/api/sessions", params={"pattern": patterns, "force": force})["removed"]
+    for name in removed:
+        render.console.print(f"Session {name} is removed")
+
+
+def memo(session: str = typer.Argument(..., help="OWNER/DATASET/N"), text: str = typer.Argument(..., help="The new description.")):
+    """Set a session's description."""
+    api().patch(session_path(session) + "/memo", json={"memo": text})
+
+
+def command(session: str = typer.Argument(..., help="OWNER/DATASET/N")):
+    """Print the command the session was started with."""
+    render.console.print(api().get(session_path(session))["command"])
+
+
+def pull(
+    session: str = typer.Argument(..., help="OWNER/DATASET/N"),
+    path: Path = typer.Argument(None, help="Folder to create (default: ./OWNER_DATASET_N)."),
+    force: bool = typer.Option(False, "-f", "--force", help="Replace an existing folder."),
+):
+    """Download the code a session was started with."""
+    path = path or Path(session.replace("/", "_"))
+    files = download_tar(api(), session_path(session) + "/code", path, "code", force)
+    render.console.print(f"Code of {session} pulled into {path} ({len(files)} files)")
+
+
+def download(
+    session: str = typer.Argument(..., help="OWNER/DATASET/N"),
+    path: Path = typer.Argument(None, help="Folder to create (default: ./OWNER_DATASET_N_output)."),
+    force: bool = typer.Option(False, "-f", "--force", help="Replace an existing folder."),
+):
+    """Download the files a session wrote in its working directory."""
+    path = path or Path(session.replace("/", "_") + "_output")
+    files = download_tar(api(), session_path(session) + "/outputs", path, "outputs", force)
+    render.console.print(f"{len(files)} files of {session} downloaded into {path}")
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (run, ps, logs, stop, memo, command, pull, download):
+        app.command(fn.__name__)(fn)
+    app.command("rm")(rm)

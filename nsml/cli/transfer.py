@@ -1,0 +1,92 @@
+"""Moving folders: upload as a streamed tar with a progress bar; download and unpack safely."""
+
+import os
+import shutil
+from pathlib import Path
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from nsml.core.errors import InvalidInput
+from nsml.store.archive import archive_size, extract_to, load_ignore, stream_tar, walk_folder
+
+from .connection import Api, CliError, check
+from .render import err_console
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=err_console, transient=True, disable=not err_console.is_terminal,
+    )
+
+
+def upload_folder(api: Api, path: str, folder: Path, what: str, params: dict, ignore: bool = True) -> dict:
+    """Stream `folder` as a tar to POST path; .nsmlignore applies when ignore is true."""
+    try:
+        members = walk_folder(folder, load_ignore(folder) if ignore else None)
+    except InvalidInput as exc:
+        raise CliError(str(exc)) from exc
+    total = archive_size(members)
+    with _progress() as progress:
+        task = progress.add_task(f"uploading {what}", total=total)
+
+        def body():
+            for chunk in stream_tar(members):
+                progress.advance(task, len(chunk))
+                yield chunk
+
+        try:
+            return api.post(path, params=params, content=body(), headers={"Content-Type": "application/x-tar"})
+        except InvalidInput as exc:  # a file changed while streaming
+            raise CliError(str(exc)) from exc
+
+
+def download_tar(api: Api, path: str, dest: Path, what: str, force: bool = False, params: dict | None = None) -> list[str]:
+    """Download a tar from path and unpack it into dest (created; must be empty unless force)."""
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()) if dest.is_dir() else dest.exists():
+        if not force:
+            raise CliError(f"'{dest}' already exists and is not empty; choose another path or add -f to overwrite.")
+    tmp = dest.with_name(f".{dest.name}.nsml-part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with api.stream(path, params=params or {}) as resp:
+            check(resp)
+            total = int(resp.headers.get("X-NSML-Bytes", 0)) or None
+            with _progress() as progress:
+                task = progress.add_task(f"downloading {what}", total=total)
+                reader = _StreamReader(resp.iter_bytes(), lambda n: progress.advance(task, n))
+                paths = extract_to(reader, tmp)
+        if force and dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        elif dest.is_dir():
+            dest.rmdir()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        return paths
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _StreamReader:
+    """A file-like object over an iterator of byte chunks (what tarfile's stream mode reads)."""
+
+    def __init__(self, chunks, on_read):
+        self.chunks = chunks
+        self.buffer = b""
+        self.on_read = on_read
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self.buffer) < n:
+            try:
+                chunk = next(self.chunks)
+            except StopIteration:
+                break
+            self.on_read(len(chunk))
+            self.buffer += chunk
+        if n < 0:
+            out, self.buffer = self.buffer, b""
+        else:
+            out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out

@@ -1,0 +1,82 @@
+"""Frozen records the store hands out; ORM rows never leave nsml.store.sql."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .resources import Resources
+from .states import Status
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative, '/'-separated
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    owner: str
+    description: str
+    private: bool
+    size: int
+    file_count: int
+    created: float
+    updated: float
+    fileset_id: int
+    has_test: bool
+
+
+@dataclass(frozen=True)
+class Session:
+    id: int
+    owner: str
+    dataset: str
+    number: int
+    entry: str
+    args: str
+    status: Status
+    resources: Resources
+    created: float
+    memo: str = ""
+    exit_code: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    error: str = ""
+    image: str = ""
+    code_fileset_id: int | None = None
+    outputs_fileset_id: int | None = None
+    supervisor_pid: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    last_values: dict[str, Any] = field(default_factory=dict)
+    journal_offset: int = 0
+    log_offset: int = 0
+    gpu_ids: str = ""  # comma-separated, as handed to CUDA_VISIBLE_DEVICES
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner}/{self.dataset}/{self.number}"
+
+    @property
+    def command(self) -> str:
+        return f"python {self.entry} {self.args}".rstrip()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    session_id: int
+    name: str
+    created: float
+    elapsed: float  # seconds since the previous checkpoint of the session (or its start)
+    size: int
+    summary: dict[str, Any]
+    fileset_id: int
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    key: str
+    step: float | None
+    walltime: float
+    value: Any

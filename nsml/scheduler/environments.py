@@ -1,0 +1,126 @@
+"""Python environments for sessions: the base interpreter plus the project's requirements.
+
+`setup.py` is read, never executed (its install_requires are taken from the syntax tree), then
+`requirements.txt`. Packages are installed into a virtualenv that sees the base interpreter's
+site-packages, so what is already installed is reused rather than downloaded again. Each
+environment is keyed by a hash of its requirement list and kept, so a second run with the same
+requirements starts at once.
+"""
+
+import ast
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsml.core.errors import InvalidInput
+
+# Names users still write that pip no longer accepts.
+RENAMED = {"sklearn": "scikit-learn"}
+_IMAGE_RE = re.compile(r"^\s*#\s*nsml\s*:\s*(\S+)")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    requirements: tuple[str, ...]
+    image: str  # from a '#nsml: IMAGE' first line; recorded and shown, not used for running
+
+
+def _rename(requirement: str) -> str:
+    name = re.split(r"[\s<>=!~;\[@]", requirement, maxsplit=1)[0]
+    new = RENAMED.get(name.lower())
+    return new + requirement[len(name):] if new else requirement
+
+
+def setup_py_requires(text: str) -> list[str]:
+    """install_requires of a setup.py, from its syntax tree only."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise InvalidInput(f"setup.py could not be parsed (line {exc.lineno}): {exc.msg}") from exc
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "setup":
+            for kw in node.keywords:
+                if kw.arg == "install_requires":
+                    try:
+                        value = ast.literal_eval(kw.value)
+                    except ValueError as exc:
+                        raise InvalidInput("setup.py's install_requires must be a literal list of strings.") from exc
+                    return [str(v) for v in value]
+    return []
+
+
+def requirements_txt(text: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line and not line.startswith("#"):
+            if line.startswith("-"):
+                raise InvalidInput(f"requirements.txt option '{line}' is not supported; list packages one per line.")
+            out.append(line)
+    return out
+
+
+def read_spec(code_dir: Path) -> EnvSpec:
+    requirements: list[str] = []
+    image = ""
+    for name, parse in (("setup.py", setup_py_requires), ("requirements.txt", requirements_txt)):
+        path = code_dir / name
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            first = text.splitlines()[0] if text else ""
+            if not image and (m := _IMAGE_RE.match(first)):
+                image = m.group(1)
+            requirements += parse(text)
+    return EnvSpec(tuple(_rename(r) for r in requirements), image)
+
+
+def env_key(spec: EnvSpec) -> str:
+    base = f"{sys.executable}|{sys.version}|" + "\n".join(spec.requirements)
+    return hashlib.sha256(base.encode()).hexdigest()[:16]
+
+
+def python_for(spec: EnvSpec, envs_root: Path, log) -> str:
+    """The interpreter a session runs with, building (or reusing) its environment.
+
+    `log` is a binary file the build output goes to, so users see pip's messages in `nsml logs`.
+    """
+    if not spec.requirements:
+        return sys.executable
+    envs_root.mkdir(parents=True, exist_ok=True)
+    final = envs_root / env_key(spec)
+    python = final / "bin" / "python"
+    if (final / ".ready").exists():
+        return str(python)
+    with open(envs_root / f"{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions with the same requirements build once
+        if (final / ".ready").exists():
+            return str(python)
+        shutil.rmtree(final, ignore_errors=True)
+        log.write(f"[nsml] installing requirements: {' '.join(spec.requirements)}\n".encode())
+        log.flush()
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(final)], check=True, stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *spec.requirements],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PIP_PROGRESS_BAR": "off"},
+        )
+        if result.returncode != 0:
+            shutil.rmtree(final, ignore_errors=True)
+            raise InvalidInput(f"Installing the requirements failed (pip exit code {result.returncode}); see the log above.")
+        (final / ".ready").touch()
+    return str(python)
+
+
+def read_first_line_image(files: dict[str, Path]) -> str:
+    """The '#nsml: IMAGE' of an uploaded project (setup.py first), given its files' locations."""
+    for name in ("setup.py", "requirements.txt"):
+        if name in files:
+            with open(files[name], errors="replace") as f:
+                if m := _IMAGE_RE.match(f.readline()):
+                    return m.group(1)
+    return ""

@@ -1,0 +1,152 @@
+"""The local executor: runs each session as a supervised subprocess on this machine.
+
+Layout under NSML_HOME/runs/<session id>/: app/ (the working directory, a copy of the uploaded
+code), spool/ (log, metrics journal, checkpoints waiting for upload), spec.json (what the
+supervisor runs). The dataset is shown through a read-only view without its test/ folder.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from nsml.core.entities import Dataset, FileEntry, Session
+from nsml.store.blobs import BlobStore
+
+from . import environments
+
+
+class LocalExecutor:
+    def __init__(self, home: Path, blobs: BlobStore, server_url: str, token: str, server_file: Path | None = None):
+        self.home = Path(home)
+        self.blobs = blobs
+        self.server_url = server_url
+        self.token = token
+        self.server_file = server_file
+
+    def run_dir(self, session: Session) -> Path:
+        return self.home / "runs" / str(session.id)
+
+    def spool(self, session: Session) -> Path:
+        return self.run_dir(session) / "spool"
+
+    def launch(self, session: Session, gpu_ids: tuple[int, ...], code: list[FileEntry], dataset: Dataset | None, dataset_files: list[FileEntry]) -> int:
+        """Prepare the session's directories and environment and start its supervisor; returns its pid."""
+        run_dir = self.run_dir(session)
+        workdir, spool = run_dir / "app", run_dir / "spool"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        (spool / "checkpoints").mkdir(parents=True)
+        for entry in code:
+            target = workdir / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.blobs.path(entry.sha256), target)
+        data_path = self.dataset_view(dataset, dataset_files) if dataset else None
+        with open(spool / "output.log", "ab") as log:
+            python = environments.python_for(environments.read_spec(workdir), self.home / "envs", log)
+        spec = {
+            "session": session.name,
+            "server_url": self.server_url,
+            "server_file": str(self.server_file) if self.server_file else None,
+            "token": self.token,
+            "workdir": str(workdir),
+            "spool": str(spool),
+            "argv": [python, session.entry, *shlex.split(session.args)],
+            "env": self.session_env(session, gpu_ids, data_path, spool),
+            "code_files": {e.path: e.sha256 for e in code},
+        }
+        spec_path = run_dir / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        spec_path.chmod(0o600)  # it holds the token
+        with open(run_dir / "supervisor.log", "ab") as sup_log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nsml.scheduler.supervisor", str(spec_path)],
+                stdout=sup_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=run_dir,
+            )
+        return proc.pid
+
+    def session_env(self, session: Session, gpu_ids: tuple[int, ...], data_path: Path | None, spool: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NSML_")}
+        env.update(
+            NSML_IS_ON_NSML="1",
+            NSML_SESSION_NAME=session.name,
+            NSML_DATASET_NAME=session.dataset,
+            NSML_DATASET_PATH=str(data_path or ""),
+            NSML_HAS_DATASET="1" if data_path else "0",
+            NSML_GPU_NUM=str(len(gpu_ids)),
+            NSML_SPOOL=str(spool),
+            NSML_SERVER_URL=self.server_url,
+            NSML_TOKEN=self.token,
+            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in gpu_ids),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def dataset_view(self, dataset: Dataset, files: list[FileEntry]) -> Path:
+        """A read-only tree of the dataset without test/, shared by every session of that version.
+
+        Files are hard links to the (read-only) blobs, so a view costs no copy of the data.
+        """
+        view = self.home / "views" / str(dataset.fileset_id) / dataset.name
+        if (view.parent / ".ready").exists():
+            return view
+        tmp = view.parent.with_name(view.parent.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for entry in files:
+            if entry.path.split("/")[0] == "test":
+                continue  # training never sees the hidden test split
+            target = tmp / dataset.name / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.blobs.path(entry.sha256), target)
+            except OSError:
+                shutil.copyfile(self.blobs.path(entry.sha256), target)
+                target.chmod(0o444)
+        (tmp / dataset.name).mkdir(parents=True, exist_ok=True)
+        for folder, dirs, _files in os.walk(tmp / dataset.name):
+            os.chmod(folder, 0o555)
+        (tmp / ".ready").touch()
+        try:
+            tmp.rename(view.parent)
+        except OSError:  # another session built it meanwhile
+            _rmtree_readonly(tmp)
+        return view
+
+    def stop(self, session: Session) -> bool:
+        """Ask the supervisor to stop the user process; False if it is already gone."""
+        if not self.alive(session):
+            return False
+        try:
+            os.kill(session.supervisor_pid, signal.SIGTERM)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def alive(self, session: Session) -> bool:
+        """Whether the session's supervisor still runs (checked by command line, not just pid)."""
+        pid = session.supervisor_pid
+        if not pid:
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            try:
+                os.kill(pid, 0)
+                return True
+            except OSError:
+                return False
+        return b"nsml.scheduler.supervisor" in cmdline and str(self.run_dir(session)).encode() in cmdline
+
+    def remove(self, session: Session) -> None:
+        shutil.rmtree(self.run_dir(session), ignore_errors=True)
+
+
+def _rmtree_readonly(path: Path) -> None:
+    for folder, _dirs, _files in os.walk(path):
+        os.chmod(folder, 0o755)
+    shutil.rmtree(path, ignore_errors=True)

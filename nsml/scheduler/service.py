@@ -1,0 +1,107 @@
+"""The scheduling loop: starts queued sessions when they fit, notices supervisors that vanished."""
+
+import logging
+import threading
+import time
+import traceback
+
+from nsml.core.entities import Session
+from nsml.core.errors import NotFound, NsmlError
+from nsml.core.resources import Resources
+from nsml.core.states import Status
+
+from .local import LocalExecutor
+from .policy import place
+
+log = logging.getLogger("nsml.scheduler")
+RECONCILE_EVERY = 2.0
+
+
+class Scheduler:
+    def __init__(self, store, executor: LocalExecutor, capacity: Resources, gpu_ids: list[int], interval: float = 0.2):
+        self.store = store
+        self.executor = executor
+        self.capacity = capacity
+        self.gpu_ids = gpu_ids
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._launching: set[int] = set()
+        self._last_reconcile = 0.0
+
+    def start(self) -> None:
+        self.reconcile()
+        self._thread = threading.Thread(target=self._loop, name="nsml-scheduler", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception:  # keep scheduling whatever one bad session does
+                log.exception("scheduler tick failed")
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last_reconcile > RECONCILE_EVERY:
+            self.reconcile()
+        queued = self.store.list_sessions({Status.QUEUED})
+        if not queued:
+            return
+        running = self.store.list_sessions({Status.RUNNING})
+        for decision in place(queued, running, self.capacity, self.gpu_ids):
+            session = self.store.move_session(
+                decision.session.id, Status.RUNNING, started=time.time(),
+                gpu_ids=",".join(map(str, decision.gpu_ids)),
+            )
+            if session is None:
+                continue  # stopped or removed meanwhile
+            self._launching.add(session.id)
+            threading.Thread(target=self._launch, args=(session, decision.gpu_ids), daemon=True).start()
+
+    def _launch(self, session: Session, gpu_ids: tuple[int, ...]) -> None:
+        try:
+            code = self.store.files(session.code_fileset_id)
+            try:
+                dataset = self.store.get_dataset(session.dataset)
+                dataset_files = self.store.files(dataset.fileset_id)
+            except NotFound:
+                dataset, dataset_files = None, []
+            pid = self.executor.launch(session, gpu_ids, code, dataset, dataset_files)
+            self.store.update_session(session.id, supervisor_pid=pid)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, NsmlError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, NsmlError):
+                log.error("launching %s failed:\n%s", session.name, traceback.format_exc())
+            self.fail(session, f"The session could not start: {message}")
+        finally:
+            self._launching.discard(session.id)
+
+    def fail(self, session: Session, message: str) -> None:
+        self.store.move_session(session.id, Status.FAILED, ended=time.time(), error=message)
+        self.wake()
+
+    def reconcile(self) -> None:
+        """Running sessions whose supervisor is gone (killed, machine rebooted) become failed."""
+        self._last_reconcile = time.monotonic()
+        for session in self.store.list_sessions({Status.RUNNING}):
+            if session.id in self._launching or session.supervisor_pid is None:
+                if session.id not in self._launching and session.supervisor_pid is None and time.time() - (session.started or 0) > 60:
+                    self.fail(session, "The session never started (the server stopped while preparing it).")
+                continue
+            if not self.executor.alive(session):
+                time.sleep(0.5)  # the supervisor may be posting its exit right now
+                fresh = self.store.session_by_id(session.id)
+                if fresh.status == Status.RUNNING:
+                    self.fail(fresh, "The session's supervisor process disappeared; its last logs are kept.")

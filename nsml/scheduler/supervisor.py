@@ -1,0 +1,232 @@
+"""The supervisor: parent of one session's user process, and its only link to the server.
+
+Started by the local executor as `python -m nsml.scheduler.supervisor SPEC.json` in a process
+group of its own, so it outlives a server restart. It starts the user process at once (before
+importing anything slow), then ships the log, the metrics journal and checkpoints by byte
+offset, retrying while the server is away. SIGTERM means `nsml stop`: it forwards the signal to
+the user's process group, and kills it after a grace period.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GRACE_SECONDS = 10
+POLL_SECONDS = 0.2
+MAX_CHUNK = 8 << 20
+
+
+def start_user_process(spec: dict) -> subprocess.Popen:
+    log = open(Path(spec["spool"]) / "output.log", "ab")
+    return subprocess.Popen(
+        spec["argv"], cwd=spec["workdir"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+class Shipper:
+    """Sends new bytes of the spool's files to the server; resumes from the server's offsets."""
+
+    def __init__(self, spec: dict):
+        import httpx  # imported after the user process started: it is the slow part
+
+        self.spec = spec
+        self.spool = Path(spec["spool"])
+        self.base = f"/api/sessions/{spec['session']}"
+        self.client = httpx.Client(timeout=60, headers={"Authorization": f"Bearer {spec['token']}"})
+        self.url = spec["server_url"]
+        self.log_offset = spec.get("log_offset", 0)
+        self.journal_offset = spec.get("journal_offset", 0)
+        self.gone = False  # the server deleted the session
+
+    def _post(self, path: str, **kwargs):
+        """POST, retrying until the server answers; returns the response (None if gone)."""
+        import httpx
+
+        delay = 0.2
+        while True:
+            try:
+                resp = self.client.post(self.url + self.base + path, **kwargs)
+                if resp.status_code == 404:
+                    self.gone = True
+                    return None
+                if resp.status_code < 500:
+                    return resp
+            except httpx.TransportError:
+                self._refresh_url()
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _refresh_url(self) -> None:
+        """An embedded server restarted on another port writes its new address here."""
+        server_file = self.spec.get("server_file")
+        if server_file:
+            try:
+                self.url = json.loads(Path(server_file).read_text())["url"]
+            except (OSError, ValueError, KeyError):
+                pass
+
+    def ship_log(self) -> None:
+        path = self.spool / "output.log"
+        while not self.gone and path.exists() and path.stat().st_size > self.log_offset:
+            with open(path, "rb") as f:
+                f.seek(self.log_offset)
+                data = f.read(MAX_CHUNK)
+            resp = self._post(f"/logs?offset={self.log_offset}", content=data)
+            if resp is not None:
+                self.log_offset = resp.json()["offset"]
+
+    def ship_journal(self) -> None:
+        path = self.spool / "journal.ndjson"
+        while not self.gone and path.exists():
+            with open(path, "rb") as f:
+                f.seek(self.journal_offset)
+                data = f.read(MAX_CHUNK)
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                return
+            data = data[:end]
+            # Metrics before a checkpoint line reach the server before the checkpoint, so the
+            # checkpoint's summary is what was reported before it was saved.
+            start = 0
+            for line_end in _checkpoint_line_ends(data):
+                line_start = data.rfind(b"\n", 0, line_end - 1) + 1
+                self._post_journal(data[start:line_end])
+                self._upload_checkpoint(json.loads(data[line_start:line_end]))
+                start = line_end
+            self._post_journal(data[start:])
+
+    def _post_journal(self, data: bytes) -> None:
+        if not data or self.gone:
+            return
+        resp = self._post(f"/journal?offset={self.journal_offset}", content=data)
+        if resp is not None:
+            if resp.status_code == 409:  # the server knows a different offset; resume from its
+                self.journal_offset = resp.json().get("offset", self.journal_offset)
+                return
+            self.journal_offset = resp.json()["offset"]
+
+    def _upload_checkpoint(self, line: dict) -> None:
+        folder = self.spool / line["dir"]
+        if not folder.is_dir():
+            return  # uploaded before a restart of this supervisor
+        body = _tar_of(folder)
+        resp = self._post(f"/checkpoints/{line['name']}", params={"walltime": line["w"]}, content=body)
+        if resp is not None and resp.status_code < 300:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        elif resp is not None:
+            _note(self.spool, f"[nsml] checkpoint '{line['name']}' was refused: {resp.text}")
+
+    def ship_outputs(self) -> None:
+        changed = written_files(Path(self.spec["workdir"]), self.spec.get("code_files", {}))
+        if changed and not self.gone:
+            from nsml.store.archive import Member, stream_tar
+
+            members = [Member(rel, p, p.stat().st_size) for rel, p in changed]
+            try:
+                body = b"".join(stream_tar(members))
+            except Exception as exc:  # a file that changed under us: say so, keep the rest going
+                _note(self.spool, f"[nsml] the session's output files could not be packed: {exc}")
+                return
+            self._post("/outputs", content=body)
+
+    def report_exit(self, exit_code: int, stopped: bool) -> None:
+        self._post("/exit", json={"exit_code": exit_code, "stopped": stopped})
+
+
+def _checkpoint_line_ends(data: bytes):
+    """Byte offsets just past each checkpoint line in a chunk of complete journal lines."""
+    pos = 0
+    for line in data.split(b"\n")[:-1]:
+        pos += len(line) + 1
+        if b'"c"' in line:  # cheap test first: metric lines are the vast majority
+            try:
+                if json.loads(line).get("k") == "c":
+                    yield pos
+            except ValueError:
+                continue
+
+
+def _tar_of(folder: Path) -> bytes:
+    from nsml.store.archive import stream_tar, walk_folder
+
+    return b"".join(stream_tar(walk_folder(folder)))
+
+
+def written_files(workdir: Path, code_files: dict[str, int]) -> list[tuple[str, Path]]:
+    """Files the session wrote: new ones, or code files whose size or content changed."""
+    import hashlib
+
+    out = []
+    for path in sorted(workdir.rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        rel = path.relative_to(workdir).as_posix()
+        if "__pycache__" in rel.split("/"):
+            continue
+        known = code_files.get(rel)
+        if known is not None and hashlib.sha256(path.read_bytes()).hexdigest() == known:
+            continue
+        out.append((rel, path))
+    return out
+
+
+def _note(spool: Path, text: str) -> None:
+    with open(spool / "output.log", "ab") as f:
+        f.write(text.encode() + b"\n")
+
+
+def main(spec_path: str) -> int:
+    spec = json.loads(Path(spec_path).read_text())
+    stop_requested = {"at": None}
+
+    def on_term(_sig, _frame):
+        stop_requested["at"] = stop_requested["at"] or time.monotonic()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    proc = start_user_process(spec)
+    Path(spec["spool"], "user.pid").write_text(str(proc.pid))
+    shipper = Shipper(spec)
+    signalled = killed = False
+    while True:
+        code = proc.poll()
+        if stop_requested["at"] is not None and code is None:
+            if not signalled:
+                _kill_group(proc.pid, signal.SIGTERM)
+                signalled = True
+            elif not killed and time.monotonic() - stop_requested["at"] > GRACE_SECONDS:
+                _kill_group(proc.pid, signal.SIGKILL)
+                killed = True
+        shipper.ship_log()
+        shipper.ship_journal()
+        if shipper.gone:  # the session was removed on the server: nothing left to serve
+            _kill_group(proc.pid, signal.SIGKILL)
+            return 0
+        if code is not None:
+            break
+        time.sleep(POLL_SECONDS)
+    _kill_group(proc.pid, signal.SIGKILL)  # children the entry file left behind
+    shipper.ship_log()
+    shipper.ship_journal()
+    shipper.ship_outputs()
+    shipper.ship_log()
+    shipper.report_exit(code, stopped=stop_requested["at"] is not None)
+    return 0
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

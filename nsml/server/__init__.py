@@ -1,0 +1,1 @@
+"""The NSML server: a FastAPI app over the store, the scheduler and the blob store."""

@@ -1,0 +1,109 @@
+"""Endpoints the session supervisor calls: logs, metrics journal, checkpoints, outputs, exit.
+
+Logs and the journal are sent by byte offset and are idempotent: a supervisor that lost an
+answer (server restart, timeout) sends the same bytes again and nothing is stored twice.
+"""
+
+import time
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from nsml.core.errors import Conflict
+from nsml.core.states import Status, final_status
+
+from ..auth import current_user
+from ..schemas import CheckpointPublic, ExitReport, Offset, SessionPublic
+from ..state import state
+from ..uploads import forget, receive_tar
+from .sessions import SESSION, session_of
+
+router = APIRouter(prefix="/api/sessions", tags=["session runtime"])
+ERROR_LINES = 3
+
+
+@router.post(SESSION + "/journal", response_model=Offset)
+async def ingest_journal(owner: str, dataset: str, number: int, offset: int, request: Request, _user: str = Depends(current_user)):
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    data = await request.body()
+    try:
+        from starlette.concurrency import run_in_threadpool
+
+        new = await run_in_threadpool(st.store.ingest_journal, session.id, offset, data)
+    except Conflict:
+        return JSONResponse({"detail": "journal offset mismatch", "offset": st.store.session_by_id(session.id).journal_offset}, status_code=409)
+    return Offset(offset=new)
+
+
+@router.post(SESSION + "/logs", response_model=Offset)
+async def ingest_logs(owner: str, dataset: str, number: int, offset: int, request: Request, _user: str = Depends(current_user)) -> Offset:
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    data = await request.body()
+    return Offset(offset=append_log(st, session.id, offset, data))
+
+
+def append_log(st, session_id: int, offset: int, data: bytes) -> int:
+    """Append the part of data the server does not have yet; the log file's size is the offset."""
+    path = st.logs_dir / f"{session_id}.log"
+    with st.log_lock:
+        have = path.stat().st_size if path.exists() else 0
+        if offset > have:
+            return have  # a gap: the supervisor resends from what we have
+        new = data[have - offset:]
+        if new:
+            with open(path, "ab") as f:
+                f.write(new)
+        return have + len(new)
+
+
+@router.post(SESSION + "/checkpoints/{name}", response_model=CheckpointPublic, status_code=201)
+async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, walltime: float, request: Request, _user: str = Depends(current_user)) -> CheckpointPublic:
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    old_shas = set()
+    for ckpt in st.store.list_checkpoints(session.id):
+        if ckpt.name == name:
+            old_shas = {f.sha256 for f in st.store.files(ckpt.fileset_id)}
+    files, created = await receive_tar(request, st.blobs, f"checkpoint '{name}'")
+    try:
+        ckpt = st.store.put_checkpoint(session.id, name, walltime, files)
+    except BaseException:
+        forget(st.blobs, created)
+        raise
+    st.gc_blobs(old_shas)
+    return CheckpointPublic.of(ckpt)
+
+
+@router.post(SESSION + "/outputs", response_model=SessionPublic)
+async def upload_outputs(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    files, created = await receive_tar(request, st.blobs, "the session's output files")
+    try:
+        fileset = st.store.add_fileset("outputs", files)
+        session = st.store.update_session(session.id, outputs_fileset_id=fileset)
+    except BaseException:
+        forget(st.blobs, created)
+        raise
+    return SessionPublic.of(session)
+
+
+@router.post(SESSION + "/exit", response_model=SessionPublic)
+def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    status = final_status(body.exit_code, body.stopped or session.status == Status.STOPPED)
+    error = ""
+    if status == Status.FAILED:
+        from .sessions import _tail
+
+        path = st.logs_dir / f"{session.id}.log"
+        last = _tail(path, ERROR_LINES).strip() if path.exists() else ""
+        error = f"exit code {body.exit_code}" + (f": {last}" if last else "")
+    moved = st.store.move_session(session.id, status, exit_code=body.exit_code, ended=time.time(), error=error)
+    if moved is None and session.status == Status.STOPPED:  # stop was recorded first; keep the code
+        moved = st.store.update_session(session.id, exit_code=body.exit_code, ended=session.ended or time.time())
+    st.scheduler.wake()
+    return SessionPublic.of(moved or st.store.session_by_id(session.id))

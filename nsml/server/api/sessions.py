@@ -1,0 +1,238 @@
+"""Sessions as users see them: run, list, inspect, stop, remove, logs, code, outputs, checkpoints."""
+
+import time
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from nsml.core import naming
+from nsml.core.errors import Conflict, InvalidInput, NotFound
+from nsml.core.resources import Resources, check_request, parse_size
+from nsml.core.states import ACTIVE, FINAL, Status
+from nsml.scheduler.environments import read_first_line_image
+
+from ..auth import current_user
+from ..schemas import CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic
+from ..state import ServerState, state
+from ..uploads import forget, receive_tar
+from .datasets import tar_response
+
+router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+SESSION = "/{owner}/{dataset}/{number}"
+DEFAULT_CPUS = 2.0
+DEFAULT_MEMORY = 24 << 30
+
+
+def session_of(st: ServerState, owner: str, dataset: str, number: int):
+    return st.store.get_session(naming.session_name(owner, dataset, number))
+
+
+@router.post("", response_model=SessionPublic, status_code=201)
+async def run_session(
+    request: Request, dataset: str, entry: str = "main.py", args: str = "", gpus: int | None = None,
+    cpus: float | None = None, memory: str | None = None, memo: str = "", user: str = Depends(current_user),
+) -> SessionPublic:
+    """Body: an uncompressed tar of the code folder. Starts when resources allow (status queued first)."""
+    st = state(request)
+    st.store.get_dataset(dataset)  # a clear "did you mean" before any byte is uploaded
+    request_res = Resources(
+        cpus=cpus if cpus is not None else min(DEFAULT_CPUS, st.capacity.cpus),
+        memory=parse_size(memory) if memory else min(DEFAULT_MEMORY, st.capacity.memory),
+        gpus=gpus if gpus is not None else min(1, st.capacity.gpus),
+    )
+    check_request(request_res, st.capacity)
+    entry = entry.strip()
+    files, created = await receive_tar(request, st.blobs, "the code")
+    try:
+        paths = {f.path for f in files}
+        if entry not in paths:
+            py = sorted(p for p in paths if p.endswith(".py") and "/" not in p)
+            hint = f" Python files there: {', '.join(py[:8])}." if py else " The folder has no .py file."
+            raise InvalidInput(f"Entry file '{entry}' is not in the uploaded folder; choose one with -e.{hint}")
+        if not entry.endswith(".py"):
+            raise InvalidInput(f"Entry file '{entry}' is not a Python file; NSML runs Python entry files only.")
+        image = read_first_line_image({f.path: st.blobs.path(f.sha256) for f in files})
+        session = st.store.create_session(user, dataset, entry, args, request_res, memo, image, files)
+    except BaseException:
+        forget(st.blobs, created)
+        raise
+    st.scheduler.wake()
+    return SessionPublic.of(session)
+
+
+@router.get("", response_model=list[SessionPublic])
+def list_sessions(
+    request: Request, all: bool = False, last: int | None = None, dataset: str | None = None,
+    pattern: str | None = None, _user: str = Depends(current_user),
+) -> list[SessionPublic]:
+    st = state(request)
+    statuses = None if all else set(ACTIVE)
+    sessions = st.store.list_sessions(statuses, dataset=dataset, limit=None if pattern else last)
+    if pattern:
+        sessions = [s for s in sessions if naming.matches(pattern, s.name)][:last]
+    return [SessionPublic.of(s) for s in sessions]
+
+
+@router.delete("", response_model=Removed)
+def remove_sessions(request: Request, pattern: list[str] | None = None, force: bool = False, _user: str = Depends(current_user)) -> Removed:
+    """Remove sessions matching glob patterns; running ones only with force=true (they are killed)."""
+    st = state(request)
+    targets = {}
+    for pat in pattern or []:
+        matched = st.store.match_sessions(pat)
+        if not matched:
+            raise NotFound(f"No session matches '{pat}'.")
+        targets.update({s.id: s for s in matched})
+    running = [s.name for s in targets.values() if s.status in ACTIVE]
+    if running and not force:
+        raise Conflict(f"{', '.join(sorted(running))} {'is' if len(running) == 1 else 'are'} still running; stop it first or use rm -f.")
+    for s in targets.values():
+        _remove(st, s)
+    return Removed(removed=sorted(s.name for s in targets.values()))
+
+
+def _remove(st: ServerState, session) -> None:
+    if session.status in ACTIVE:
+        st.store.move_session(session.id, Status.STOPPED, ended=time.time())
+        st.executor.stop(session)
+    shas = set()
+    for fs in [session.code_fileset_id, session.outputs_fileset_id] + [c.fileset_id for c in st.store.list_checkpoints(session.id)]:
+        if fs is not None:
+            shas |= {f.sha256 for f in st.store.files(fs)}
+    st.store.delete_session(session.id)
+    st.executor.remove(session)
+    (st.logs_dir / f"{session.id}.log").unlink(missing_ok=True)
+    st.gc_blobs(shas)
+
+
+@router.get(SESSION, response_model=SessionPublic)
+def get_session(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+    return SessionPublic.of(session_of(state(request), owner, dataset, number))
+
+
+@router.post(SESSION + "/stop", response_model=SessionPublic)
+def stop_session(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    if session.status in FINAL:
+        raise Conflict(f"Session {session.name} has already {session.status.value}.")
+    if session.status == Status.QUEUED or not st.executor.stop(session):
+        st.store.move_session(session.id, Status.STOPPED, ended=time.time())
+        st.scheduler.wake()
+    return SessionPublic.of(st.store.session_by_id(session.id))
+
+
+@router.patch(SESSION + "/memo", response_model=SessionPublic)
+def set_memo(owner: str, dataset: str, number: int, body: MemoUpdate, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    return SessionPublic.of(st.store.update_session(session.id, memo=body.memo))
+
+
+@router.get(SESSION + "/logs", response_model=LogChunk)
+def read_logs(
+    owner: str, dataset: str, number: int, request: Request, offset: int = 0, limit: int = 1 << 20,
+    tail: int | None = None, _user: str = Depends(current_user),
+) -> LogChunk:
+    """Log bytes from `offset` (or the last `tail` lines); `done` once the session ended and all was read."""
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    path = st.logs_dir / f"{session.id}.log"
+    size = path.stat().st_size if path.exists() else 0
+    if tail is not None:
+        text = _tail(path, tail) if size else ""
+        offset, data = size, text.encode()
+    else:
+        offset = min(max(offset, 0), size)
+        data = b""
+        if size > offset:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(limit)
+            cut = data.rfind(b"\n") + 1 if len(data) == limit else len(data)  # whole lines only
+            data = data[:cut] if cut else data
+        offset += len(data)
+    done = session.status in FINAL and offset >= size
+    return LogChunk(offset=offset, text=data.decode(errors="replace"), status=session.status.value, done=done)
+
+
+def _tail(path, lines: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 65536))
+        data = f.read()
+    return b"\n".join(data.splitlines()[-lines:]).decode(errors="replace") + "\n" if lines else ""
+
+
+@router.get(SESSION + "/code")
+def pull_code(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> StreamingResponse:
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    return tar_response(st, st.store.files(session.code_fileset_id), "code.tar")
+
+
+@router.get(SESSION + "/outputs")
+def download_outputs(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> StreamingResponse:
+    """Files the session wrote in its working directory (collected when it ends; live while it runs)."""
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    if session.outputs_fileset_id is not None:
+        return tar_response(st, st.store.files(session.outputs_fileset_id), "outputs.tar")
+    from nsml.scheduler.supervisor import written_files
+    from nsml.store.archive import Member, stream_tar
+
+    workdir = st.executor.run_dir(session) / "app"
+    code = {f.path: f.sha256 for f in st.store.files(session.code_fileset_id)} if session.code_fileset_id else {}
+    members = [Member(rel, p, p.stat().st_size) for rel, p in written_files(workdir, code)] if workdir.is_dir() else []
+    return StreamingResponse(stream_tar(members), media_type="application/x-tar", headers={"X-NSML-Files": str(len(members))})
+
+
+@router.get(SESSION + "/checkpoints", response_model=list[CheckpointPublic])
+def list_checkpoints(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> list[CheckpointPublic]:
+    st = state(request)
+    return [CheckpointPublic.of(c) for c in st.store.list_checkpoints(session_of(st, owner, dataset, number).id)]
+
+
+@router.delete(SESSION + "/checkpoints", response_model=Removed)
+def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, pattern: str, _user: str = Depends(current_user)) -> Removed:
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    if naming.is_pattern(pattern):
+        targets = [c for c in st.store.list_checkpoints(session.id) if naming.matches(pattern, c.name)]
+    else:
+        targets = [st.store.get_checkpoint(session, pattern)]
+    shas = set()
+    for ckpt in targets:
+        shas |= {f.sha256 for f in st.store.files(ckpt.fileset_id)}
+        st.store.delete_checkpoint(session.id, ckpt.name)
+    st.gc_blobs(shas)
+    return Removed(removed=[c.name for c in targets])
+
+
+@router.get(SESSION + "/checkpoints/{name}/archive")
+def pull_checkpoint(owner: str, dataset: str, number: int, name: str, request: Request, _user: str = Depends(current_user)) -> StreamingResponse:
+    st = state(request)
+    ckpt = st.store.get_checkpoint(session_of(st, owner, dataset, number), name)
+    return tar_response(st, st.store.files(ckpt.fileset_id), f"{name}.tar")
+
+
+@router.get(SESSION + "/metrics")
+def list_metrics(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> dict[str, int]:
+    """Metric keys of the session with their number of points."""
+    st = state(request)
+    return st.store.series_keys(session_of(st, owner, dataset, number).id)
+
+
+@router.get(SESSION + "/metrics/{key:path}")
+def metric_series(owner: str, dataset: str, number: int, key: str, request: Request, _user: str = Depends(current_user)) -> dict:
+    st = state(request)
+    points = st.store.metric_points(session_of(st, owner, dataset, number).id, key)
+    from ..schemas import finite
+
+    return {
+        "key": key,
+        "steps": [p.step for p in points],
+        "walltimes": [p.walltime for p in points],
+        "values": [finite({"v": p.value})["v"] for p in points],
+    }

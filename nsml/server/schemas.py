@@ -1,0 +1,115 @@
+"""What the API returns (pydantic, the OpenAPI contract) and how entities become it."""
+
+import math
+from typing import Any
+
+from pydantic import BaseModel
+
+from nsml.core.entities import Checkpoint, Dataset, Session
+
+
+def finite(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN or Infinity: send them as strings so browsers and clients can parse."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        out[key] = value
+    return out
+
+
+class DatasetPublic(BaseModel):
+    name: str
+    owner: str
+    description: str
+    private: bool
+    size: int
+    file_count: int
+    created: float
+    updated: float
+    has_test: bool
+
+    @classmethod
+    def of(cls, d: Dataset) -> "DatasetPublic":
+        return cls(**{k: getattr(d, k) for k in cls.model_fields})
+
+
+class FilePublic(BaseModel):
+    path: str
+    size: int
+
+
+class SessionPublic(BaseModel):
+    name: str
+    owner: str
+    dataset: str
+    number: int
+    entry: str
+    args: str
+    command: str
+    status: str
+    exit_code: int | None
+    created: float
+    started: float | None
+    ended: float | None
+    memo: str
+    error: str
+    image: str
+    cpus: float
+    memory: int
+    gpus: int
+    gpu_ids: str
+    summary: dict[str, Any]
+    last_values: dict[str, Any]
+
+    @classmethod
+    def of(cls, s: Session) -> "SessionPublic":
+        return cls(
+            name=s.name, owner=s.owner, dataset=s.dataset, number=s.number, entry=s.entry, args=s.args,
+            command=s.command, status=s.status.value, exit_code=s.exit_code, created=s.created,
+            started=s.started, ended=s.ended, memo=s.memo, error=s.error, image=s.image,
+            cpus=s.resources.cpus, memory=s.resources.memory, gpus=s.resources.gpus, gpu_ids=s.gpu_ids,
+            summary=finite(s.summary), last_values=finite(s.last_values),
+        )
+
+
+class CheckpointPublic(BaseModel):
+    name: str
+    created: float
+    elapsed: float
+    size: int
+    summary: dict[str, Any]
+
+    @classmethod
+    def of(cls, c: Checkpoint) -> "CheckpointPublic":
+        return cls(name=c.name, created=c.created, elapsed=c.elapsed, size=c.size, summary=finite(c.summary))
+
+
+class LogChunk(BaseModel):
+    offset: int  # where the next read should start
+    text: str
+    status: str
+    done: bool  # the session has ended and every byte of its log has been read
+
+
+class Offset(BaseModel):
+    offset: int
+
+
+class ExitReport(BaseModel):
+    exit_code: int
+    stopped: bool = False
+
+
+class MemoUpdate(BaseModel):
+    memo: str
+
+
+class Removed(BaseModel):
+    removed: list[str]
+
+
+class Whoami(BaseModel):
+    user: str
+    server: str
+    version: str

@@ -1,0 +1,186 @@
+"""Tar archives: how folders travel between the CLI, the server and sessions.
+
+The writer streams a tar without a temporary file (so uploads can show exact progress); the
+reader checks every entry before any byte is stored: no absolute paths, no '..', no links,
+no devices. Folders are walked with symlinks followed only while they stay inside the folder.
+"""
+
+import os
+import posixpath
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsml.core.errors import InvalidInput
+
+BLOCK = 512
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Member:
+    """One regular file to put in an archive: its name inside, where its bytes are, its size."""
+
+    arcname: str
+    source: Path
+    size: int
+    mode: int = 0o644
+    mtime: float = 0.0
+
+
+def safe_relpath(name: str) -> str:
+    """Normalise an archive or upload path, refusing anything that could escape its folder."""
+    raw = name.replace("\\", "/")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise InvalidInput(f"'{name}' is an absolute path; archives may only hold relative paths.")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if not parts:
+        raise InvalidInput(f"'{name}' is not a file name.")
+    if ".." in parts:
+        raise InvalidInput(f"'{name}' points outside its folder ('..' is not allowed).")
+    if any("\x00" in p for p in parts):
+        raise InvalidInput(f"'{name}' contains a NUL byte.")
+    return "/".join(parts)
+
+
+def load_ignore(root: Path, extra_patterns: Iterable[str] = ()) -> Callable[[str, bool], bool]:
+    """A predicate telling whether a relative path is excluded by .nsmlignore (gitignore syntax)."""
+    import pathspec
+
+    lines = list(extra_patterns)
+    ignore_file = root / ".nsmlignore"
+    if ignore_file.is_file():
+        lines += ignore_file.read_text(errors="replace").splitlines()
+    if not lines:
+        return lambda rel, is_dir: False
+    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    return lambda rel, is_dir: spec.match_file(rel + "/" if is_dir else rel)
+
+
+def walk_folder(root: Path, ignore: Callable[[str, bool], bool] | None = None) -> list[Member]:
+    """Every regular file below root, sorted; symlinks are followed only inside root."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InvalidInput(f"'{root}' is not a folder.")
+    real_root = root.resolve()
+    members: list[Member] = []
+
+    def visit(folder: Path, rel_folder: str) -> None:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            rel = f"{rel_folder}{entry.name}"
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(real_root):
+                    raise InvalidInput(
+                        f"'{rel}' is a symbolic link to {target}, outside the folder being uploaded; "
+                        f"copy the file in or add it to .nsmlignore."
+                    )
+            is_dir = entry.is_dir()
+            if ignore and ignore(rel, is_dir):
+                continue
+            if is_dir:
+                visit(path, rel + "/")
+            elif entry.is_file():
+                st = path.stat()
+                members.append(Member(rel, path, st.st_size, st.st_mode & 0o777, st.st_mtime))
+
+    visit(root, "")
+    return members
+
+
+def _header(member: Member) -> bytes:
+    info = tarfile.TarInfo(member.arcname)
+    info.size = member.size
+    info.mode = member.mode
+    info.mtime = int(member.mtime)
+    return info.tobuf(format=tarfile.PAX_FORMAT)
+
+
+def archive_size(members: list[Member]) -> int:
+    total = 2 * BLOCK * 10  # tarfile's end-of-archive padding to a 10 KiB record
+    for m in members:
+        total += len(_header(m)) + -(-m.size // BLOCK) * BLOCK
+    return total
+
+
+def stream_tar(members: Iterable[Member], open_source: Callable[[Member], Iterator[bytes]] | None = None) -> Iterator[bytes]:
+    """Yield an uncompressed tar of members chunk by chunk (no temporary file)."""
+    written = 0
+    for m in members:
+        header = _header(m)
+        yield header
+        written += len(header)
+        sent = 0
+        chunks = open_source(m) if open_source else _file_chunks(m.source)
+        for chunk in chunks:
+            sent += len(chunk)
+            if sent > m.size:
+                raise InvalidInput(f"'{m.arcname}' grew while it was being uploaded; try again.")
+            yield chunk
+        if sent != m.size:
+            raise InvalidInput(f"'{m.arcname}' changed size while it was being uploaded; try again.")
+        pad = -m.size % BLOCK
+        if pad:
+            yield b"\0" * pad
+        written += m.size + pad
+    end = 2 * BLOCK
+    written += end
+    end += -written % (BLOCK * 20)
+    yield b"\0" * end
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def read_tar(fileobj, store_file: Callable[[str, Iterator[bytes], int], None]) -> int:
+    """Check each entry of a tar stream and hand regular files to store_file(path, chunks, size).
+
+    Raises InvalidInput on the first entry that is a link, a device, an absolute path or '..'.
+    Returns the number of files stored.
+    """
+    count = 0
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+            for info in tar:
+                if info.isdir():
+                    safe_relpath(info.name)
+                    continue
+                if info.issym() or info.islnk():
+                    raise InvalidInput(
+                        f"Archive entry '{info.name}' is a link to '{info.linkname}'; links are not accepted."
+                    )
+                if not info.isfile():
+                    raise InvalidInput(f"Archive entry '{info.name}' is not a regular file.")
+                rel = safe_relpath(info.name)
+                src = tar.extractfile(info)
+                store_file(rel, iter(lambda: src.read(CHUNK), b""), info.size)
+                count += 1
+    except tarfile.TarError as exc:
+        raise InvalidInput(f"The upload is not a valid tar archive ({exc}).") from exc
+    return count
+
+
+def extract_to(fileobj, dest: Path) -> list[str]:
+    """Unpack a tar stream into dest with the same checks as read_tar; returns the paths."""
+    dest = Path(dest)
+    paths: list[str] = []
+
+    def store(rel: str, chunks: Iterator[bytes], size: int) -> None:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        paths.append(rel)
+
+    read_tar(fileobj, store)
+    return paths
+
+
+def common_parent(paths: Iterable[str]) -> str:
+    return posixpath.commonpath(list(paths)) if paths else ""

@@ -1,0 +1,189 @@
+"""Sessions and their checkpoints in SQL."""
+
+import json
+import time
+
+from sqlalchemy import delete, func, select
+
+from nsml.core import naming
+from nsml.core.entities import Checkpoint, FileEntry, Session
+from nsml.core.errors import Conflict, InvalidInput, NotFound, not_found
+from nsml.core.resources import Resources
+from nsml.core.states import Status, can_move
+
+from .models import CheckpointRow, FilesetRow, PointRow, SeriesRow, SessionCounterRow, SessionRow
+
+
+def to_session(row: SessionRow) -> Session:
+    return Session(
+        id=row.id, owner=row.owner, dataset=row.dataset, number=row.number, entry=row.entry,
+        args=row.args, status=Status(row.status),
+        resources=Resources(row.cpus, row.memory, row.gpus), created=row.created, memo=row.memo,
+        exit_code=row.exit_code, started=row.started, ended=row.ended, error=row.error, image=row.image,
+        code_fileset_id=row.code_fileset_id, outputs_fileset_id=row.outputs_fileset_id,
+        supervisor_pid=row.supervisor_pid, summary=json.loads(row.summary),
+        last_values=json.loads(row.last_values), journal_offset=row.journal_offset,
+        log_offset=row.log_offset, gpu_ids=row.gpu_ids,
+    )
+
+
+def to_checkpoint(row: CheckpointRow) -> Checkpoint:
+    return Checkpoint(row.session_id, row.name, row.created, row.elapsed, row.size, json.loads(row.summary), row.fileset_id)
+
+
+class SessionsMixin:
+    # -- sessions -------------------------------------------------------------------------
+    def create_session(
+        self, owner: str, dataset: str, entry: str, args: str, resources: Resources,
+        memo: str, image: str, code: list[FileEntry],
+    ) -> Session:
+        with self._write() as orm:
+            counter = orm.get(SessionCounterRow, (owner, dataset))
+            if counter is None:
+                counter = SessionCounterRow(owner=owner, dataset=dataset, last=0)
+                orm.add(counter)
+            counter.last += 1
+            code_id = self.add_fileset("code", code, orm)
+            row = SessionRow(
+                owner=owner, dataset=dataset, number=counter.last, entry=entry, args=args,
+                status=Status.QUEUED.value, cpus=resources.cpus, memory=resources.memory, gpus=resources.gpus,
+                created=time.time(), memo=memo, image=image, code_fileset_id=code_id,
+                summary="{}", last_values="{}", error="", gpu_ids="",
+            )
+            orm.add(row)
+            orm.flush()
+            return to_session(row)
+
+    def _session_row(self, orm, name: str) -> SessionRow:
+        owner, dataset, number = naming.parse_session_name(name)
+        row = orm.scalar(
+            select(SessionRow).where(
+                SessionRow.owner == owner, SessionRow.dataset == dataset, SessionRow.number == number
+            )
+        )
+        if row is None:
+            known = [f"{o}/{d}/{n}" for o, d, n in orm.execute(select(SessionRow.owner, SessionRow.dataset, SessionRow.number))]
+            raise not_found("Session", name, known)
+        return row
+
+    def get_session(self, name: str) -> Session:
+        with self._read() as orm:
+            return to_session(self._session_row(orm, name))
+
+    def session_by_id(self, session_id: int) -> Session:
+        with self._read() as orm:
+            row = orm.get(SessionRow, session_id)
+            if row is None:
+                raise NotFound(f"Session #{session_id} does not exist.")
+            return to_session(row)
+
+    def list_sessions(
+        self, statuses: set[Status] | None = None, dataset: str | None = None,
+        owner: str | None = None, limit: int | None = None,
+    ) -> list[Session]:
+        query = select(SessionRow).order_by(SessionRow.created.desc(), SessionRow.id.desc())
+        if statuses:
+            query = query.where(SessionRow.status.in_([s.value for s in statuses]))
+        if dataset:
+            query = query.where(SessionRow.dataset == dataset)
+        if owner:
+            query = query.where(SessionRow.owner == owner)
+        if limit:
+            query = query.limit(limit)
+        with self._read() as orm:
+            return [to_session(r) for r in orm.scalars(query)]
+
+    def match_sessions(self, pattern: str) -> list[Session]:
+        """Sessions whose name matches a glob; a plain name must exist (clear error otherwise)."""
+        if not naming.is_pattern(pattern):
+            return [self.get_session(pattern)]
+        return [s for s in self.list_sessions() if naming.matches(pattern, s.name)]
+
+    def update_session(self, session_id: int, **fields) -> Session:
+        """Set plain columns; status changes go through move_session."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id)
+            if row is None:
+                raise NotFound(f"Session #{session_id} does not exist.")
+            for key, value in fields.items():
+                setattr(row, key, value)
+            return to_session(row)
+
+    def move_session(self, session_id: int, new: Status, **fields) -> Session | None:
+        """Change status if allowed from the current one; returns None when it was not."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id)
+            if row is None or not can_move(Status(row.status), new):
+                return None
+            row.status = new.value
+            for key, value in fields.items():
+                setattr(row, key, value)
+            return to_session(row)
+
+    def delete_session(self, session_id: int) -> list[int]:
+        """Delete a session and everything it owns; returns the fileset ids that were dropped."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id)
+            if row is None:
+                return []
+            filesets = [row.code_fileset_id, row.outputs_fileset_id]
+            filesets += list(orm.scalars(select(CheckpointRow.fileset_id).where(CheckpointRow.session_id == session_id)))
+            series_ids = list(orm.scalars(select(SeriesRow.id).where(SeriesRow.session_id == session_id)))
+            if series_ids:
+                orm.execute(delete(PointRow).where(PointRow.series_id.in_(series_ids)))
+                orm.execute(delete(SeriesRow).where(SeriesRow.id.in_(series_ids)))
+            orm.execute(delete(CheckpointRow).where(CheckpointRow.session_id == session_id))
+            orm.delete(row)
+            orm.flush()
+            for fs in filesets:
+                self._drop_fileset(orm, fs)
+            return [f for f in filesets if f is not None]
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def put_checkpoint(self, session_id: int, name: str, walltime: float, files: list[FileEntry]) -> Checkpoint:
+        naming.check_checkpoint_name(name)
+        with self._write() as orm:
+            session = orm.get(SessionRow, session_id)
+            if session is None:
+                raise NotFound(f"Session #{session_id} does not exist.")
+            previous = orm.scalar(
+                select(func.max(CheckpointRow.created)).where(CheckpointRow.session_id == session_id)
+            )
+            since = previous or session.started or session.created
+            summary = session.summary if session.summary != "{}" else session.last_values
+            old = orm.scalar(select(CheckpointRow).where(CheckpointRow.session_id == session_id, CheckpointRow.name == name))
+            fileset_id = self.add_fileset("checkpoint", files, orm)
+            if old is not None:  # same name overwrites, as in NSML
+                old_fileset = old.fileset_id
+                orm.delete(old)
+                orm.flush()
+                self._drop_fileset(orm, old_fileset)
+            row = CheckpointRow(
+                session_id=session_id, name=name, created=walltime, elapsed=max(0.0, walltime - since),
+                size=sum(f.size for f in files), summary=summary, fileset_id=fileset_id,
+            )
+            orm.add(row)
+            orm.flush()
+            return to_checkpoint(row)
+
+    def list_checkpoints(self, session_id: int) -> list[Checkpoint]:
+        with self._read() as orm:
+            rows = orm.scalars(select(CheckpointRow).where(CheckpointRow.session_id == session_id).order_by(CheckpointRow.created))
+            return [to_checkpoint(r) for r in rows]
+
+    def get_checkpoint(self, session: Session, name: str) -> Checkpoint:
+        for ckpt in self.list_checkpoints(session.id):
+            if ckpt.name == name:
+                return ckpt
+        names = [c.name for c in self.list_checkpoints(session.id)]
+        listing = ", ".join(names) if names else "none yet"
+        raise NotFound(f"Session {session.name} has no checkpoint '{name}'. Its checkpoints: {listing}.")
+
+    def delete_checkpoint(self, session_id: int, name: str) -> None:
+        with self._write() as orm:
+            row = orm.scalar(select(CheckpointRow).where(CheckpointRow.session_id == session_id, CheckpointRow.name == name))
+            if row is not None:
+                fs = row.fileset_id
+                orm.delete(row)
+                orm.flush()
+                self._drop_fileset(orm, fs)

@@ -1,0 +1,181 @@
+"""SqlStore: every read and write of metadata. Returns nsml.core entities, never ORM rows."""
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session as OrmSession
+
+from nsml.core import naming
+from nsml.core.entities import Checkpoint, Dataset, FileEntry, Session
+from nsml.core.errors import AlreadyExists, Conflict, NotFound, not_found
+from nsml.core.resources import Resources
+from nsml.core.states import ACTIVE, Status, can_move
+
+from .engine import make_engine, migrate
+from .metrics import MetricsMixin
+from .sessions import SessionsMixin
+from .models import (
+    CheckpointRow,
+    DatasetRow,
+    FileRow,
+    FilesetRow,
+    SessionCounterRow,
+    SessionRow,
+    UserRow,
+)
+
+
+def open_store(url: str) -> "SqlStore":
+    engine = make_engine(url)
+    migrate(engine)
+    return SqlStore(engine)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SqlStore(SessionsMixin, MetricsMixin):
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        # SQLite allows one writer at a time; taking turns here avoids "database is locked".
+        self._write_lock = threading.RLock()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _read(self) -> OrmSession:
+        return OrmSession(self.engine, expire_on_commit=False)
+
+    class _Writer:
+        def __init__(self, store: "SqlStore"):
+            self.store = store
+
+        def __enter__(self) -> OrmSession:
+            self.store._write_lock.acquire()
+            self.orm = OrmSession(self.store.engine, expire_on_commit=False)
+            self.orm.begin()
+            return self.orm
+
+        def __exit__(self, exc_type, exc, tb):
+            try:
+                if exc_type is None:
+                    self.orm.commit()
+                else:
+                    self.orm.rollback()
+            finally:
+                self.orm.close()
+                self.store._write_lock.release()
+
+    def _write(self) -> "_Writer":
+        return SqlStore._Writer(self)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- users ----------------------------------------------------------------------------
+    def add_user(self, name: str, token: str) -> None:
+        naming.check_owner(name)
+        with self._write() as orm:
+            row = orm.scalar(select(UserRow).where(UserRow.name == name))
+            if row is None:
+                orm.add(UserRow(name=name, token_sha256=_token_hash(token), created=time.time()))
+            else:
+                row.token_sha256 = _token_hash(token)
+
+    def user_for_token(self, token: str) -> str | None:
+        with self._read() as orm:
+            return orm.scalar(select(UserRow.name).where(UserRow.token_sha256 == _token_hash(token)))
+
+    # -- filesets -------------------------------------------------------------------------
+    def add_fileset(self, kind: str, entries: Iterable[FileEntry], orm: OrmSession | None = None) -> int:
+        entries = list(entries)
+        if orm is None:
+            with self._write() as w:
+                return self.add_fileset(kind, entries, w)
+        fs = FilesetRow(kind=kind, size=sum(e.size for e in entries), file_count=len(entries), created=time.time())
+        orm.add(fs)
+        orm.flush()
+        orm.add_all(FileRow(fileset_id=fs.id, path=e.path, sha256=e.sha256, size=e.size) for e in entries)
+        return fs.id
+
+    def files(self, fileset_id: int) -> list[FileEntry]:
+        with self._read() as orm:
+            rows = orm.scalars(select(FileRow).where(FileRow.fileset_id == fileset_id).order_by(FileRow.path))
+            return [FileEntry(r.path, r.size, r.sha256) for r in rows]
+
+    def referenced_shas(self) -> set[str]:
+        with self._read() as orm:
+            return set(orm.scalars(select(FileRow.sha256).distinct()))
+
+    def _drop_fileset(self, orm: OrmSession, fileset_id: int | None) -> None:
+        if fileset_id is not None:
+            orm.execute(delete(FileRow).where(FileRow.fileset_id == fileset_id))
+            orm.execute(delete(FilesetRow).where(FilesetRow.id == fileset_id))
+
+    # -- datasets -------------------------------------------------------------------------
+    @staticmethod
+    def _dataset(row: DatasetRow, fs: FilesetRow) -> Dataset:
+        return Dataset(
+            name=row.name, owner=row.owner, description=row.description, private=row.private,
+            size=fs.size, file_count=fs.file_count, created=row.created, updated=row.updated,
+            fileset_id=row.fileset_id, has_test=row.has_test,
+        )
+
+    def put_dataset(
+        self, name: str, owner: str, description: str, private: bool, entries: list[FileEntry], force: bool
+    ) -> Dataset:
+        """Register a fully stored dataset in one transaction; with force, replace the old one."""
+        naming.check_dataset_name(name)
+        has_test = any(e.path.startswith("test/") for e in entries)
+        now = time.time()
+        with self._write() as orm:
+            row = orm.scalar(select(DatasetRow).where(DatasetRow.name == name))
+            if row is not None and not force:
+                raise AlreadyExists(f"Dataset '{name}' already exists; push with -f to replace it.")
+            fileset_id = self.add_fileset("dataset", entries, orm)
+            if row is None:
+                row = DatasetRow(name=name, owner=owner, created=now)
+                orm.add(row)
+                old_fileset = None
+            else:
+                old_fileset = row.fileset_id
+            row.description, row.private, row.fileset_id = description, private, fileset_id
+            row.has_test, row.updated = has_test, now
+            orm.flush()
+            if old_fileset is not None:
+                self._drop_fileset(orm, old_fileset)
+            return self._dataset(row, orm.get(FilesetRow, fileset_id))
+
+    def get_dataset(self, name: str) -> Dataset:
+        with self._read() as orm:
+            found = orm.execute(
+                select(DatasetRow, FilesetRow).join(FilesetRow, DatasetRow.fileset_id == FilesetRow.id)
+                .where(DatasetRow.name == name)
+            ).first()
+            if found is None:
+                raise not_found("Dataset", name, list(orm.scalars(select(DatasetRow.name))))
+            return self._dataset(*found)
+
+    def list_datasets(self, pattern: str | None = None) -> list[Dataset]:
+        with self._read() as orm:
+            rows = orm.execute(
+                select(DatasetRow, FilesetRow).join(FilesetRow, DatasetRow.fileset_id == FilesetRow.id)
+                .order_by(DatasetRow.name)
+            ).all()
+            out = [self._dataset(d, f) for d, f in rows]
+        if pattern:
+            out = [d for d in out if naming.matches(pattern, d.name)]
+        return out
+
+    def delete_dataset(self, name: str) -> None:
+        with self._write() as orm:
+            row = orm.scalar(select(DatasetRow).where(DatasetRow.name == name))
+            if row is None:
+                raise not_found("Dataset", name, list(orm.scalars(select(DatasetRow.name))))
+            fileset_id = row.fileset_id
+            orm.delete(row)
+            orm.flush()
+            self._drop_fileset(orm, fileset_id)
