@@ -20,7 +20,7 @@ def bind_model(model):
     def save(dir_path, **kwargs):
         with open(os.path.join(dir_path, "model.pkl"), "wb") as f:
             pickle.dump(model, f)
-        print("model saved!")
+        pass
 
     def load(dir_path, **kwargs):
         with open(os.path.join(dir_path, "model.pkl"), "rb") as f:
@@ -69,4 +69,5 @@ if __name__ == "__main__":
             val_acc = float((model.predict(x_val) == y_val).mean())
             nsml.report(summary=True, scope=locals(), step=epoch, epoch=epoch, epoch_total=config.epochs,
                         train__loss=float(model.loss_), val__accuracy=val_acc)
+            print(f"epoch {epoch + 1}/{config.epochs}: loss {model.loss_:.4f}, validation accuracy {val_acc:.3f}")
             nsml.save(epoch)

@@ -1,0 +1,149 @@
+"""Shared fixtures: a real NSML server process on a free port, and the real CLI against it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+@dataclass
+class Cli:
+    """Runs `python -m nsml ARGS` with NSML_HOME pointing at the test server's home."""
+
+    env: dict
+    cwd: Path
+
+    def __call__(self, *args, cwd=None, input=None, check=True, timeout=120) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nsml", *map(str, args)], cwd=cwd or self.cwd, env=self.env,
+            input=input, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"nsml {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+@dataclass
+class Server:
+    home: Path
+    proc: subprocess.Popen | None = None
+    url: str = ""
+    token: str = ""
+    extra: list = field(default_factory=list)
+
+    def start(self, timeout: float = 30) -> "Server":
+        cmd = [sys.executable, "-m", "nsml.server.main", "--home", str(self.home), "--embedded",
+               "--port", self.url.rsplit(":", 1)[1] if self.url else "0", "--cpus", "64", "--memory", "256G", *self.extra]
+        (self.home / "server.json").unlink(missing_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.home / "server.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=clean_env(self.home))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited:\n" + (self.home / "server.log").read_text())
+            try:
+                info = json.loads((self.home / "server.json").read_text())
+                if httpx.get(info["url"] + "/api/health", timeout=1).status_code == 200:
+                    self.url = info["url"]
+                    self.token = (self.home / "token").read_text().strip()
+                    return self
+            except (OSError, ValueError, httpx.HTTPError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    @property
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+
+    def session(self, name: str) -> dict:
+        owner, dataset, n = name.split("/")
+        return self.api.get(f"/api/sessions/{owner}/{dataset}/{n}").json()
+
+    def wait(self, name: str, statuses=("exited", "failed", "stopped"), timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.session(name)
+            if s.get("status") in statuses:
+                return s
+            time.sleep(0.1)
+        raise AssertionError(f"{name} did not reach {statuses}: {self.session(name)}")
+
+
+def clean_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NSML_")}
+    env["NSML_HOME"] = str(home)
+    env["USER"] = env["LOGNAME"] = "alice"
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path / "home").start()
+    yield srv
+    srv.stop()
+    kill_leftover_supervisors(srv.home)
+
+
+@pytest.fixture
+def cli(server, tmp_path) -> Cli:
+    work = tmp_path / "work"
+    work.mkdir()
+    return Cli(clean_env(server.home), work)
+
+
+def kill_leftover_supervisors(home: Path) -> None:
+    """Sessions outlive the server by design; a test must not leave them behind."""
+    for spec in (home / "runs").glob("*/spool/user.pid"):
+        try:
+            os.killpg(int(spec.read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+    out = subprocess.run(["pgrep", "-f", f"nsml.scheduler.supervisor {home}"], capture_output=True, text=True).stdout
+    for pid in out.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def write_project(folder: Path, main: str, **files: str) -> Path:
+    """A code folder with main.py (and any other files) for `nsml run`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "main.py").write_text(main)
+    for name, text in files.items():
+        (folder / name.replace("__", "/")).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name.replace("__", "/")).write_text(text)
+    return folder
+
+
+def write_dataset(folder: Path, with_test: bool = True) -> Path:
+    (folder / "train").mkdir(parents=True, exist_ok=True)
+    (folder / "train" / "train_data").write_text("1,2\n3,4\n")
+    (folder / "train" / "train_label").write_text("0\n1\n")
+    if with_test:
+        (folder / "test").mkdir(exist_ok=True)
+        (folder / "test" / "test_data").write_text("5,6\n")
+        (folder / "test" / "test_label").write_text("1\n")
+    return folder
