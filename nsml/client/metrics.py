@@ -1,0 +1,147 @@
+"""``nsml.report()``: metric values into the journal on the platform, onto stdout locally.
+
+This is the one function users call in their inner loop, so the common case (scalar values) is
+kept to a few dictionary operations and one deque append; see journal.py for the rest.
+"""
+
+import time
+
+from nsml.client import scope as _scope
+
+# Values of exactly these types are immutable JSON scalars: they can be queued as they are and
+# encoded later by the journal thread. Anything else (containers, float subclasses such as
+# numpy.float64, unknown objects) is encoded at once, which both validates it and freezes it.
+_PLAIN = frozenset((float, int, str, bool, type(None)))
+_STEP_TYPES = frozenset((int, float, type(None)))
+
+_journal = None  # None: not looked up yet; False: off the platform; else a journal.Journal
+_encode_metrics = None  # bound on first use: importing json is deferred until then
+
+
+def report(summary=False, scope=None, **values):
+    """Record metric values, e.g. ``nsml.report(step=epoch, train__loss=0.5, acc=0.9)``.
+
+    Values must be JSON values (numbers, strings, booleans, None, lists, dicts); anything else,
+    a tensor for instance, raises TypeError. ``__`` in a key is shown as ``/`` (``train__loss`` is
+    plotted as ``train/loss``). ``step`` sets the x-axis; ``walltime`` is always the time of the
+    call. ``summary=True`` marks values for the session's summary (``nsml ps``, checkpoint
+    summaries). ``scope=locals()`` registers variables for ``nsml exec``.
+
+    On the platform the values are appended to the session's journal; locally they are printed.
+    """
+    if scope is not None:
+        _scope.remember(scope)
+    walltime = time.time()
+    step = values.pop('step', None)
+    if 'walltime' in values:
+        del values['walltime']  # "walltime is always overwritten": the line carries its own
+    given = values
+    for key in values:
+        if '__' in key:
+            values = {k.replace('__', '/'): v for k, v in given.items()}
+            break
+    if type(step) not in _STEP_TYPES:
+        step = _as_step(step)
+    summary = True if summary else False
+
+    journal = _journal
+    if journal is None:
+        journal = _setup()
+    if _PLAIN.issuperset(map(type, values.values())):
+        if journal:
+            values[0] = walltime  # the record format journal.py describes
+            values[1] = step
+            values[2] = summary
+            journal.append(values)
+            return
+    else:
+        line = _encode_checked(walltime, step, summary, values, given)
+        if journal:
+            journal.append(line)
+            return
+    print(_readable(step, values))
+
+
+def _setup():
+    global _journal, _encode_metrics
+    from nsml.client import journal
+
+    _encode_metrics = journal.encode_metrics
+    _journal = journal.current() or False
+    return _journal
+
+
+def _as_step(step):
+    # Integer-like objects (numpy.int64, a one-element integer tensor) are what people pass when
+    # they loop over numpy ranges; their meaning is unambiguous, so take them.
+    import operator  # the slow path only: `import nsml` stays free of it
+
+    if not isinstance(step, bool):
+        try:
+            return operator.index(step)  # strict: a float tensor is not silently truncated
+        except TypeError:
+            pass
+    if isinstance(step, float):  # a float subclass, e.g. numpy.float64
+        return float(step)
+    raise TypeError(f'nsml.report: step is a {type(step).__name__}, which is not a number; '
+                    'pass an int (or float)')
+
+
+def _encode_checked(walltime, step, summary, values, given):
+    try:
+        return _encode_metrics(walltime, step, summary, values)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    raise _not_json_error(given) from None
+
+
+def _not_json_error(given):
+    """Name the key and the offending type, and say what to do about it."""
+    for key, value in given.items():
+        found = _offender(value, 0)
+        if found is None:
+            continue
+        bad = found[0]
+        kind = type(bad).__name__
+        if bad is value:
+            if hasattr(value, 'item'):  # tensors and numpy scalars/arrays
+                hint = f'pass float({key}) or {key}.item()'
+            else:
+                hint = 'pass a number, string, bool, None, or a list or dict of those'
+            return TypeError(f"nsml.report: value for '{key}' is a {kind}, which is not JSON; {hint}")
+        if kind == 'list' or kind == 'dict':
+            what = 'is nested too deeply (does it contain itself?)'
+            return TypeError(f"nsml.report: value for '{key}' {what}")
+        return TypeError(f"nsml.report: value for '{key}' contains a {kind}, which is not JSON; "
+                         'convert it with float(), int() or .tolist()')
+    return TypeError('nsml.report: values must be JSON values')
+
+
+def _offender(value, depth):
+    """The first object inside ``value`` that JSON cannot hold, as a 1-tuple; None if all fine."""
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int
+        return None
+    if depth > 100:
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        items = value
+    elif isinstance(value, dict):
+        for key in value:
+            if not (key is None or isinstance(key, (str, int, float))):
+                return (key,)
+        items = value.values()
+    else:
+        return (value,)
+    for item in items:
+        found = _offender(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _readable(step, values):
+    """The local console line: ``step=3, train/loss=0.5, acc=0.9``."""
+    parts = [f'{key}={value}' for key, value in values.items()]
+    if step is not None:
+        parts.insert(0, f'step={step}')
+    return ', '.join(parts)

@@ -1,0 +1,177 @@
+"""nsml.report(): local printing, validation, and the journal lines a session writes."""
+
+import math
+import os
+import time
+
+import pytest
+
+import nsml
+from nsml.client import scope
+from tests.client.conftest import read_journal, run_python
+
+
+class Tensor:
+    """Stands in for torch.Tensor: not JSON, has .item()."""
+
+    def item(self):
+        return 0.5
+
+
+def test_off_platform_prints_a_readable_line(capsys):
+    nsml.report(step=3, train__loss=0.5, acc=0.9, walltime=12)
+    assert capsys.readouterr().out == 'step=3, train/loss=0.5, acc=0.9\n'
+
+
+def test_off_platform_without_step(capsys):
+    nsml.report(summary=True, epoch=1, name='run')
+    assert capsys.readouterr().out == 'epoch=1, name=run\n'
+
+
+def test_non_json_value_names_key_and_type(capsys):
+    with pytest.raises(TypeError) as err:
+        nsml.report(step=1, loss=Tensor())
+    assert str(err.value) == ("nsml.report: value for 'loss' is a Tensor, which is not JSON; "
+                              "pass float(loss) or loss.item()")
+    assert capsys.readouterr().out == ''  # nothing half-reported
+
+
+def test_non_json_inside_a_list_is_named():
+    with pytest.raises(TypeError, match=r"value for 'hist' contains a Tensor"):
+        nsml.report(hist=[1.0, Tensor()])
+    with pytest.raises(TypeError, match=r"value for 'tags' is a set"):
+        nsml.report(tags={'a'})
+    with pytest.raises(TypeError, match=r"value for 'd' contains a tuple"):
+        nsml.report(d={(1, 2): 3})
+
+
+def test_a_value_that_contains_itself_is_refused():
+    loop = []
+    loop.append(loop)
+    with pytest.raises(TypeError, match=r"value for 'loop'"):
+        nsml.report(loop=loop)
+
+
+def test_step_must_be_a_number(capsys):
+    with pytest.raises(TypeError, match=r'step is a str, which is not a number'):
+        nsml.report(step='3', loss=1.0)
+
+    class NumpyInt:  # like numpy.int64: not an int, but has __index__
+        def __index__(self):
+            return 7
+
+    nsml.report(step=NumpyInt(), loss=1.0)
+    assert capsys.readouterr().out == 'step=7, loss=1.0\n'
+
+
+def test_scope_is_kept_for_exec():
+    marker = {'config': 'x'}
+    nsml.report(scope=marker, loss=1.0)
+    assert scope.current() is marker
+
+
+def test_journal_lines_on_platform(spool, workdir):
+    run_python('''
+        import nsml
+        class F(float):  # like numpy.float64: a float subclass
+            pass
+        nsml.report(step=1, train__loss=0.5, acc=0.9, walltime=5)
+        nsml.report(summary=True, step=2, val__acc=F(0.25), epoch=2)
+        nsml.report(hist=[1, 2.5, None], info={'lr': 0.1, 'name': 'adam'}, ok=True, note='é"')
+        nsml.report(step=3, bad=float('nan'), big=float('inf'), small=-float('inf'))
+    ''', workdir, NSML_SPOOL=spool, NSML_IS_ON_NSML=1, NSML_SESSION_NAME='alice/toy/1')
+    before = time.time()
+    lines = read_journal(spool)
+    assert [line['k'] for line in lines] == ['m'] * 4
+    first, second, third, fourth = lines
+    assert first['step'] == 1 and first['s'] is False
+    assert first['v'] == {'train/loss': 0.5, 'acc': 0.9}  # no 'walltime', no 'step' in v
+    assert before - 60 < first['w'] <= before  # the call's time, not the 5 passed in
+    assert second['s'] is True and second['v'] == {'val/acc': 0.25, 'epoch': 2}
+    assert third['step'] is None
+    assert third['v'] == {'hist': [1, 2.5, None], 'info': {'lr': 0.1, 'name': 'adam'},
+                          'ok': True, 'note': 'é"'}
+    assert math.isnan(fourth['v']['bad']) and fourth['v']['big'] == math.inf
+    raw = open(os.path.join(spool, 'journal.ndjson')).read().splitlines()[3]
+    assert '"bad":NaN' in raw and '"big":Infinity' in raw and '"small":-Infinity' in raw
+    assert list(first) == ['k', 'w', 'step', 's', 'v']
+
+
+def test_type_error_on_platform_writes_nothing(spool, workdir):
+    proc = run_python('''
+        import nsml
+        nsml.report(step=1, loss=1.0)
+        try:
+            nsml.report(step=2, loss=object())
+        except TypeError as exc:
+            print(exc)
+    ''', workdir, NSML_SPOOL=spool)
+    assert "value for 'loss' is a object" in proc.stdout
+    assert [line['step'] for line in read_journal(spool)] == [1]
+
+
+def test_background_thread_writes_while_the_process_runs(spool, workdir):
+    # The script checks its own journal after 1 s, then leaves with os._exit, which skips the
+    # atexit flush: the line can only be there if the flusher thread wrote it.
+    proc = run_python('''
+        import os, time, nsml
+        nsml.report(step=1, loss=1.0)
+        path = os.path.join(os.environ['NSML_SPOOL'], 'journal.ndjson')
+        time.sleep(1.0)
+        print(open(path).read().count('"k":"m"'))
+        nsml.report(step=2, loss=2.0)
+        os._exit(0)
+    ''', workdir, NSML_SPOOL=spool)
+    assert proc.stdout.strip() == '1'
+
+
+def test_pending_lines_are_flushed_at_exit(spool, workdir):
+    run_python('''
+        import nsml
+        for i in range(1000):
+            nsml.report(step=i, loss=i / 10)
+    ''', workdir, NSML_SPOOL=spool)
+    assert [line['step'] for line in read_journal(spool)] == list(range(1000))
+
+
+def test_reports_from_threads_are_all_written(spool, workdir):
+    run_python('''
+        import threading, nsml
+        start = threading.Barrier(4)  # all threads make the first report (opening the journal) at once
+        def work(t):
+            start.wait()
+            for i in range(2000):
+                nsml.report(step=i, thread=t)
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+    ''', workdir, NSML_SPOOL=spool)
+    lines = read_journal(spool)
+    assert len(lines) == 8000
+    for t in range(4):
+        assert [l['step'] for l in lines if l['v']['thread'] == t] == list(range(2000))
+
+
+def test_forked_child_does_not_repeat_the_parents_pending_lines(spool, workdir):
+    run_python('''
+        import os, sys, nsml
+        nsml.report(step=1, who='parent')       # still pending when the process forks
+        pid = os.fork()
+        if pid == 0:
+            nsml.report(step=2, who='child')
+            sys.exit(0)                          # runs atexit: flushes the child's journal
+        os.waitpid(pid, 0)
+        nsml.report(step=3, who='parent')
+    ''', workdir, NSML_SPOOL=spool)
+    lines = read_journal(spool)
+    assert sorted((l['step'], l['v']['who']) for l in lines) == \
+        [(1, 'parent'), (2, 'child'), (3, 'parent')]
+
+
+def test_unwritable_spool_is_a_clear_error(tmp_path, workdir):
+    proc = run_python('''
+        import nsml
+        nsml.report(loss=1.0)
+    ''', workdir, check=False, NSML_SPOOL=tmp_path / 'missing' / 'spool')
+    assert proc.returncode == 1
+    assert 'nsml: cannot open the metrics journal' in proc.stderr
