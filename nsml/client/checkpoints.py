@@ -106,10 +106,11 @@ def checkpoint_name(checkpoint, legacy, caller, default_now):
     else:  # a float epoch or True is more likely a slip than a name
         raise TypeError(f'nsml.{caller}: checkpoint must be a str or an int, not '
                         f'{type(checkpoint).__name__}')
-    # The name becomes a directory name locally and a URL segment on the server.
-    if not name or name in ('.', '..') or any(c in name for c in '/\\\0'):
+    # The name becomes a directory name locally and a URL segment on the server, whose rule
+    # (nsml.core.naming.check_checkpoint_name) this repeats so a bad name fails here, not later.
+    if not name or name in ('.', '..') or any(c in name for c in '/\\\0') or len(name) > 200:
         raise ValueError(f"nsml.{caller}: {name!r} is not a usable checkpoint name "
-                         "(it must be non-empty and contain no '/')")
+                         "(it must be 1 to 200 characters, with no '/' or '\\')")
     return name
 
 
@@ -127,6 +128,7 @@ def _pick(role, explicit):
 def _save_to_spool(name, fn, kwargs):
     from nsml.client import journal
 
+    journal.current()  # opened before the save function runs: installs the SIGTERM handler
     root = os.path.join(CONTEXT.spool, 'checkpoints')
     os.makedirs(root, exist_ok=True)
     # Unique per save, even for repeated names: the supervisor may still be uploading the last one.

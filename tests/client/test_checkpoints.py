@@ -93,6 +93,7 @@ def test_names_int_str_legacy_iteration_and_timestamp(capsys):
     (lambda: nsml.save(True), TypeError),
     (lambda: nsml.save('../escape'), ValueError),
     (lambda: nsml.save(''), ValueError),
+    (lambda: nsml.save('x' * 201), ValueError),
     (lambda: nsml.load(), TypeError),
 ])
 def test_bad_names_are_refused(call, error):
