@@ -41,12 +41,17 @@ def config_path() -> Path:
 
 
 def resolve(start: bool = True) -> Server:
-    if os.environ.get("NSML_SERVER_URL") and os.environ.get("NSML_TOKEN"):
+    if os.environ.get("NSML_SERVER_URL"):
+        if not os.environ.get("NSML_TOKEN"):
+            raise CliError("NSML_SERVER_URL is set but NSML_TOKEN is not; set both, or neither.")
         return Server(os.environ["NSML_SERVER_URL"].rstrip("/"), os.environ["NSML_TOKEN"])
     cfg = config_path()
     if cfg.exists():
-        data = json.loads(cfg.read_text())
-        return Server(data["url"], data["token"])
+        try:
+            data = json.loads(cfg.read_text())
+            return Server(data["url"], data["token"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CliError(f"{cfg} is damaged; run `nsml login URL` again (or `nsml logout`).") from exc
     return ensure_embedded(start)
 
 
@@ -57,18 +62,20 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def running_embedded() -> dict | None:
-    info_path = home() / "server.json"
+def running_embedded(h: Path | None = None) -> dict | None:
+    """The server that serves home h (NSML_HOME by default), if it answers."""
+    info_path = (h or home()) / "server.json"
     try:
         info = json.loads(info_path.read_text())
-    except (OSError, ValueError):
+        url = info["url"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info if _healthy(info["url"]) else None
+    return info if _healthy(url) else None
 
 
 def ensure_embedded(start: bool = True) -> Server:
     h = home()
-    h.mkdir(parents=True, exist_ok=True)
+    h.mkdir(parents=True, exist_ok=True, mode=0o700)  # datasets and the token: this user's only
     info = running_embedded()
     if info is None and start:
         with open(h / "server.lock", "w") as lock:

@@ -60,8 +60,7 @@ def search(pattern: str = typer.Argument(..., help="Name or glob, e.g. 'kin_*'."
     if json_out:
         return render.as_json(datasets)
     if not datasets:
-        render.err_console.print(f"No dataset matches '{pattern}'.")
-        raise typer.Exit(1)
+        raise CliError(f"No dataset matches '{pattern}'.")
     render.table(["Name", "Size", "Last Modified", "Author", "Description", "Tag"], _rows(datasets))
 
 

@@ -3,6 +3,7 @@
 import sys
 
 import typer
+from rich.text import Text
 
 from nsml.core.errors import NsmlError
 
@@ -47,7 +48,7 @@ def main() -> None:
     try:
         app()
     except NsmlError as exc:
-        err_console.print(f"[red]nsml:[/red] {exc}")
+        err_console.print(Text.assemble(("nsml:", "red"), f" {exc}"))
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -1,6 +1,7 @@
 """nsml model ls | rm | pull: checkpoints made by nsml.save()."""
 
 from pathlib import Path
+from urllib.parse import quote
 
 import typer
 
@@ -38,5 +39,6 @@ def pull(
 ):
     """Download a checkpoint's files."""
     path = path or Path(checkpoint)
-    files = download_tar(api(), f"{session_path(session)}/checkpoints/{checkpoint}/archive", path, f"checkpoint {checkpoint}", force)
+    url = f"{session_path(session)}/checkpoints/{quote(checkpoint, safe='')}/archive"
+    files = download_tar(api(), url, path, f"checkpoint {checkpoint}", force)
     render.console.print(f"Checkpoint {checkpoint} of {session} pulled into {path} ({len(files)} files)")

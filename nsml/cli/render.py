@@ -9,13 +9,18 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from nsml.core.resources import format_size
 
-console = Console(highlight=False)
+# Text from users and servers (names, paths, descriptions, commands) may hold '[...]' or
+# ':name:'; with markup or emoji on, Rich would restyle it or crash on it. soft_wrap keeps
+# a long message on one line, so errors stay one line however narrow the terminal.
+_plain = dict(highlight=False, markup=False, emoji=False, soft_wrap=True)
+console = Console(**_plain)
 if not console.is_terminal:  # piped or captured: keep each row on one line, as NSML's CLI does
-    console = Console(highlight=False, width=240)
-err_console = Console(stderr=True, highlight=False)
+    console = Console(**_plain, width=240)
+err_console = Console(stderr=True, **_plain)
 
 
 def ago(ts: float | None) -> str:
@@ -52,7 +57,7 @@ def table(columns: list[str], rows: list[list[Any]]) -> None:
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
-        t.add_row(*[str(c) for c in row])
+        t.add_row(*[Text(str(c)) for c in row])
     console.print(t)
 
 

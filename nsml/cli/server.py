@@ -31,18 +31,28 @@ def server(
         return
     from nsml.core.resources import parse_size
     from nsml.server.app import read_or_create_token
-    from nsml.server.main import serve
+    from nsml.server.main import local_url, serve
     from nsml.server.settings import Settings
 
     h = (home_dir or home()).expanduser()
     h.mkdir(parents=True, exist_ok=True)
+    other = running_embedded(h)
+    if other is not None:
+        raise CliError(
+            f"An NSML server for {h} already runs at {other['url']} (pid {other['pid']}); "
+            f"stop it with `nsml server stop` or choose another --home."
+        )
     token = read_or_create_token(h)
     settings = Settings(home=h, db_url=db, host=host, port=port, token=token, cpus=cpus,
                         memory=parse_size(memory) if memory else None, gpus=gpus)
-    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    render.console.print(f"NSML server on http://{host}:{port} (data in {h})")
-    render.console.print(f"Connect with: nsml login http://{shown}:{port} --token {token}")
-    serve(settings)
+
+    def announce(bound: Settings) -> None:  # only once the port is ours
+        shown = local_url(bound).replace("127.0.0.1", "localhost") if host in ("127.0.0.1", "0.0.0.0") else bound.url
+        render.console.print(f"NSML server on {bound.url} (data in {h})")
+        render.console.print(f"Connect with: nsml login {shown} --token {token}")
+
+    # server.json lets `nsml` commands using this home talk to this server instead of starting another.
+    serve(settings, server_file=h / "server.json", announce=announce)
 
 
 @app.command("stop")
@@ -52,14 +62,32 @@ def stop_server():
     if info is None:
         render.console.print("No background NSML server is running")
         return
-    os.kill(info["pid"], signal.SIGTERM)
-    for _ in range(100):
-        try:
-            os.kill(info["pid"], 0)
-        except ProcessLookupError:
+    try:
+        os.kill(info["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise CliError(f"The NSML server at {info['url']} (pid {info['pid']}) belongs to another user.") from exc
+    for _ in range(300):
+        if _ended(info["pid"]):
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
+    else:
+        raise CliError(f"The NSML server at {info['url']} (pid {info['pid']}) did not stop within 15s.")
     render.console.print(f"Stopped the NSML server at {info['url']}")
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie: the embedded server's parent (an earlier command) is gone, so it
+    waits for init to reap it, which may take a while."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def login(
@@ -74,12 +102,18 @@ def login(
     except httpx.HTTPError as exc:
         raise CliError(f"Cannot reach {url}: {exc}") from exc
     check(resp)
+    try:
+        user = resp.json()["user"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"{url} does not look like an NSML server.") from exc
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the token: owner only
     with os.fdopen(fd, "w") as f:
         json.dump({"url": url, "token": token}, f)
-    render.console.print(f"Welcome to NSML, {resp.json()['user']}! Commands now use {url}")
+    os.replace(tmp, path)
+    render.console.print(f"Welcome to NSML, {user}! Commands now use {url}")
 
 
 def logout():

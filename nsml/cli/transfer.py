@@ -4,6 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
+import httpx
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from nsml.core.errors import InvalidInput
@@ -48,21 +49,23 @@ def download_tar(api: Api, path: str, dest: Path, what: str, force: bool = False
         if not force:
             raise CliError(f"'{dest}' already exists and is not empty; choose another path or add -f to overwrite.")
     tmp = dest.with_name(f".{dest.name}.nsml-part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        with api.stream(path, params=params or {}) as resp:
-            check(resp)
-            total = int(resp.headers.get("X-NSML-Bytes", 0)) or None
-            with _progress() as progress:
-                task = progress.add_task(f"downloading {what}", total=total)
-                reader = _StreamReader(resp.iter_bytes(), lambda n: progress.advance(task, n))
-                paths = extract_to(reader, tmp)
+        try:
+            with api.stream(path, params=params or {}) as resp:
+                check(resp)  # a wrong name fails here, before anything is created
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                total = int(resp.headers.get("X-NSML-Bytes", 0)) or None
+                with _progress() as progress:
+                    task = progress.add_task(f"downloading {what}", total=total)
+                    reader = _StreamReader(resp.iter_bytes(), lambda n: progress.advance(task, n))
+                    paths = extract_to(reader, tmp)
+        except httpx.TransportError as exc:  # refused, or cut off half way (see the server's log)
+            raise CliError(f"The download of {what} from {api.server.url} failed ({exc or type(exc).__name__}); nothing was kept.") from exc
         if force and dest.exists():
             shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
         elif dest.is_dir():
             dest.rmdir()
-        dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
         return paths
     finally:

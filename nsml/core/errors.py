@@ -37,6 +37,10 @@ class Unauthorized(NsmlError):
     """Missing or wrong token."""
 
 
+class Forbidden(NsmlError):
+    """The caller is known but may not do this (e.g. replace another user's dataset)."""
+
+
 def not_found(kind: str, name: str, known: list[str]) -> NotFound:
     """A NotFound whose message suggests the closest known names, like git does."""
     import difflib

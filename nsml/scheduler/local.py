@@ -2,7 +2,10 @@
 
 Layout under NSML_HOME/runs/<session id>/: app/ (the working directory, a copy of the uploaded
 code), spool/ (log, metrics journal, checkpoints waiting for upload), spec.json (what the
-supervisor runs). The dataset is shown through a read-only view without its test/ folder.
+supervisor runs). The dataset is shown through a read-only view without its test/ folder:
+hard links to the blobs, mounted read-only for the user process where the kernel allows it
+(see sandbox.py), copies when running as root without that (root ignores file modes, and a
+write through a hard link would change the stored blob).
 """
 
 import json
@@ -17,16 +20,23 @@ from pathlib import Path
 from nsml.core.entities import Dataset, FileEntry, Session
 from nsml.store.blobs import BlobStore
 
-from . import environments
+from . import environments, sandbox
 
 
 class LocalExecutor:
     def __init__(self, home: Path, blobs: BlobStore, server_url: str, token: str, server_file: Path | None = None):
-        self.home = Path(home)
+        self.home = Path(home).resolve()  # the supervisor runs in the run dir: paths must be absolute
         self.blobs = blobs
         self.server_url = server_url
         self.token = token
         self.server_file = server_file
+        self._readonly_mounts: bool | None = None  # probed on first launch
+
+    @property
+    def readonly_mounts(self) -> bool:
+        if self._readonly_mounts is None:
+            self._readonly_mounts = sandbox.readonly_mounts_work()
+        return self._readonly_mounts
 
     def run_dir(self, session: Session) -> Path:
         return self.home / "runs" / str(session.id)
@@ -51,13 +61,14 @@ class LocalExecutor:
         spec = {
             "session": session.name,
             "server_url": self.server_url,
-            "server_file": str(self.server_file) if self.server_file else None,
+            "server_file": str(Path(self.server_file).resolve()) if self.server_file else None,
             "token": self.token,
             "workdir": str(workdir),
             "spool": str(spool),
             "argv": [python, session.entry, *shlex.split(session.args)],
             "env": self.session_env(session, gpu_ids, data_path, spool),
             "code_files": {e.path: e.sha256 for e in code},
+            "readonly": [str(data_path)] if data_path and self.readonly_mounts else [],
         }
         spec_path = run_dir / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -92,7 +103,9 @@ class LocalExecutor:
 
         Files are hard links to the (read-only) blobs, so a view costs no copy of the data.
         """
-        view = self.home / "views" / str(dataset.fileset_id) / dataset.name
+        # Root ignores file modes: without a read-only mount, only copies keep the blobs safe.
+        link = self.readonly_mounts or os.geteuid() != 0
+        view = self.home / "views" / f"{dataset.fileset_id}{'' if link else '-copy'}" / dataset.name
         if (view.parent / ".ready").exists():
             return view
         tmp = view.parent.with_name(view.parent.name + f".tmp{os.getpid()}")
@@ -103,6 +116,8 @@ class LocalExecutor:
             target = tmp / dataset.name / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if not link:
+                    raise OSError("copy wanted")
                 os.link(self.blobs.path(entry.sha256), target)
             except OSError:
                 shutil.copyfile(self.blobs.path(entry.sha256), target)
@@ -134,13 +149,50 @@ class LocalExecutor:
             return False
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return False
         except OSError:
             try:
                 os.kill(pid, 0)
                 return True
             except OSError:
                 return False
-        return b"nsml.scheduler.supervisor" in cmdline and str(self.run_dir(session)).encode() in cmdline
+        args = cmdline.split(b"\0")
+        return b"nsml.scheduler.supervisor" in args and str(self.run_dir(session) / "spec.json").encode() in args
+
+    def kill(self, session: Session) -> None:
+        """Kill the session's processes at once: its user process group and its supervisor.
+
+        For sessions that are being removed, or whose supervisor vanished and left the user
+        process running unsupervised.
+        """
+        user_pid = self.user_pid(session)
+        if user_pid:
+            try:
+                os.killpg(user_pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.alive(session):
+            try:
+                os.kill(session.supervisor_pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def user_pid(self, session: Session) -> int | None:
+        """The process group of the session's user process (its leader's pid), if any may remain."""
+        try:
+            pid = int((self.spool(session) / "user.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        try:  # a recycled pid would not carry the session's spool in its environment
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except FileNotFoundError:
+            # The leader is gone; Linux does not hand out a pid still used as a process group
+            # id, so a group with this id can only be what the session's process left behind.
+            return pid
+        except OSError:
+            return pid  # no /proc here: trust the pid file
+        return pid if f"NSML_SPOOL={self.spool(session)}".encode() in environ.split(b"\0") else None
 
     def remove(self, session: Session) -> None:
         shutil.rmtree(self.run_dir(session), ignore_errors=True)

@@ -4,6 +4,7 @@ import logging
 import threading
 import time
 import traceback
+from dataclasses import replace
 
 from nsml.core.entities import Session
 from nsml.core.errors import NotFound, NsmlError
@@ -79,7 +80,14 @@ class Scheduler:
             except NotFound:
                 dataset, dataset_files = None, []
             pid = self.executor.launch(session, gpu_ids, code, dataset, dataset_files)
-            self.store.update_session(session.id, supervisor_pid=pid)
+            try:
+                session = self.store.update_session(session.id, supervisor_pid=pid)
+            except NotFound:  # removed while it was being prepared
+                self.executor.kill(replace(session, supervisor_pid=pid))
+                self.executor.remove(session)
+                return
+            if session.status != Status.RUNNING:  # stopped while it was being prepared
+                self.executor.stop(session)
         except Exception as exc:
             message = str(exc) if isinstance(exc, NsmlError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, NsmlError):
@@ -102,6 +110,10 @@ class Scheduler:
                 continue
             if not self.executor.alive(session):
                 time.sleep(0.5)  # the supervisor may be posting its exit right now
-                fresh = self.store.session_by_id(session.id)
+                try:
+                    fresh = self.store.session_by_id(session.id)
+                except NotFound:  # removed meanwhile
+                    continue
                 if fresh.status == Status.RUNNING:
-                    self.fail(fresh, "The session's supervisor process disappeared; its last logs are kept.")
+                    self.executor.kill(fresh)  # its user process must not run on unsupervised
+                    self.fail(fresh, "The session's supervisor process disappeared (killed?); the session was ended and the logs it had shipped are kept.")

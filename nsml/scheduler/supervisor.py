@@ -22,9 +22,14 @@ MAX_CHUNK = 8 << 20
 
 def start_user_process(spec: dict) -> subprocess.Popen:
     log = open(Path(spec["spool"]) / "output.log", "ab")
+    preexec = None
+    if spec.get("readonly"):  # the dataset view, read-only even for root (see sandbox.py)
+        from nsml.scheduler.sandbox import preexec_readonly
+
+        preexec = preexec_readonly(spec["readonly"])
     return subprocess.Popen(
         spec["argv"], cwd=spec["workdir"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec,
     )
 
 
@@ -43,12 +48,22 @@ class Shipper:
         self.journal_offset = spec.get("journal_offset", 0)
         self.gone = False  # the server deleted the session
 
-    def _post(self, path: str, **kwargs):
-        """POST, retrying until the server answers; returns the response (None if gone)."""
+    def _post(self, path: str, tar: list | None = None, **kwargs):
+        """POST, retrying until the server answers; returns the response (None if gone).
+
+        `tar`: archive members to send as the body, streamed from disk afresh on each attempt,
+        so a large checkpoint or output file is never held in memory. A file that changes while
+        it is sent raises InvalidInput.
+        """
         import httpx
 
         delay = 0.2
         while True:
+            if tar is not None:
+                from nsml.store.archive import archive_size, stream_tar
+
+                kwargs["content"] = stream_tar(tar)
+                kwargs["headers"] = {"Content-Type": "application/x-tar", "Content-Length": str(archive_size(tar))}
             try:
                 resp = self.client.post(self.url + self.base + path, **kwargs)
                 if resp.status_code == 404:
@@ -70,22 +85,26 @@ class Shipper:
             except (OSError, ValueError, KeyError):
                 pass
 
+    # Each ship_* call sends what the file held when it was called, then returns: a process that
+    # writes faster than one round trip must not keep the shipper on one file forever.
     def ship_log(self) -> None:
         path = self.spool / "output.log"
-        while not self.gone and path.exists() and path.stat().st_size > self.log_offset:
+        target = _size(path)
+        while not self.gone and target > self.log_offset:
             with open(path, "rb") as f:
                 f.seek(self.log_offset)
-                data = f.read(MAX_CHUNK)
+                data = f.read(min(MAX_CHUNK, target - self.log_offset))
             resp = self._post(f"/logs?offset={self.log_offset}", content=data)
             if resp is not None:
                 self.log_offset = resp.json()["offset"]
 
     def ship_journal(self) -> None:
         path = self.spool / "journal.ndjson"
-        while not self.gone and path.exists():
+        target = _size(path)
+        while not self.gone and target > self.journal_offset:
             with open(path, "rb") as f:
                 f.seek(self.journal_offset)
-                data = f.read(MAX_CHUNK)
+                data = f.read(min(MAX_CHUNK, target - self.journal_offset))
             end = data.rfind(b"\n") + 1
             if end == 0:
                 return
@@ -114,8 +133,18 @@ class Shipper:
         folder = self.spool / line["dir"]
         if not folder.is_dir():
             return  # uploaded before a restart of this supervisor
-        body = _tar_of(folder)
-        resp = self._post(f"/checkpoints/{line['name']}", params={"walltime": line["w"]}, content=body)
+        from urllib.parse import quote
+
+        from nsml.core.errors import NsmlError
+        from nsml.store.archive import walk_folder
+
+        # Names are free text ('best model #2?'); only '/' is refused, by the library.
+        path = f"/checkpoints/{quote(line['name'], safe='')}"
+        try:
+            resp = self._post(path, tar=walk_folder(folder), params={"walltime": line["w"]})
+        except NsmlError as exc:  # the save function's files changed after it returned
+            _note(self.spool, f"[nsml] checkpoint '{line['name']}' could not be uploaded: {exc}")
+            return
         if resp is not None and resp.status_code < 300:
             import shutil
 
@@ -126,18 +155,24 @@ class Shipper:
     def ship_outputs(self) -> None:
         changed = written_files(Path(self.spec["workdir"]), self.spec.get("code_files", {}))
         if changed and not self.gone:
-            from nsml.store.archive import Member, stream_tar
+            from nsml.core.errors import NsmlError
+            from nsml.store.archive import Member
 
-            members = [Member(rel, p, p.stat().st_size) for rel, p in changed]
             try:
-                body = b"".join(stream_tar(members))
-            except Exception as exc:  # a file that changed under us: say so, keep the rest going
-                _note(self.spool, f"[nsml] the session's output files could not be packed: {exc}")
-                return
-            self._post("/outputs", content=body)
+                members = [Member(rel, p, p.stat().st_size) for rel, p in changed]
+                self._post("/outputs", tar=members)
+            except (NsmlError, OSError) as exc:  # a file that changed under us: say so, keep the rest going
+                _note(self.spool, f"[nsml] the session's output files could not be uploaded: {exc}")
 
     def report_exit(self, exit_code: int, stopped: bool) -> None:
         self._post("/exit", json={"exit_code": exit_code, "stopped": stopped})
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _checkpoint_line_ends(data: bytes):
@@ -153,12 +188,6 @@ def _checkpoint_line_ends(data: bytes):
                 continue
 
 
-def _tar_of(folder: Path) -> bytes:
-    from nsml.store.archive import stream_tar, walk_folder
-
-    return b"".join(stream_tar(walk_folder(folder)))
-
-
 def written_files(workdir: Path, code_files: dict[str, int]) -> list[tuple[str, Path]]:
     """Files the session wrote: new ones, or code files whose size or content changed."""
     import hashlib
@@ -171,8 +200,10 @@ def written_files(workdir: Path, code_files: dict[str, int]) -> list[tuple[str, 
         if "__pycache__" in rel.split("/"):
             continue
         known = code_files.get(rel)
-        if known is not None and hashlib.sha256(path.read_bytes()).hexdigest() == known:
-            continue
+        if known is not None:
+            with open(path, "rb") as f:
+                if hashlib.file_digest(f, "sha256").hexdigest() == known:
+                    continue
         out.append((rel, path))
     return out
 

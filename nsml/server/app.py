@@ -20,18 +20,41 @@ from . import errors
 from .api import datasets, runtime, sessions, system
 from .settings import Settings
 from .state import ServerState
+from .uploads import ReleaseLeases
 
 
 def read_or_create_token(home: Path) -> str:
-    """The local user's token, readable by this OS user only (0600)."""
+    """The local user's token, readable by this OS user only (0600).
+
+    Written to a temporary file and linked into place, so a reader never sees it half written
+    and two servers starting at once agree on one token.
+    """
     path = home / "token"
-    if path.exists():
-        return path.read_text().strip()
+    existing = _read_token(path)
+    if existing:
+        return existing
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = home / f".token.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token)
-    return token
+    try:
+        if path.exists():  # empty: left by an older version that crashed while writing it
+            os.replace(tmp, path)
+            return token
+        os.link(tmp, path)
+        return token
+    except FileExistsError:  # another process created it first: use theirs
+        return _read_token(path) or token
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def build_state(settings: Settings) -> ServerState:
@@ -42,6 +65,8 @@ def build_state(settings: Settings) -> ServerState:
     store = open_store(settings.database_url)
     store.add_user(settings.user or getpass.getuser(), token)
     blobs = BlobStore(home / "blobs")
+    blobs.in_use = store.shas_in_use  # a blob is deleted only once no file row refers to it
+    blobs.clean_tmp()
     cap, gpus = machine_capacity(settings.cpus, settings.memory, settings.gpus)
     executor = LocalExecutor(home, blobs, settings.url, token, server_file=home / "server.json")
     scheduler = Scheduler(store, executor, cap, [g.index for g in gpus][: cap.gpus] or list(range(cap.gpus)), settings.scheduler_interval)
@@ -67,6 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+
+    app.add_middleware(ReleaseLeases)
     for module in (system, datasets, sessions, runtime):
         app.include_router(module.router)
     return app

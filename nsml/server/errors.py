@@ -13,6 +13,7 @@ STATUS = {
     errors.InsufficientResources: 422,
     errors.StorageFull: 507,
     errors.Unauthorized: 401,
+    errors.Forbidden: 403,
 }
 
 

@@ -3,8 +3,10 @@
 import errno
 import json
 import os
+import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from nsml.core.errors import InvalidInput
@@ -31,7 +33,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, server_file: Path | None = None) -> None:
+def serve(settings: Settings, server_file: Path | None = None, announce: Callable[[Settings], None] | None = None) -> None:
+    """Bind, then (only once the port is ours) write server_file and call announce, then serve."""
     import uvicorn
     from dataclasses import replace
 
@@ -40,11 +43,17 @@ def serve(settings: Settings, server_file: Path | None = None) -> None:
     sock = bind_socket(settings.host, settings.port)
     settings = replace(settings, port=sock.getsockname()[1])
     if server_file:
+        server_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = server_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": settings.url, "pid": os.getpid(), "home": str(settings.home)}))
+        tmp.write_text(json.dumps({"url": local_url(settings), "pid": os.getpid(), "home": str(settings.home)}))
         tmp.replace(server_file)
+    if announce:
+        announce(settings)
     config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False, timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
+    # uvicorn shuts down on SIGTERM, then raises the signal again for the previous handler; the
+    # default one would end the process on the spot, before the finally below removes server_file.
+    signal.signal(signal.SIGTERM, _exit_quietly)
     try:
         server.run(sockets=[sock])
     finally:
@@ -54,6 +63,16 @@ def serve(settings: Settings, server_file: Path | None = None) -> None:
                     server_file.unlink()
             except (OSError, ValueError):
                 pass
+
+
+def _exit_quietly(_signum, _frame) -> None:
+    raise SystemExit(0)
+
+
+def local_url(settings: Settings) -> str:
+    """The address a command on this machine uses: a wildcard host is reached through loopback."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    return f"http://{host}:{settings.port}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,6 +98,20 @@ def main(argv: list[str] | None = None) -> None:
     except InvalidInput as exc:
         print(f"nsml: {exc}", file=sys.stderr)
         sys.exit(1)
+    except SystemExit as stop:  # SIGTERM, once everything was shut down and closed
+        exit_now(stop.code if isinstance(stop.code, int) else 0)
+    exit_now(0)
+
+
+def exit_now(code: int) -> None:
+    """Leave without the interpreter's final garbage collection, which takes seconds for a
+    heap this size: stores are closed and threads joined by then, so nothing is lost."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,7 @@ class ServerState:
 
     def gc_blobs(self, candidates: set[str]) -> None:
         """Delete blobs no fileset refers to any more (after rm of a dataset, session, checkpoint)."""
-        if not candidates:
-            return
-        still_used = self.store.referenced_shas()
-        for sha in candidates - still_used:
-            self.blobs.delete(sha)
+        self.blobs.delete_unused(candidates)
 
 
 def state(request: Request) -> ServerState:

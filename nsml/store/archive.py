@@ -15,6 +15,7 @@ from pathlib import Path
 from nsml.core.errors import InvalidInput
 
 BLOCK = 512
+RECORD = 20 * BLOCK  # tar pads the archive to whole records, as tarfile does
 CHUNK = 1 << 20
 
 
@@ -59,35 +60,57 @@ def load_ignore(root: Path, extra_patterns: Iterable[str] = ()) -> Callable[[str
 
 
 def walk_folder(root: Path, ignore: Callable[[str, bool], bool] | None = None) -> list[Member]:
-    """Every regular file below root, sorted; symlinks are followed only inside root."""
+    """Every regular file below root, sorted; symlinks are followed only inside root.
+
+    Ignored paths are skipped before any check, so .nsmlignore is the way out of a bad link.
+    A link outside root and a link to a folder that contains it (a loop) are refused with a
+    message naming the link; a dangling link inside root names no file and is skipped.
+    """
     root = Path(root)
     if not root.is_dir():
         raise InvalidInput(f"'{root}' is not a folder.")
     real_root = root.resolve()
     members: list[Member] = []
 
-    def visit(folder: Path, rel_folder: str) -> None:
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+    def visit(folder: Path, rel_folder: str, ancestors: frozenset[Path]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise InvalidInput(f"Cannot read '{rel_folder or root}': {exc.strerror}.") from exc
+        for entry in entries:
             rel = f"{rel_folder}{entry.name}"
             path = Path(entry.path)
-            if entry.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(real_root):
-                    raise InvalidInput(
-                        f"'{rel}' is a symbolic link to {target}, outside the folder being uploaded; "
-                        f"copy the file in or add it to .nsmlignore."
-                    )
-            is_dir = entry.is_dir()
-            if ignore and ignore(rel, is_dir):
-                continue
-            if is_dir:
-                visit(path, rel + "/")
-            elif entry.is_file():
-                st = path.stat()
-                members.append(Member(rel, path, st.st_size, st.st_mode & 0o777, st.st_mtime))
+            try:
+                is_dir = entry.is_dir()
+                if ignore and ignore(rel, is_dir):
+                    continue
+                if entry.is_symlink():
+                    _check_link(rel, path, real_root, ancestors, ignorable=ignore is not None)
+                if is_dir:
+                    visit(path, rel + "/", ancestors | {path.resolve()})
+                elif entry.is_file():
+                    st = path.stat()
+                    members.append(Member(rel, path, st.st_size, st.st_mode & 0o777, st.st_mtime))
+            except OSError as exc:
+                raise InvalidInput(f"Cannot read '{rel}': {exc.strerror}.") from exc
 
-    visit(root, "")
+    visit(root, "", frozenset({real_root}))
     return members
+
+
+def _check_link(rel: str, path: Path, real_root: Path, ancestors: frozenset[Path], ignorable: bool) -> None:
+    way_out = "remove it or add it to .nsmlignore" if ignorable else "remove it"
+    try:
+        target = path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a cycle of links
+        raise InvalidInput(f"'{rel}' is a symbolic link that points back to itself; {way_out}.") from None
+    if not target.is_relative_to(real_root):
+        raise InvalidInput(
+            f"'{rel}' is a symbolic link to {target}, outside the folder being uploaded; "
+            f"copy the file in, or {way_out}."
+        )
+    if target in ancestors:
+        raise InvalidInput(f"'{rel}' is a symbolic link to {target}, a folder that contains the link (a loop); {way_out}.")
 
 
 def _header(member: Member) -> bytes:
@@ -99,10 +122,10 @@ def _header(member: Member) -> bytes:
 
 
 def archive_size(members: list[Member]) -> int:
-    total = 2 * BLOCK * 10  # tarfile's end-of-archive padding to a 10 KiB record
-    for m in members:
-        total += len(_header(m)) + -(-m.size // BLOCK) * BLOCK
-    return total
+    """The exact length of stream_tar(members): headers, padded data, end blocks, record padding."""
+    total = sum(len(_header(m)) + -(-m.size // BLOCK) * BLOCK for m in members)
+    total += 2 * BLOCK
+    return total + -total % RECORD
 
 
 def stream_tar(members: Iterable[Member], open_source: Callable[[Member], Iterator[bytes]] | None = None) -> Iterator[bytes]:
@@ -127,14 +150,17 @@ def stream_tar(members: Iterable[Member], open_source: Callable[[Member], Iterat
         written += m.size + pad
     end = 2 * BLOCK
     written += end
-    end += -written % (BLOCK * 20)
+    end += -written % RECORD
     yield b"\0" * end
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+    except OSError as exc:
+        raise InvalidInput(f"'{path}' could not be read while it was being uploaded ({exc.strerror}); try again.") from exc
 
 
 def read_tar(fileobj, store_file: Callable[[str, Iterator[bytes], int], None]) -> int:

@@ -3,18 +3,27 @@
 A blob's name is the SHA-256 of its bytes, so identical files (the same dataset pushed twice,
 a checkpoint saved unchanged) are stored once. Writes go to a temporary file first and are
 renamed into place, so a crash or a full disk never leaves a half blob under a real name.
+
+Because blobs are shared, deleting one is only safe when nothing uses it: no file row in the
+metadata (the `in_use` hook the server sets) and no upload in progress that stored or found it
+but has not registered it yet (a `Lease` pins those). Both are checked under one lock, so a
+push of the same bytes racing with the removal of a dataset never loses a blob.
 """
 
 import errno
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from nsml.core.errors import StorageFull
 
 CHUNK = 1 << 20
+TMP_MAX_AGE = 6 * 3600  # temporary files untouched this long belong to a crashed upload
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
@@ -28,11 +37,29 @@ def disk_full_error(what: str) -> StorageFull:
     )
 
 
+class Lease:
+    """The blobs one upload stored or found, pinned until it has registered them (or given up)."""
+
+    def __init__(self, store: "BlobStore"):
+        self.store = store
+        self.shas: list[str] = []
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.store._unpin(self.shas)
+
+
 class BlobStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.tmp = self.root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        # Given a set of names, the ones the metadata still refers to; None: only pins protect.
+        self.in_use: Callable[[set[str]], set[str]] | None = None
+        self._lock = threading.RLock()
+        self._pins: Counter[str] = Counter()
 
     def path(self, sha: str) -> Path:
         return self.root / sha[:2] / sha[2:]
@@ -45,9 +72,29 @@ class BlobStore:
         os.close(fd)
         return Path(name)
 
-    def put_chunks(self, chunks: Iterable[bytes], what: str = "a file", created: list[str] | None = None) -> tuple[str, int]:
+    def clean_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
+        """Remove temporary files left by uploads that a crash interrupted; returns how many."""
+        removed = 0
+        limit = time.time() - max_age
+        for f in self.tmp.iterdir():
+            try:
+                if f.stat().st_mtime < limit:
+                    f.unlink()
+                    removed += 1
+            except OSError:
+                pass
+        return removed
+
+    def lease(self) -> Lease:
+        return Lease(self)
+
+    def put_chunks(
+        self, chunks: Iterable[bytes], what: str = "a file", created: list[str] | None = None,
+        lease: Lease | None = None,
+    ) -> tuple[str, int]:
         """Store the concatenated chunks; returns (sha256, size). New blobs are appended to
-        `created`, so a caller whose upload fails can take back exactly what it added."""
+        `created`, so a caller whose upload fails can take back exactly what it added; with a
+        lease, the blob stays pinned (safe from deletion) until the lease is released."""
         digest = hashlib.sha256()
         size = 0
         tmp = self.temp_file()
@@ -59,19 +106,26 @@ class BlobStore:
                     out.write(chunk)
             sha = digest.hexdigest()
             final = self.path(sha)
-            if final.exists():
-                tmp.unlink()
-            else:
-                final.parent.mkdir(exist_ok=True)
-                os.chmod(tmp, 0o444)  # blobs are immutable; sessions may see them through hard links
-                os.replace(tmp, final)
-                if created is not None:
-                    created.append(sha)
+            with self._lock:  # pin and place together, so a concurrent delete sees one or the other
+                if lease is not None:
+                    self._pins[sha] += 1
+                    lease.shas.append(sha)
+                if final.exists():
+                    tmp.unlink()
+                else:
+                    final.parent.mkdir(exist_ok=True)
+                    os.chmod(tmp, 0o444)  # blobs are immutable; sessions may see them through hard links
+                    os.replace(tmp, final)
+                    if created is not None:
+                        created.append(sha)
             return sha, size
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if is_disk_full(exc):
                 raise disk_full_error(what) from exc
+            raise
+        except BaseException:  # a broken archive or a dropped upload while reading chunks
+            tmp.unlink(missing_ok=True)
             raise
 
     def put_file(self, source: Path) -> tuple[str, int]:
@@ -84,7 +138,29 @@ class BlobStore:
                 yield chunk
 
     def delete(self, sha: str) -> None:
-        self.path(sha).unlink(missing_ok=True)
+        """Delete a blob unless an upload pins it or the metadata still refers to it."""
+        self.delete_unused([sha])
+
+    def delete_unused(self, shas: Iterable[str]) -> list[str]:
+        """Delete those of shas nothing uses (see the module docstring); returns the deleted ones."""
+        with self._lock:
+            candidates = {s for s in shas if not self._pins[s]}
+            if candidates and self.in_use is not None:
+                candidates -= self.in_use(candidates)
+            for sha in candidates:
+                self.path(sha).unlink(missing_ok=True)
+            return sorted(candidates)
+
+    def _unpin(self, shas: Iterable[str]) -> None:
+        with self._lock:
+            for sha in shas:
+                self._pins[sha] -= 1
+                if self._pins[sha] <= 0:
+                    del self._pins[sha]
+
+    def pinned(self) -> set[str]:
+        with self._lock:
+            return set(self._pins)
 
     def all_shas(self) -> Iterator[str]:
         for sub in self.root.iterdir():

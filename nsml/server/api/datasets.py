@@ -1,10 +1,15 @@
-"""Datasets: push (atomic), list, search, files, pull, remove."""
+"""Datasets: push (atomic), list, search, files, pull, remove.
+
+A private dataset is visible only to its owner (others get the same answer as for a name that
+does not exist); any dataset can be replaced or removed only by its owner.
+"""
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from nsml.core import naming
-from nsml.core.errors import AlreadyExists, InvalidInput, NotFound
+from nsml.core.entities import Dataset
+from nsml.core.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, not_found
 from nsml.store.archive import Member, stream_tar
 
 from ..auth import current_user
@@ -24,64 +29,86 @@ async def push_dataset(
     is stored; with force=true it replaces an existing one at that moment, not before."""
     naming.check_dataset_name(name)
     st = state(request)
-    if not force and _exists(st, name):  # refuse before receiving the bytes
-        raise AlreadyExists(f"Dataset '{name}' already exists; push with -f to replace it.")
+    old = _find(st, name)
+    if old is not None:  # refuse before receiving the bytes
+        _check_owner(old, user, "replace")
+        if not force:
+            raise AlreadyExists(f"Dataset '{name}' already exists; push with -f to replace it.")
     entries, created = await receive_tar(request, st.blobs, f"dataset '{name}'")
     try:
         if not any(e.path.startswith("train/") for e in entries):
             raise InvalidInput(f"Dataset '{name}' has no train/ folder; put the training files under train/.")
-        old = _dataset_shas(st, name) if force else set()
+        old_shas = _shas(st, _find(st, name)) if force else set()
         dataset = st.store.put_dataset(name, user, description, private, entries, force)
     except BaseException:
         forget(st.blobs, created)
         raise
-    st.gc_blobs(old)
+    st.blobs.delete_unused(old_shas)
     return DatasetPublic.of(dataset)
 
 
-def _exists(st, name: str) -> bool:
+def _find(st, name: str) -> Dataset | None:
     try:
-        st.store.get_dataset(name)
-        return True
+        return st.store.get_dataset(name)
     except NotFound:
-        return False
+        return None
 
 
-def _dataset_shas(st, name: str) -> set[str]:
-    if not _exists(st, name):
-        return set()
-    return {f.sha256 for f in st.store.files(st.store.get_dataset(name).fileset_id)}
+def _visible(dataset: Dataset, user: str) -> bool:
+    return not dataset.private or dataset.owner == user
+
+
+def _check_owner(dataset: Dataset, user: str, action: str) -> None:
+    if dataset.owner == user:
+        return
+    if not _visible(dataset, user):
+        raise Forbidden(f"The name '{dataset.name}' is taken by another user's private dataset; choose another name.")
+    raise Forbidden(f"Dataset '{dataset.name}' belongs to {dataset.owner}; only they can {action} it.")
+
+
+def visible_dataset(st, name: str, user: str) -> Dataset:
+    """The dataset, or NotFound (with close names the user may see) when missing or hidden."""
+    dataset = _find(st, name)
+    if dataset is None or not _visible(dataset, user):
+        raise not_found("Dataset", name, [d.name for d in st.store.list_datasets() if _visible(d, user)])
+    return dataset
+
+
+def _shas(st, dataset: Dataset | None) -> set[str]:
+    return {f.sha256 for f in st.store.files(dataset.fileset_id)} if dataset else set()
 
 
 @router.get("", response_model=list[DatasetPublic])
-def list_datasets(request: Request, pattern: str | None = None, _user: str = Depends(current_user)) -> list[DatasetPublic]:
-    return [DatasetPublic.of(d) for d in state(request).store.list_datasets(pattern)]
+def list_datasets(request: Request, pattern: str | None = None, user: str = Depends(current_user)) -> list[DatasetPublic]:
+    return [DatasetPublic.of(d) for d in state(request).store.list_datasets(pattern) if _visible(d, user)]
 
 
 @router.get("/{name}", response_model=DatasetPublic)
-def get_dataset(name: str, request: Request, _user: str = Depends(current_user)) -> DatasetPublic:
-    return DatasetPublic.of(state(request).store.get_dataset(name))
+def get_dataset(name: str, request: Request, user: str = Depends(current_user)) -> DatasetPublic:
+    return DatasetPublic.of(_get(state(request), name, user))
 
 
 @router.get("/{name}/files", response_model=list[FilePublic])
-def dataset_files(name: str, request: Request, _user: str = Depends(current_user)) -> list[FilePublic]:
+def dataset_files(name: str, request: Request, user: str = Depends(current_user)) -> list[FilePublic]:
     st = state(request)
-    return [FilePublic(path=f.path, size=f.size) for f in st.store.files(st.store.get_dataset(name).fileset_id)]
+    return [FilePublic(path=f.path, size=f.size) for f in st.store.files(visible_dataset(st, name, user).fileset_id)]
 
 
 @router.get("/{name}/archive")
-def pull_dataset(name: str, request: Request, _user: str = Depends(current_user)) -> StreamingResponse:
+def pull_dataset(name: str, request: Request, user: str = Depends(current_user)) -> StreamingResponse:
     st = state(request)
-    files = st.store.files(st.store.get_dataset(name).fileset_id)
+    files = st.store.files(visible_dataset(st, name, user).fileset_id)
     return tar_response(st, files, f"{name}.tar")
 
 
 @router.delete("/{name}")
-def remove_dataset(name: str, request: Request, _user: str = Depends(current_user)) -> dict:
+def remove_dataset(name: str, request: Request, user: str = Depends(current_user)) -> dict:
     st = state(request)
-    shas = _dataset_shas(st, name)
+    dataset = visible_dataset(st, name, user)
+    _check_owner(dataset, user, "remove")
+    shas = _shas(st, dataset)
     st.store.delete_dataset(name)
-    st.gc_blobs(shas)
+    st.blobs.delete_unused(shas)
     return {"removed": name}
 
 

@@ -99,11 +99,24 @@ def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request
     if status == Status.FAILED:
         from .sessions import _tail
 
+        # One line, for `ps` and the end of `logs`: a traceback's last line names the error.
         path = st.logs_dir / f"{session.id}.log"
-        last = _tail(path, ERROR_LINES).strip() if path.exists() else ""
-        error = f"exit code {body.exit_code}" + (f": {last}" if last else "")
+        lines = [ln.strip() for ln in _tail(path, ERROR_LINES).splitlines() if ln.strip()] if path.exists() else []
+        error = _exit_text(body.exit_code) + (f": {lines[-1][:300]}" if lines else "")
     moved = st.store.move_session(session.id, status, exit_code=body.exit_code, ended=time.time(), error=error)
     if moved is None and session.status == Status.STOPPED:  # stop was recorded first; keep the code
         moved = st.store.update_session(session.id, exit_code=body.exit_code, ended=session.ended or time.time())
     st.scheduler.wake()
     return SessionPublic.of(moved or st.store.session_by_id(session.id))
+
+
+def _exit_text(code: int) -> str:
+    """'exit code 3', or for a process ended by a signal (negative code) 'killed by SIGKILL'."""
+    if code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

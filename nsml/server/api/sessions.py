@@ -2,7 +2,7 @@
 
 import time
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from nsml.core import naming
@@ -15,7 +15,7 @@ from ..auth import current_user
 from ..schemas import CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
-from .datasets import tar_response
+from .datasets import tar_response, visible_dataset
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 SESSION = "/{owner}/{dataset}/{number}"
@@ -34,7 +34,7 @@ async def run_session(
 ) -> SessionPublic:
     """Body: an uncompressed tar of the code folder. Starts when resources allow (status queued first)."""
     st = state(request)
-    st.store.get_dataset(dataset)  # a clear "did you mean" before any byte is uploaded
+    visible_dataset(st, dataset, user)  # a clear "did you mean" before any byte is uploaded
     request_res = Resources(
         cpus=cpus if cpus is not None else min(DEFAULT_CPUS, st.capacity.cpus),
         memory=parse_size(memory) if memory else min(DEFAULT_MEMORY, st.capacity.memory),
@@ -74,11 +74,15 @@ def list_sessions(
 
 
 @router.delete("", response_model=Removed)
-def remove_sessions(request: Request, pattern: list[str] | None = None, force: bool = False, _user: str = Depends(current_user)) -> Removed:
+def remove_sessions(
+    request: Request, pattern: list[str] = Query(default=[]), force: bool = False, _user: str = Depends(current_user),
+) -> Removed:
     """Remove sessions matching glob patterns; running ones only with force=true (they are killed)."""
     st = state(request)
+    if not pattern:
+        raise InvalidInput("Name the sessions to remove, e.g. alice/digits/3 or 'alice/digits/*'.")
     targets = {}
-    for pat in pattern or []:
+    for pat in pattern:
         matched = st.store.match_sessions(pat)
         if not matched:
             raise NotFound(f"No session matches '{pat}'.")
@@ -92,9 +96,9 @@ def remove_sessions(request: Request, pattern: list[str] | None = None, force: b
 
 
 def _remove(st: ServerState, session) -> None:
-    if session.status in ACTIVE:
+    if session.status in ACTIVE:  # rm -f: no grace period, the session and its files go now
         st.store.move_session(session.id, Status.STOPPED, ended=time.time())
-        st.executor.stop(session)
+        st.executor.kill(session)
     shas = set()
     for fs in [session.code_fileset_id, session.outputs_fileset_id] + [c.fileset_id for c in st.store.list_checkpoints(session.id)]:
         if fs is not None:
@@ -199,7 +203,11 @@ def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, 
     st = state(request)
     session = session_of(st, owner, dataset, number)
     if naming.is_pattern(pattern):
-        targets = [c for c in st.store.list_checkpoints(session.id) if naming.matches(pattern, c.name)]
+        ckpts = st.store.list_checkpoints(session.id)
+        targets = [c for c in ckpts if naming.matches(pattern, c.name)]
+        if not targets:
+            listing = ", ".join(c.name for c in ckpts) or "none yet"
+            raise NotFound(f"No checkpoint of {session.name} matches '{pattern}'. Its checkpoints: {listing}.")
     else:
         targets = [st.store.get_checkpoint(session, pattern)]
     shas = set()

@@ -2,9 +2,10 @@
 
 import json
 import math
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from nsml.core.entities import MetricPoint
 from nsml.core.errors import Conflict, NotFound
@@ -13,17 +14,43 @@ from .models import PointRow, SeriesRow, SessionRow
 
 
 def _split_value(value: Any) -> tuple[float | None, str | None]:
-    """Numbers go to the REAL column; NaN/inf (which SQLite would turn into NULL) and anything
-    else to the JSON column, so every reported value reads back as it was."""
+    """Numbers go to the REAL column; NaN/inf (which SQLite would turn into NULL), integers too
+    large for a float, and anything else to the JSON column, so every value reads back as it was."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = float(value)
-        if math.isfinite(value):
-            return value, None
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number, None
     return None, json.dumps(value)
 
 
 def _join_value(value: float | None, value_json: str | None) -> Any:
     return value if value_json is None else json.loads(value_json)
+
+
+
+def _parse_lines(chunk: bytes) -> list:
+    """The JSON values of a chunk of complete lines; a line that does not parse is left out.
+
+    The whole chunk is parsed as one JSON array first (one C call instead of one per line, most of
+    the parsing cost); only if that fails, or a torn line merged with the next one, line by line.
+    """
+    lines = chunk.count(b"\n")
+    try:
+        items = json.loads(b"[" + chunk[:-1].replace(b"\n", b",") + b"]")
+        if len(items) == lines:
+            return items
+    except (ValueError, RecursionError):
+        pass
+    items = []
+    for raw in chunk.splitlines():
+        try:
+            items.append(json.loads(raw))
+        except (ValueError, RecursionError):
+            continue  # a torn line from a killed process; the library never writes bad JSON
+    return items
 
 
 class MetricsMixin:
@@ -32,6 +59,11 @@ class MetricsMixin:
 
         Bytes the server already has are skipped, so a supervisor that retries after a lost
         answer never duplicates a point. Returns the new journal offset.
+
+        All of it happens in one transaction (points, series counts, summary, offset), so a
+        point is stored exactly when the offset that covers it is. Points are written with one
+        executemany of plain tuples (on SQLite straight to the driver): the ORM's per-row
+        bookkeeping cost ten times the insert itself.
         """
         with self._write() as orm:
             row = orm.get(SessionRow, session_id)
@@ -45,40 +77,56 @@ class MetricsMixin:
             if end == 0:
                 return have
             series = {s.key: s for s in orm.scalars(select(SeriesRow).where(SeriesRow.session_id == session_id))}
+            ids = {key: s.id for key, s in series.items()}
+            added: dict[int, int] = {}  # series id -> points in this chunk
             summary = json.loads(row.summary)
             last = json.loads(row.last_values)
             count = row.report_count
             points = []
-            for raw in data[:end].splitlines():
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    continue  # a torn line from a killed process; the library never writes bad JSON
-                if line.get("k") != "m":
+            append = points.append
+            for line in _parse_lines(data[:end]):
+                if type(line) is not dict or line.get("k") != "m":
                     continue
-                values = line.get("v", {})
-                step = line.get("step")
-                step = count if step is None else step
+                values = line.get("v")
+                if type(values) is not dict:
+                    values = {}
+                given = line.get("step")
+                if type(given) is int or type(given) is float:  # the usual case, inlined
+                    try:
+                        step = float(given)
+                    except OverflowError:
+                        step = None
+                else:
+                    step = _as_step(count if given is None else given)
                 count += 1
                 wall = line.get("w", 0.0)
                 for key, value in values.items():
-                    s = series.get(key)
-                    if s is None:
+                    try:
+                        sid = ids[key]
+                    except KeyError:
                         s = SeriesRow(session_id=session_id, key=key, count=0)
                         orm.add(s)
                         orm.flush()
-                        series[key] = s
-                    s.count += 1
-                    num, js = _split_value(value)
-                    points.append({"series_id": s.id, "step": _as_step(step), "walltime": wall, "value": num, "value_json": js})
-                shown = dict(values)
-                if line.get("step") is not None:
-                    shown = {"step": line["step"], **shown}
-                last.update(shown)
+                        series[key], ids[key] = s, s.id
+                        sid = s.id
+                    if type(value) is float and value - value == 0.0:  # finite (NaN/inf give NaN)
+                        append((sid, step, wall, value, None))
+                    else:
+                        num, js = _split_value(value)
+                        append((sid, step, wall, num, js))
+                    added[sid] = added.get(sid, 0) + 1
+                if given is not None:
+                    last["step"] = given
+                last.update(values)
                 if line.get("s"):
-                    summary.update(shown)
+                    if given is not None:
+                        summary["step"] = given
+                    summary.update(values)
             if points:
-                orm.execute(insert(PointRow), points)
+                _insert_points(orm.connection(), points)
+            for s in series.values():
+                if s.id in added:
+                    s.count += added[s.id]
             row.summary, row.last_values = json.dumps(summary), json.dumps(last)
             row.report_count = count
             row.journal_offset = have + end
@@ -108,5 +156,32 @@ class MetricsMixin:
 def _as_step(step: Any) -> float | None:
     try:
         return float(step)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+_POINT_COLUMNS = ("series_id", "step", "walltime", "value", "value_json")
+_ROWS_PER_INSERT = 100  # 500 parameters: under SQLite's historic limit of 999 per statement
+
+
+def _insert_points(conn, points: list[tuple]) -> None:
+    """Insert (series_id, step, walltime, value, value_json) tuples, in order.
+
+    On SQLite: one executemany of multi-row INSERTs (100 rows per statement), which costs about
+    a third less than one row per statement: fewer trips through the driver's per-row binding
+    and stepping. Elsewhere: Core executemany (insertmanyvalues batching on PostgreSQL).
+    """
+    table = PointRow.__table__
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), [dict(zip(_POINT_COLUMNS, p)) for p in points])
+        return
+    head = f"INSERT INTO {table.name} ({', '.join(_POINT_COLUMNS)}) VALUES "
+    row = "(?, ?, ?, ?, ?)"
+    full = len(points) - len(points) % _ROWS_PER_INSERT
+    if full:
+        flat = list(chain.from_iterable(points[:full]))
+        width = len(_POINT_COLUMNS) * _ROWS_PER_INSERT
+        batches = [tuple(flat[i:i + width]) for i in range(0, len(flat), width)]
+        conn.exec_driver_sql(head + ", ".join([row] * _ROWS_PER_INSERT), batches)
+    if full < len(points):
+        conn.exec_driver_sql(head + row, points[full:])

@@ -1,38 +1,41 @@
 """SqlStore: every read and write of metadata. Returns nsml.core entities, never ORM rows."""
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session as OrmSession
 
 from nsml.core import naming
-from nsml.core.entities import Checkpoint, Dataset, FileEntry, Session
-from nsml.core.errors import AlreadyExists, Conflict, NotFound, not_found
-from nsml.core.resources import Resources
-from nsml.core.states import ACTIVE, Status, can_move
+from nsml.core.entities import Dataset, FileEntry
+from nsml.core.errors import AlreadyExists, Forbidden, StorageFull, not_found
 
 from .engine import make_engine, migrate
 from .metrics import MetricsMixin
+from .models import DatasetRow, FileRow, FilesetRow, UserRow
 from .sessions import SessionsMixin
-from .models import (
-    CheckpointRow,
-    DatasetRow,
-    FileRow,
-    FilesetRow,
-    SessionCounterRow,
-    SessionRow,
-    UserRow,
-)
 
 
 def open_store(url: str) -> "SqlStore":
     engine = make_engine(url)
     migrate(engine)
     return SqlStore(engine)
+
+
+_DISK_FULL = "The server's disk filled up while saving to its database; nothing was kept. Free some space and try again."
+
+
+def _is_disk_full(exc: DBAPIError) -> bool:
+    """SQLite's SQLITE_FULL, or PostgreSQL's disk_full (SQLSTATE 53100)."""
+    orig = exc.orig
+    return (
+        getattr(orig, "sqlite_errorname", None) == "SQLITE_FULL"
+        or "database or disk is full" in str(orig)
+        or getattr(orig, "sqlstate", None) == "53100"
+    )
 
 
 def _token_hash(token: str) -> str:
@@ -65,9 +68,16 @@ class SqlStore(SessionsMixin, MetricsMixin):
                     self.orm.commit()
                 else:
                     self.orm.rollback()
+            except DBAPIError as failed:
+                self.orm.rollback()
+                if _is_disk_full(failed):
+                    raise StorageFull(_DISK_FULL) from failed
+                raise
             finally:
                 self.orm.close()
                 self.store._write_lock.release()
+            if isinstance(exc, DBAPIError) and _is_disk_full(exc):
+                raise StorageFull(_DISK_FULL) from exc
 
     def _write(self) -> "_Writer":
         return SqlStore._Writer(self)
@@ -106,9 +116,15 @@ class SqlStore(SessionsMixin, MetricsMixin):
             rows = orm.scalars(select(FileRow).where(FileRow.fileset_id == fileset_id).order_by(FileRow.path))
             return [FileEntry(r.path, r.size, r.sha256) for r in rows]
 
-    def referenced_shas(self) -> set[str]:
+    def shas_in_use(self, shas: Iterable[str]) -> set[str]:
+        """Those of shas that some file (of a dataset, code, checkpoint or outputs) refers to."""
+        shas = list(shas)
+        used: set[str] = set()
         with self._read() as orm:
-            return set(orm.scalars(select(FileRow.sha256).distinct()))
+            for i in range(0, len(shas), 500):
+                batch = shas[i:i + 500]
+                used |= set(orm.scalars(select(FileRow.sha256).where(FileRow.sha256.in_(batch)).distinct()))
+        return used
 
     def _drop_fileset(self, orm: OrmSession, fileset_id: int | None) -> None:
         if fileset_id is not None:
@@ -133,6 +149,8 @@ class SqlStore(SessionsMixin, MetricsMixin):
         now = time.time()
         with self._write() as orm:
             row = orm.scalar(select(DatasetRow).where(DatasetRow.name == name))
+            if row is not None and row.owner != owner:
+                raise Forbidden(f"Dataset '{name}' belongs to {row.owner}; only they can replace it.")
             if row is not None and not force:
                 raise AlreadyExists(f"Dataset '{name}' already exists; push with -f to replace it.")
             fileset_id = self.add_fileset("dataset", entries, orm)
