@@ -197,6 +197,11 @@ class LocalExecutor:
     def remove(self, session: Session) -> None:
         shutil.rmtree(self.run_dir(session), ignore_errors=True)
 
+    def release_workdir(self, session: Session) -> None:
+        """Drop the working copy of an ended session whose written files the server has stored;
+        the small spool (log, journal) stays for inspection until the session is removed."""
+        shutil.rmtree(self.run_dir(session) / "app", ignore_errors=True)
+
 
 def _rmtree_readonly(path: Path) -> None:
     for folder, _dirs, _files in os.walk(path):

@@ -32,7 +32,7 @@ class Scheduler:
         self._last_reconcile = 0.0
 
     def start(self) -> None:
-        self.reconcile()
+        self.reconcile(at_startup=True)
         self._thread = threading.Thread(target=self._loop, name="nsml-scheduler", daemon=True)
         self._thread.start()
 
@@ -100,13 +100,18 @@ class Scheduler:
         self.store.move_session(session.id, Status.FAILED, ended=time.time(), error=message)
         self.wake()
 
-    def reconcile(self) -> None:
-        """Running sessions whose supervisor is gone (killed, machine rebooted) become failed."""
+    def reconcile(self, at_startup: bool = False) -> None:
+        """Running sessions whose supervisor is gone (killed, machine rebooted) become failed.
+
+        A running session without a supervisor is one being prepared (environment build); at
+        startup nobody is preparing it any more, so it fails at once rather than after a delay.
+        """
         self._last_reconcile = time.monotonic()
         for session in self.store.list_sessions({Status.RUNNING}):
             if session.id in self._launching or session.supervisor_pid is None:
-                if session.id not in self._launching and session.supervisor_pid is None and time.time() - (session.started or 0) > 60:
-                    self.fail(session, "The session never started (the server stopped while preparing it).")
+                stale = at_startup or time.time() - (session.started or 0) > 60
+                if session.id not in self._launching and session.supervisor_pid is None and stale:
+                    self.fail(session, "The session never started: the server stopped while preparing it. Run it again.")
                 continue
             if not self.executor.alive(session):
                 time.sleep(0.5)  # the supervisor may be posting its exit right now

@@ -153,8 +153,10 @@ class Shipper:
             _note(self.spool, f"[nsml] checkpoint '{line['name']}' was refused: {resp.text}")
 
     def ship_outputs(self) -> None:
+        # Sent even when empty: a stored (possibly empty) outputs set tells the server that the
+        # run directory holds nothing it still needs.
         changed = written_files(Path(self.spec["workdir"]), self.spec.get("code_files", {}))
-        if changed and not self.gone:
+        if not self.gone:
             from nsml.core.errors import NsmlError
             from nsml.store.archive import Member
 

@@ -85,7 +85,7 @@ def list_datasets(request: Request, pattern: str | None = None, user: str = Depe
 
 @router.get("/{name}", response_model=DatasetPublic)
 def get_dataset(name: str, request: Request, user: str = Depends(current_user)) -> DatasetPublic:
-    return DatasetPublic.of(_get(state(request), name, user))
+    return DatasetPublic.of(visible_dataset(state(request), name, user))
 
 
 @router.get("/{name}/files", response_model=list[FilePublic])

@@ -107,7 +107,10 @@ def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request
     if moved is None and session.status == Status.STOPPED:  # stop was recorded first; keep the code
         moved = st.store.update_session(session.id, exit_code=body.exit_code, ended=session.ended or time.time())
     st.scheduler.wake()
-    return SessionPublic.of(moved or st.store.session_by_id(session.id))
+    final = moved or st.store.session_by_id(session.id)
+    if final.outputs_fileset_id is not None:
+        st.executor.release_workdir(final)
+    return SessionPublic.of(final)
 
 
 def _exit_text(code: int) -> str:
