@@ -101,13 +101,18 @@ class Shipper:
     def ship_journal(self) -> None:
         path = self.spool / "journal.ndjson"
         target = _size(path)
+        chunk = MAX_CHUNK
         while not self.gone and target > self.journal_offset:
             with open(path, "rb") as f:
                 f.seek(self.journal_offset)
-                data = f.read(min(MAX_CHUNK, target - self.journal_offset))
+                data = f.read(min(chunk, target - self.journal_offset))
             end = data.rfind(b"\n") + 1
             if end == 0:
-                return
+                if len(data) < chunk:
+                    return  # the last line is still being written
+                chunk *= 2  # one line longer than a chunk (a huge logged list): read more
+                continue
+            chunk = MAX_CHUNK
             data = data[:end]
             # Metrics before a checkpoint line reach the server before the checkpoint, so the
             # checkpoint's summary is what was reported before it was saved.

@@ -17,7 +17,9 @@ from .settings import Settings
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind first, so a busy port is one clear line instead of a traceback from the server."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets created with it, and
+    # without TCP_NODELAY every small response waits ~40 ms (Nagle + delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -1,0 +1,212 @@
+"""Shared helpers for the benchmarks: a real NSML server on a temporary NSML_HOME, the real CLI.
+
+Mirrors tests/conftest.py (kept separate so the benchmarks do not depend on pytest): the server
+is `python -m nsml.server.main --embedded` on a free port, written to HOME/server.json, which is
+exactly what `nsml` finds and reuses, so the CLI talks to it as to a warm embedded server.
+
+Sessions outlive the server by design (their supervisors run in process groups of their own),
+so `Bench.close()` kills, by pid, every supervisor and user process group under the temporary
+home, then deletes it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def nsml_command() -> list[str]:
+    """How a user invokes the CLI: the `nsml` console script next to this interpreter if there
+    is one (not a pyenv shim, whose bash start-up is not NSML's), else `python -m nsml`."""
+    script = Path(sys.executable).with_name("nsml")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "nsml"]
+
+
+# `--server-nodelay`: the server as it would be with one proposed fix outside bench/. The server
+# binds its listening socket itself (nsml/server/main.py, bind_socket) as socket.socket(family,
+# SOCK_STREAM), i.e. with proto 0; asyncio sets TCP_NODELAY on accepted connections only when
+# sock.proto == IPPROTO_TCP, so every response, written as headers then body, waits on Nagle for
+# the client's delayed ACK (~40 ms on Linux). Re-wrapping the bound socket by its file descriptor
+# makes Python read the real protocol (6), which is what creating it with IPPROTO_TCP would do.
+NODELAY_SERVER = """
+import socket, sys
+import nsml.server.main as m
+_bind = m.bind_socket
+m.bind_socket = lambda host, port: socket.socket(fileno=_bind(host, port).detach())
+m.main(sys.argv[1:])
+"""
+
+
+class Bench:
+    def __init__(self, prefix: str = "nsml-bench-", server_nodelay: bool = False):
+        self.server_nodelay = server_nodelay
+        self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        self.home = self.tmp / "home"
+        self.home.mkdir()
+        self.work = self.tmp / "work"
+        self.work.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("NSML_")}
+        self.env.update(NSML_HOME=str(self.home), USER="alice", LOGNAME="alice", PYTHONUNBUFFERED="1")
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        self.proc: subprocess.Popen | None = None
+        self.url = self.token = ""
+        self.http: httpx.Client | None = None
+
+    # -- server -----------------------------------------------------------------------------
+    def start(self, timeout: float = 60) -> "Bench":
+        launcher = ["-c", NODELAY_SERVER] if self.server_nodelay else ["-m", "nsml.server.main"]
+        cmd = [sys.executable, *launcher, "--home", str(self.home), "--embedded",
+               "--port", "0", "--cpus", "64", "--memory", "256G"]
+        log = open(self.home / "server.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=self.env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited:\n" + (self.home / "server.log").read_text())
+            try:
+                info = json.loads((self.home / "server.json").read_text())
+                if httpx.get(info["url"] + "/api/health", timeout=1).status_code == 200:
+                    self.url = info["url"]
+                    self.token = (self.home / "token").read_text().strip()
+                    self.http = httpx.Client(base_url=self.url, timeout=60,
+                                             headers={"Authorization": f"Bearer {self.token}"})
+                    return self
+            except (OSError, ValueError, KeyError, httpx.HTTPError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the server did not start")
+
+    def close(self) -> None:
+        self.kill_sessions()
+        if self.http is not None:
+            self.http.close()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.kill_sessions()  # any a shutting-down server might still have started
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "Bench":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def kill_sessions(self) -> None:
+        """Kill, by pid, the user process groups and supervisors that belong to this home."""
+        for pid_file in (self.home / "runs").glob("*/spool/user.pid"):
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        marker = f"nsml.scheduler.supervisor\0{self.home}/".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if marker in (proc / "cmdline").read_bytes():
+                    os.killpg(int(proc.name), signal.SIGKILL)  # its own group (start_new_session)
+            except OSError:
+                pass
+
+    # -- CLI and API ------------------------------------------------------------------------
+    def cli(self, *args, cwd: Path | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*nsml_command(), *map(str, args)], cwd=cwd or self.work, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"nsml {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def get(self, path: str, **kw):
+        resp = self.http.get(path, **kw)
+        resp.raise_for_status()
+        return resp.json()
+
+    def push_dataset(self, name: str = "bench") -> str:
+        folder = self.tmp / "dataset" / name
+        (folder / "train").mkdir(parents=True)
+        (folder / "train" / "train_data").write_text("1,2\n3,4\n")
+        self.cli("dataset", "push", name, folder)
+        return name
+
+    def project(self, name: str, main: str, **files: str) -> Path:
+        folder = self.work / name
+        folder.mkdir(parents=True)
+        (folder / "main.py").write_text(main)
+        for fname, text in files.items():
+            (folder / fname).write_text(text)
+        return folder
+
+    @staticmethod
+    def session_name(run_output: str) -> str:
+        """'Session alice/bench/3 is started' -> 'alice/bench/3'."""
+        for word in run_output.split():
+            if word.count("/") == 2:
+                return word
+        raise RuntimeError(f"no session name in {run_output!r}")
+
+    @staticmethod
+    def api_path(name: str) -> str:
+        return "/api/sessions/" + name
+
+    def session(self, name: str) -> dict:
+        return self.get(self.api_path(name))
+
+    def wait(self, name: str, statuses=("exited", "failed", "stopped"), timeout: float = 120, poll: float = 0.05) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.session(name)
+            if s["status"] in statuses:
+                return s
+            time.sleep(poll)
+        raise RuntimeError(f"{name} did not reach {statuses}: {self.session(name)}")
+
+    def logs(self, name: str) -> str:
+        return self.cli("logs", name).stdout
+
+    def run_dir(self, name: str) -> Path | None:
+        """NSML_HOME/runs/<id> of a session (found by its spec.json)."""
+        for spec in (self.home / "runs").glob("*/spec.json"):
+            try:
+                if json.loads(spec.read_text())["session"] == name:
+                    return spec.parent
+            except (OSError, ValueError, KeyError):
+                continue
+        return None
+
+
+def quantiles(xs) -> dict:
+    xs = sorted(xs)
+    pick = lambda p: xs[min(len(xs) - 1, int(p * len(xs)))]
+    return {"n": len(xs), "median": statistics.median(xs), "p90": pick(0.9), "max": xs[-1], "min": xs[0]}
+
+
+def parse_marks(text: str, prefix: str = "BENCH ") -> dict:
+    """Lines 'BENCH key=value key=value' of a session's log, as one dict of floats (or strings)."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            for item in line[len(prefix):].split():
+                key, _, value = item.partition("=")
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    out[key] = value
+    return out
