@@ -98,6 +98,23 @@ def clean_env(home: Path) -> dict:
     return env
 
 
+def serve_for_module(tmp_path_factory, name: str):
+    """Body of a module-scoped server fixture: `yield from serve_for_module(factory, "sessions")`."""
+    srv = Server(tmp_path_factory.mktemp(name) / "home").start()
+    yield srv
+    srv.stop()
+    kill_leftover_supervisors(srv.home)
+
+
+def check_failed(proc) -> str:
+    """A CLI call that failed the way users should see: exit 1 and one `nsml: …` line on stderr."""
+    assert proc.returncode == 1, f"{proc.args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"{proc.args}: want one line on stderr, got:\n{proc.stderr}"
+    assert lines[0].startswith("nsml: "), lines[0]
+    return lines[0]
+
+
 @pytest.fixture
 def server(tmp_path):
     srv = Server(tmp_path / "home").start()

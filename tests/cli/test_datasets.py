@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Cli, Server, clean_env, write_dataset
+from tests.conftest import Cli, Server, clean_env, write_dataset, check_failed
 
 
 # -- one server for the module, emptied after each test ----------------------------------------
@@ -46,12 +46,6 @@ def fail_all(cli: Cli, *commands: tuple) -> list[str]:
     return [check_failed(p) for p in procs]
 
 
-def check_failed(proc) -> str:
-    assert proc.returncode == 1, f"{proc.args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, f"{proc.args}: want one line on stderr, got:\n{proc.stderr}"
-    assert lines[0].startswith("nsml: "), lines[0]
-    return lines[0]
 
 
 def blob_files(home: Path) -> set[str]:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import Cli, Server, clean_env, kill_leftover_supervisors, write_dataset, write_project
+from tests.conftest import Cli, clean_env, serve_for_module, write_dataset, write_project
 
 TRAIN = """\
 import os
@@ -59,10 +59,7 @@ except Exception as exc:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("models") / "home").start()
-    yield s
-    s.stop()
-    kill_leftover_supervisors(s.home)
+    yield from serve_for_module(tmp_path_factory, "models")
 
 
 @pytest.fixture(scope="module")

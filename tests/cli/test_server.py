@@ -14,15 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Cli, clean_env, write_dataset
+from tests.conftest import Cli, clean_env, write_dataset, check_failed
 
 
-def check_failed(proc) -> str:
-    assert proc.returncode == 1, f"{proc.args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, f"{proc.args}: want one line on stderr, got:\n{proc.stderr}"
-    assert lines[0].startswith("nsml: "), lines[0]
-    return lines[0]
 
 
 def alive(pid: int) -> bool:

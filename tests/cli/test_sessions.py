@@ -16,17 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Server, clean_env, kill_leftover_supervisors, write_dataset, write_project
+from tests.conftest import Cli, Server, clean_env, serve_for_module, write_dataset, write_project
 
 WAIT_S = 60
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("sessions") / "home").start()
-    yield s
-    s.stop()
-    kill_leftover_supervisors(s.home)
+    yield from serve_for_module(tmp_path_factory, "sessions")
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from sqlalchemy import delete, func, select
 
 from nsml.core import naming
 from nsml.core.entities import Checkpoint, FileEntry, Session
-from nsml.core.errors import Conflict, InvalidInput, NotFound, not_found
+from nsml.core.errors import NotFound, not_found
 from nsml.core.resources import Resources
 from nsml.core.states import Status, can_move
 
-from .models import CheckpointRow, FilesetRow, PointRow, SeriesRow, SessionCounterRow, SessionRow
+from .models import CheckpointRow, PointRow, SeriesRow, SessionCounterRow, SessionRow
 
 
 def to_session(row: SessionRow) -> Session:
