@@ -34,24 +34,8 @@ def nsml_command() -> list[str]:
     return [sys.executable, "-m", "nsml"]
 
 
-# `--server-nodelay`: the server as it would be with one proposed fix outside bench/. The server
-# binds its listening socket itself (nsml/server/main.py, bind_socket) as socket.socket(family,
-# SOCK_STREAM), i.e. with proto 0; asyncio sets TCP_NODELAY on accepted connections only when
-# sock.proto == IPPROTO_TCP, so every response, written as headers then body, waits on Nagle for
-# the client's delayed ACK (~40 ms on Linux). Re-wrapping the bound socket by its file descriptor
-# makes Python read the real protocol (6), which is what creating it with IPPROTO_TCP would do.
-NODELAY_SERVER = """
-import socket, sys
-import nsml.server.main as m
-_bind = m.bind_socket
-m.bind_socket = lambda host, port: socket.socket(fileno=_bind(host, port).detach())
-m.main(sys.argv[1:])
-"""
-
-
 class Bench:
-    def __init__(self, prefix: str = "nsml-bench-", server_nodelay: bool = False):
-        self.server_nodelay = server_nodelay
+    def __init__(self, prefix: str = "nsml-bench-"):
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
         self.home = self.tmp / "home"
         self.home.mkdir()
@@ -66,8 +50,7 @@ class Bench:
 
     # -- server -----------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> "Bench":
-        launcher = ["-c", NODELAY_SERVER] if self.server_nodelay else ["-m", "nsml.server.main"]
-        cmd = [sys.executable, *launcher, "--home", str(self.home), "--embedded",
+        cmd = [sys.executable, "-m", "nsml.server.main", "--home", str(self.home), "--embedded",
                "--port", "0", "--cpus", "64", "--memory", "256G"]
         log = open(self.home / "server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -21,11 +21,9 @@ key) until both keys have CALLS points and prints:
 Then, to isolate the server side, the store's ingest alone (no HTTP, no supervisor) on the
 same journal bytes: values/s of SqlStore.ingest_journal in 8 MiB chunks, as the supervisor sends.
 
-    python bench/report_overhead.py [--calls 150000] [--repeat 3] [--trace] [--server-nodelay]
+    python bench/report_overhead.py [--calls 150000] [--repeat 3] [--trace]
 
---trace prints, per session, when the counts grew (seconds after the last report, points);
---server-nodelay runs the server with TCP_NODELAY on its connections, a proposed fix that is not
-the code as it is (see _harness.py and README.md).
+--trace prints, per session, when the counts grew (seconds after the last report, points).
 """
 
 import argparse
@@ -155,19 +153,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=150_000, help="report calls per session (2 values each)")
     parser.add_argument("--repeat", type=int, default=3, help="sessions; medians are reported")
-    parser.add_argument("--server-nodelay", action="store_true",
-                        help="run the server with TCP_NODELAY on its connections (a proposed fix; see _harness.py)")
     parser.add_argument("--trace", action="store_true", help="print when the counts grew")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between metrics polls")
     args = parser.parse_args()
 
     values = args.calls * len(KEYS)
     print(f"nsml.report(step=i, loss=..., acc=...) in a real session: {args.calls:,} calls x 2 values = "
-          f"{values:,} values; {args.repeat} sessions; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
-          f"{'; server with TCP_NODELAY (proposed fix)' if args.server_nodelay else ''}; "
+          f"{values:,} values; {args.repeat} sessions; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
           f"load average {os.getloadavg()[0]:.2f}")
     rows = []
-    with Bench(server_nodelay=args.server_nodelay) as bench:
+    with Bench() as bench:
         bench.push_dataset("bench")
         project = bench.project("report", ENTRY)
         for i in range(args.repeat):

@@ -64,6 +64,7 @@ def main():
     parser.add_argument('--repeat', type=int, default=3, help='fresh processes; medians reported')
     args = parser.parse_args()
 
+    load = os.getloadavg()[0]
     rows = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix='nsml-bench-') as spool:
@@ -80,7 +81,8 @@ def main():
 
     median, p99, timer, bulk = (statistics.median(col) for col in zip(*rows))
     print(f'nsml.report(step=i, loss=..., acc=...) on-platform, {args.calls} calls, '
-          f'median of {args.repeat} processes, Python {sys.version.split()[0]}')
+          f'median of {args.repeat} processes, Python {sys.version.split()[0]}; '
+          f'load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end')
     print(f'  per call   median {median:.2f} us   p99 {p99:.2f} us   (timer overhead {timer:.2f} us)')
     print(f'  tight loop mean {bulk:.2f} us per call, background encoding and write included')
 

@@ -22,15 +22,11 @@ by the supervisor just after it spawned the user process). Together they break t
 
 Then `nsml run` is timed from inside its own process (CLI_PROBE: timers wrapped around its
 phases; the CLI's code is not changed): interpreter start, imports, the health check, the HTTP
-client, the dataset check, upload + create, the rest, and the interpreter's exit; as is and with
-proposed changes emulated one after the other (EMULATE). Finally, on the side: `python -c pass`,
-`import nsml.cli.main`, `import nsml.scheduler.supervisor`, `nsml --version`.
+client, the dataset check, upload + create, the rest, and the process's exit. Finally, on the
+side: `python -c pass`, `import nsml.cli.main`, `import nsml.scheduler.supervisor`,
+`nsml --version`.
 
-    python bench/run_latency.py [--runs 7] [--server-nodelay] [--cli-fixes]
-
---server-nodelay runs the server with TCP_NODELAY on its connections and --cli-fixes runs the
-timed `nsml run`s with the emulated CLI changes: both are proposals measured here, not the code
-as it is (see README.md).
+    python bench/run_latency.py [--runs 7]
 """
 
 import argparse
@@ -56,46 +52,11 @@ print(f"BENCH first_line={FIRST!r} proc_start={now - uptime + ticks / os.sysconf
 
 TARGET = 1.0
 
-# Proposed changes outside bench/ (see README.md), emulated without editing the CLI; each is
-# switched on by an environment variable so their gains can be measured one by one:
-#   BLOCK_TRIO      httpcore imports trio when it is installed (~0.1 s); the CLI never uses it
-#   NO_TLS_CONTEXT  httpx.Client builds an SSL context with certifi's CA bundle (~0.05-0.2 s per
-#                   client, two per command) even for the local http:// server; verify=False
-#                   for http:// URLs skips it (no TLS is used there anyway)
-#   FAST_EXIT       after the command finished and flushed stdout/stderr, os._exit(code): the
-#                   interpreter's teardown of typer/pydantic/rich/httpx modules is skipped
-EMULATE = r'''
-import os, sys
-if os.environ.get("BLOCK_TRIO"):
-    sys.modules["trio"] = None
-if os.environ.get("NO_TLS_CONTEXT"):
-    import httpx
-    _init = httpx.Client.__init__
-    def _client_init(self, *a, **k):
-        k.setdefault("verify", False)  # emulation: only ever used against http:// here
-        _init(self, *a, **k)
-    httpx.Client.__init__ = _client_init
-def _finish(code=0):
-    if os.environ.get("FAST_EXIT"):
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(code)
-'''
-
-# the CLI as `nsml` runs it, with the emulated changes the environment switches on
-CLI_FIXED = EMULATE + r'''
-from nsml.cli.main import main
-try:
-    main()
-except SystemExit as exc:
-    _finish(exc.code if isinstance(exc.code, int) else 1)
-    raise
-_finish(0)
-'''
-
-# `nsml run` in-process with timers around its phases (the CLI's own code is not changed):
-# a PROBE line on stderr, in seconds.
+# `nsml run` in-process with timers around its phases (the CLI's own code is not changed): a
+# PROBE line on stderr, in seconds. The CLI ends with os._exit once its output is flushed, so
+# the line is printed from a wrapper of os._exit; "exit" is then what is left after it.
 CLI_PROBE = r'''import time; T0 = time.time(); t = time.perf_counter()
-''' + EMULATE + r'''
+import os, sys
 import nsml.cli.main as m
 from nsml.cli import connection, sessions
 imports = time.perf_counter() - t
@@ -112,20 +73,17 @@ connection.resolve = timed("resolve", connection.resolve)
 connection.Api.__init__ = timed("client", connection.Api.__init__)
 connection.Api.get = timed("get", connection.Api.get)
 sessions.upload_folder = timed("upload", sessions.upload_folder)
+_exit = os._exit
+def probe_exit(code):
+    other = time.perf_counter() - t - sum(marks.values())
+    print("PROBE " + " ".join(f"{k}={v!r}" for k, v in dict(T0=T0, imports=imports, other=other, **marks, T1=time.time()).items()),
+          file=sys.stderr, flush=True)
+    _exit(code)
+os._exit = probe_exit
 sys.argv = ["nsml", *sys.argv[1:]]
 t = time.perf_counter()
-try:
-    m.main()
-except SystemExit:
-    pass
-total = time.perf_counter() - t
-other = total - sum(marks.values())
-print("PROBE " + " ".join(f"{k}={v!r}" for k, v in dict(T0=T0, imports=imports, other=other, **marks, T1=time.time()).items()),
-      file=sys.stderr, flush=True)
-_finish(0)
+m.main()
 '''
-
-FIXES = ("BLOCK_TRIO", "NO_TLS_CONTEXT", "FAST_EXIT")
 
 
 def stat_mtime(path: Path) -> float | None:
@@ -135,13 +93,9 @@ def stat_mtime(path: Path) -> float | None:
         return None
 
 
-def one_run(bench: Bench, project: Path, cli_fixes: bool = False) -> dict:
-    if cli_fixes:
-        cmd, env = [sys.executable, "-c", CLI_FIXED], dict(bench.env, **dict.fromkeys(FIXES, "1"))
-    else:
-        cmd, env = nsml_command(), bench.env
+def one_run(bench: Bench, project: Path) -> dict:
     t0 = time.time()
-    out = subprocess.run([*cmd, "run", "-d", "bench"], cwd=project, env=env,
+    out = subprocess.run([*nsml_command(), "run", "-d", "bench"], cwd=project, env=bench.env,
                          capture_output=True, text=True, timeout=120)
     t_cli_exit = time.time()
     if out.returncode != 0:
@@ -168,13 +122,12 @@ def one_run(bench: Bench, project: Path, cli_fixes: bool = False) -> dict:
     return row
 
 
-def cli_breakdown(bench: Bench, project: Path, reps: int, fixes: tuple = ()) -> dict:
+def cli_breakdown(bench: Bench, project: Path, reps: int) -> dict:
     """Median seconds per phase of `nsml run`, measured inside the CLI process (CLI_PROBE)."""
-    env = dict(bench.env, **dict.fromkeys(fixes, "1"))
     rows = []
     for _ in range(reps):
         t0 = time.time()
-        out = subprocess.run([sys.executable, "-c", CLI_PROBE, "run", "-d", "bench"], cwd=project, env=env,
+        out = subprocess.run([sys.executable, "-c", CLI_PROBE, "run", "-d", "bench"], cwd=project, env=bench.env,
                              capture_output=True, text=True, timeout=120)
         t1 = time.time()
         if out.returncode != 0:
@@ -221,38 +174,29 @@ def summarize(label: str, rows: list[dict]) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="timed runs per variant")
-    parser.add_argument("--server-nodelay", action="store_true",
-                        help="run the server with TCP_NODELAY on its connections (a proposed fix; see _harness.py)")
-    parser.add_argument("--cli-fixes", action="store_true",
-                        help="run the CLI with the emulated proposed changes (see EMULATE)")
     parser.add_argument("--package", default="httpx", help="an installed package for requirements.txt")
     args = parser.parse_args()
 
-    print(f"nsml run latency, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, CLI: {' '.join(nsml_command())}"
-          f"{', server with TCP_NODELAY (proposed fix)' if args.server_nodelay else ''}"
-          f"{', CLI with the emulated proposed changes' if args.cli_fixes else ''}; "
+    print(f"nsml run latency, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, CLI: {' '.join(nsml_command())}; "
           f"load average {os.getloadavg()[0]:.2f}")
-    with Bench(server_nodelay=args.server_nodelay) as bench:
+    with Bench() as bench:
         bench.push_dataset("bench")
         plain = bench.project("plain", ENTRY)
         reqs = bench.project("reqs", ENTRY, **{"requirements.txt": args.package + "\n"})
 
-        one_run(bench, plain, args.cli_fixes)  # warm the OS caches and the server's code paths; not counted
-        rows = [one_run(bench, plain, args.cli_fixes) for _ in range(args.runs)]
+        one_run(bench, plain)  # warm the OS caches and the server's code paths; not counted
+        rows = [one_run(bench, plain) for _ in range(args.runs)]
         summarize("no requirements", rows)
 
-        warm = one_run(bench, reqs, args.cli_fixes)  # builds the virtualenv once
+        warm = one_run(bench, reqs)  # builds the virtualenv once
         print(f"\nrequirements.txt ({args.package}): first run, building the environment: {warm['total']:.2f} s "
               f"(launch {warm['launch']:.2f} s)")
-        rows = [one_run(bench, reqs, args.cli_fixes) for _ in range(args.runs)]
+        rows = [one_run(bench, reqs) for _ in range(args.runs)]
         summarize(f"requirements.txt ({args.package}), environment cached", rows)
 
         print("\nwhere `nsml run` spends its time, measured inside the CLI process (median of 5, seconds):")
-        columns = [cli_breakdown(bench, plain, 5, FIXES[:i]) for i in range(len(FIXES) + 1)]
-        print(f"  {'':24s}{'as is':>9s}" + "".join(f"{'+' + f.lower():>16s}" for f in FIXES))
-        for k in columns[0]:
-            print(f"  {k:24s}" + "".join(f"{c[k]:9.3f}" if i == 0 else f"{c[k]:16.3f}" for i, c in enumerate(columns)))
-        print("  (each column adds one emulated change to the one before; see EMULATE above)")
+        for k, v in cli_breakdown(bench, plain, 5).items():
+            print(f"  {k:24s}{v:9.3f}")
 
         print("\nside timings (median of 5, seconds):")
         for k, v in side_timings(bench).items():

@@ -20,7 +20,6 @@ def bind_model(model):
     def save(dir_path, **kwargs):
         with open(os.path.join(dir_path, "model.pkl"), "wb") as f:
             pickle.dump(model, f)
-        pass
 
     def load(dir_path, **kwargs):
         with open(os.path.join(dir_path, "model.pkl"), "rb") as f:
