@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         st = build_state(settings)
         app.state.nsml = st
         st.scheduler.start()
+        threading.Thread(target=st.blobs.sweep, name="nsml-blob-sweep", daemon=True).start()
         try:
             yield
         finally:

@@ -162,6 +162,17 @@ class BlobStore:
         with self._lock:
             return set(self._pins)
 
+    def sweep(self, batch: int = 1000) -> int:
+        """Delete blobs that nothing refers to (left by a server killed mid-upload); returns how
+        many. Works in batches so uploads running meanwhile wait on the lock only briefly."""
+        removed, shas = 0, []
+        for sha in self.all_shas():
+            shas.append(sha)
+            if len(shas) == batch:
+                removed += len(self.delete_unused(shas))
+                shas = []
+        return removed + len(self.delete_unused(shas))
+
     def all_shas(self) -> Iterator[str]:
         for sub in self.root.iterdir():
             if len(sub.name) == 2 and sub.is_dir():

@@ -259,3 +259,21 @@ def test_login_stores_the_server_and_logout_forgets_it(server, tmp_path):
     assert client("logout").stdout.strip() == "Logged out; commands use the local NSML server"
     assert not config.exists()
     assert "Preconfigured connection: local" in client("--version").stdout
+
+
+def test_restart_sweeps_blobs_left_by_a_crashed_upload_and_keeps_the_rest(server, cli, tmp_path):
+    cli("dataset", "push", "kept", write_dataset(tmp_path / "ds"))
+    blobs = server.home / "blobs"
+    stored = {p for p in blobs.glob("??/*")}
+    orphan = blobs / "ff" / ("0" * 62)  # what a server killed between storing and registering leaves
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"half an upload")
+    server.stop()
+    server.start()
+    deadline = time.monotonic() + 30
+    while orphan.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not orphan.exists()
+    assert {p for p in blobs.glob("??/*")} == stored
+    cli("dataset", "pull", "kept", tmp_path / "back")
+    assert (tmp_path / "back" / "train" / "train_data").read_text() == "1,2\n3,4\n"
