@@ -132,6 +132,20 @@ class LocalExecutor:
             _rmtree_readonly(tmp)
         return view
 
+    def prune_views(self, current_filesets: set[int], datasets_in_use: set[str]) -> None:
+        """Remove views of dataset versions that are gone (removed or replaced), except those of
+        datasets an active session may still be reading."""
+        root = self.home / "views"
+        if not root.is_dir():
+            return
+        for folder in root.iterdir():
+            fileset = folder.name.split("-")[0].split(".")[0]
+            if not fileset.isdigit() or int(fileset) in current_filesets or ".tmp" in folder.name:
+                continue
+            if any((folder / name).exists() for name in datasets_in_use):
+                continue
+            _rmtree_readonly(folder)
+
     def stop(self, session: Session) -> bool:
         """Ask the supervisor to stop the user process; False if it is already gone."""
         if not self.alive(session):

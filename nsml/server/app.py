@@ -80,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.nsml = st
         st.scheduler.start()
         threading.Thread(target=st.blobs.sweep, name="nsml-blob-sweep", daemon=True).start()
+        st.prune_dataset_views()
         try:
             yield
         finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import Request
 
 from nsml.core.resources import Resources
+from nsml.core.states import ACTIVE
 from nsml.scheduler.local import LocalExecutor
 from nsml.scheduler.service import Scheduler
 from nsml.store.blobs import BlobStore
@@ -27,9 +28,11 @@ class ServerState:
     logs_dir: Path
     log_lock: threading.Lock
 
-    def gc_blobs(self, candidates: set[str]) -> None:
-        """Delete blobs no fileset refers to any more (after rm of a dataset, session, checkpoint)."""
-        self.blobs.delete_unused(candidates)
+    def prune_dataset_views(self) -> None:
+        """Drop the read-only views of dataset versions no longer stored (see LocalExecutor)."""
+        current = {d.fileset_id for d in self.store.list_datasets()}
+        in_use = {s.dataset for s in self.store.list_sessions(set(ACTIVE))}
+        self.executor.prune_views(current, in_use)
 
 
 def state(request: Request) -> ServerState:

@@ -368,3 +368,16 @@ def test_gpus_are_allocated_and_counted(server, cli):
     for name in (first, second, cpu_only):
         finished(server, name)
     assert logs(server, second) == f"GPU 1 {gpus[0].index}\n"
+
+
+def test_views_of_replaced_datasets_are_removed_once_no_session_reads_them(srv, mcli):
+    push(mcli, "viewgc")
+    write_project(mcli.cwd, "import os, nsml\nprint(sorted(os.listdir(nsml.DATASET_PATH)))\n")
+    finished(srv, run(mcli, "-d", "viewgc"))
+    views = srv.home / "views"
+    before = {p.name for p in views.iterdir() if (p / "viewgc").exists()}
+    assert len(before) == 1
+    mcli("dataset", "push", "-f", "viewgc", write_dataset(mcli.cwd / "ds-viewgc-2"))
+    assert not any((views / name).exists() for name in before)
+    finished(srv, run(mcli, "-d", "viewgc"))  # the new version gets a view of its own
+    assert {p.name for p in views.iterdir() if (p / "viewgc").exists()} - before

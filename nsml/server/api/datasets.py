@@ -44,6 +44,7 @@ async def push_dataset(
         forget(st.blobs, created)
         raise
     st.blobs.delete_unused(old_shas)
+    st.prune_dataset_views()
     return DatasetPublic.of(dataset)
 
 
@@ -109,6 +110,7 @@ def remove_dataset(name: str, request: Request, user: str = Depends(current_user
     shas = _shas(st, dataset)
     st.store.delete_dataset(name)
     st.blobs.delete_unused(shas)
+    st.prune_dataset_views()
     return {"removed": name}
 
 

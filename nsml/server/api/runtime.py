@@ -72,7 +72,7 @@ async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, wa
     except BaseException:
         forget(st.blobs, created)
         raise
-    st.gc_blobs(old_shas)
+    st.blobs.delete_unused(old_shas)
     return CheckpointPublic.of(ckpt)
 
 

@@ -106,7 +106,7 @@ def _remove(st: ServerState, session) -> None:
     st.store.delete_session(session.id)
     st.executor.remove(session)
     (st.logs_dir / f"{session.id}.log").unlink(missing_ok=True)
-    st.gc_blobs(shas)
+    st.blobs.delete_unused(shas)
 
 
 @router.get(SESSION, response_model=SessionPublic)
@@ -214,7 +214,7 @@ def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, 
     for ckpt in targets:
         shas |= {f.sha256 for f in st.store.files(ckpt.fileset_id)}
         st.store.delete_checkpoint(session.id, ckpt.name)
-    st.gc_blobs(shas)
+    st.blobs.delete_unused(shas)
     return Removed(removed=[c.name for c in targets])
 
 
