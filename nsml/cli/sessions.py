@@ -135,10 +135,12 @@ def download(
     session: str = typer.Argument(..., help="OWNER/DATASET/N"),
     path: Path = typer.Argument(None, help="Folder to create (default: ./OWNER_DATASET_N_output)."),
     force: bool = typer.Option(False, "-f", "--force", help="Replace an existing folder."),
+    single: str = typer.Option(None, "-s", "--single", help="Only this file or folder, e.g. '/app/model.txt' or 'results/'."),
 ):
-    """Download the files a session wrote in its working directory."""
+    """Download the files a session wrote in its working directory (all, or one with -s)."""
     path = path or Path(session.replace("/", "_") + "_output")
-    files = download_tar(api(), session_path(session) + "/outputs", path, "outputs", force)
+    params = {"only": single} if single else None
+    files = download_tar(api(), session_path(session) + "/outputs", path, "outputs", force, params=params)
     render.console.print(f"{len(files)} files of {session} downloaded into {path}")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Server, clean_env, serve_for_module, write_dataset, write_project
+from tests.conftest import Cli, Server, check_failed, clean_env, serve_for_module, write_dataset, write_project
 
 WAIT_S = 60
 
@@ -165,6 +165,15 @@ with open('notes.txt', 'a') as f:
         "model.bin": b"weights",
         "notes.txt": b"notes\nappended by the session\n",  # a code file the session changed
     }
+
+    cli("download", "-s", "/app/results/score.txt", name, "one")  # NSML's absolute /app path
+    assert [p.relative_to(cli.cwd / "one").as_posix() for p in (cli.cwd / "one").rglob("*") if p.is_file()] == ["results/score.txt"]
+    cli("download", "--single", "results", name, "folder")
+    assert (cli.cwd / "folder" / "results" / "score.txt").read_bytes() == b"0.97"
+    missing = check_failed(cli("download", "-s", "/app/nothing.txt", name, "none", check=False))
+    assert "wrote no file '/app/nothing.txt'" in missing and "model.bin" in missing
+    assert check_failed(cli("download", "-s", "../../etc/passwd", name, "bad", check=False))
+    assert not (cli.cwd / "none").exists() and not (cli.cwd / "bad").exists()
 
     refused = cli("pull", name, "code", check=False)
     assert refused.returncode == 1 and "already exists" in refused.stderr

@@ -177,19 +177,33 @@ def pull_code(owner: str, dataset: str, number: int, request: Request, _user: st
 
 
 @router.get(SESSION + "/outputs")
-def download_outputs(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> StreamingResponse:
-    """Files the session wrote in its working directory (collected when it ends; live while it runs)."""
+def download_outputs(
+    owner: str, dataset: str, number: int, request: Request, only: str | None = None, _user: str = Depends(current_user),
+) -> StreamingResponse:
+    """Files the session wrote in its working directory (collected when it ends; live while it
+    runs). `only`: one file or folder, relative or as the absolute path /app/... NSML used."""
+    from nsml.scheduler.supervisor import written_files
+    from nsml.store.archive import Member, safe_relpath, stream_tar
+
     st = state(request)
     session = session_of(st, owner, dataset, number)
     if session.outputs_fileset_id is not None:
-        return tar_response(st, st.store.files(session.outputs_fileset_id), "outputs.tar")
-    from nsml.scheduler.supervisor import written_files
-    from nsml.store.archive import Member, stream_tar
-
-    workdir = st.executor.run_dir(session) / "app"
-    code = {f.path: f.sha256 for f in st.store.files(session.code_fileset_id)} if session.code_fileset_id else {}
-    members = [Member(rel, p, p.stat().st_size) for rel, p in written_files(workdir, code)] if workdir.is_dir() else []
-    return StreamingResponse(stream_tar(members), media_type="application/x-tar", headers={"X-NSML-Files": str(len(members))})
+        members = [Member(f.path, st.blobs.path(f.sha256), f.size) for f in st.store.files(session.outputs_fileset_id)]
+    else:
+        workdir = st.executor.run_dir(session) / "app"
+        code = {f.path: f.sha256 for f in st.store.files(session.code_fileset_id)} if session.code_fileset_id else {}
+        members = [Member(rel, p, p.stat().st_size) for rel, p in written_files(workdir, code)] if workdir.is_dir() else []
+    if only:
+        wanted = safe_relpath(only.removeprefix("/app/") if only.startswith("/app/") else only.lstrip("/"))
+        chosen = [m for m in members if m.arcname == wanted or m.arcname.startswith(wanted + "/")]
+        if not chosen:
+            names = ", ".join(m.arcname for m in members[:8]) or "none"
+            raise NotFound(f"Session {session.name} wrote no file '{only}'. Files it wrote: {names}.")
+        members = chosen
+    return StreamingResponse(
+        stream_tar(members), media_type="application/x-tar",
+        headers={"X-NSML-Files": str(len(members)), "X-NSML-Bytes": str(sum(m.size for m in members))},
+    )
 
 
 @router.get(SESSION + "/checkpoints", response_model=list[CheckpointPublic])
