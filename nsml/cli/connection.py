@@ -94,9 +94,9 @@ def ensure_embedded(start: bool = True) -> Server:
 def _start_embedded(h: Path) -> dict:
     port_file = h / "port"
     port = port_file.read_text().strip() if port_file.exists() else "0"
-    log = open(h / "server.log", "ab")
     cmd = [sys.executable, "-m", "nsml.server.main", "--home", str(h), "--embedded", "--port", port]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(h / "server.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -33,7 +33,10 @@ def check_owner(owner: str) -> str:
 
 def check_checkpoint_name(name: str) -> str:
     if not name or name in (".", "..") or not _CHECKPOINT_RE.match(name) or len(name) > 200:
-        raise InvalidInput(f"Checkpoint name '{name}' is not allowed: use letters, digits, '_', '-', '.'.")
+        raise InvalidInput(
+            f"Checkpoint name '{name}' is not allowed: use 1 to 200 characters, without '/' or '\\', "
+            "and not '.' or '..'."
+        )
     return name
 
 
@@ -44,7 +47,7 @@ def session_name(owner: str, dataset: str, number: int) -> str:
 def parse_session_name(name: str) -> tuple[str, str, int]:
     """'alice/digits/3' -> ('alice', 'digits', 3), with a clear error for anything else."""
     parts = name.strip("/").split("/")
-    if len(parts) != 3 or not parts[2].isdigit():
+    if len(parts) != 3 or not (parts[2].isascii() and parts[2].isdigit()):
         raise InvalidInput(
             f"'{name}' is not a session name; session names look like OWNER/DATASET/NUMBER, e.g. alice/digits/3."
         )

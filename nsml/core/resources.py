@@ -46,7 +46,7 @@ class Resources:
 
 def check_request(request: Resources, capacity: Resources) -> None:
     """Refuse a request that could never start, instead of queueing it forever."""
-    if request.cpus <= 0:
+    if not request.cpus > 0:  # also refuses NaN, which would fit nowhere and queue forever
         raise InvalidInput("A session needs more than 0 CPUs.")
     if request.gpus < 0:
         raise InvalidInput("The number of GPUs cannot be negative.")

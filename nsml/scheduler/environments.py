@@ -49,8 +49,10 @@ def setup_py_requires(text: str) -> list[str]:
                 if kw.arg == "install_requires":
                     try:
                         value = ast.literal_eval(kw.value)
-                    except ValueError as exc:
-                        raise InvalidInput("setup.py's install_requires must be a literal list of strings.") from exc
+                    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                        value = None
+                    if not isinstance(value, (list, tuple)):  # a bare string would split into letters
+                        raise InvalidInput("setup.py's install_requires must be a literal list of strings.")
                     return [str(v) for v in value]
     return []
 
@@ -68,16 +70,13 @@ def requirements_txt(text: str) -> list[str]:
 
 def read_spec(code_dir: Path) -> EnvSpec:
     requirements: list[str] = []
-    image = ""
+    found: dict[str, Path] = {}
     for name, parse in (("setup.py", setup_py_requires), ("requirements.txt", requirements_txt)):
         path = code_dir / name
         if path.is_file():
-            text = path.read_text(errors="replace")
-            first = text.splitlines()[0] if text else ""
-            if not image and (m := _IMAGE_RE.match(first)):
-                image = m.group(1)
-            requirements += parse(text)
-    return EnvSpec(tuple(_rename(r) for r in requirements), image)
+            found[name] = path
+            requirements += parse(path.read_text(errors="replace"))
+    return EnvSpec(tuple(_rename(r) for r in requirements), read_first_line_image(found))
 
 
 def env_key(spec: EnvSpec) -> str:

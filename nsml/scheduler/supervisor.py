@@ -21,16 +21,16 @@ MAX_CHUNK = 8 << 20
 
 
 def start_user_process(spec: dict) -> subprocess.Popen:
-    log = open(Path(spec["spool"]) / "output.log", "ab")
     preexec = None
     if spec.get("readonly"):  # the dataset view, read-only even for root (see sandbox.py)
         from nsml.scheduler.sandbox import preexec_readonly
 
         preexec = preexec_readonly(spec["readonly"])
-    return subprocess.Popen(
-        spec["argv"], cwd=spec["workdir"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec,
-    )
+    with open(Path(spec["spool"]) / "output.log", "ab") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            spec["argv"], cwd=spec["workdir"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec,
+        )
 
 
 class Shipper:
@@ -119,20 +119,27 @@ class Shipper:
             start = 0
             for line_end in _checkpoint_line_ends(data):
                 line_start = data.rfind(b"\n", 0, line_end - 1) + 1
-                self._post_journal(data[start:line_end])
+                if not self._post_journal(data[start:line_end]):
+                    break  # the server is elsewhere in the file: re-read from its offset
                 self._upload_checkpoint(json.loads(data[line_start:line_end]))
                 start = line_end
-            self._post_journal(data[start:])
+            else:
+                self._post_journal(data[start:])
 
-    def _post_journal(self, data: bytes) -> None:
+    def _post_journal(self, data: bytes) -> bool:
+        """Send data, which starts at journal_offset; False if the server's offset is now not
+        where data ends (it had more, or less), so the rest of the chunk must not be sent as is."""
         if not data or self.gone:
-            return
+            return not self.gone
+        expected = self.journal_offset + len(data)
         resp = self._post(f"/journal?offset={self.journal_offset}", content=data)
-        if resp is not None:
-            if resp.status_code == 409:  # the server knows a different offset; resume from its
-                self.journal_offset = resp.json().get("offset", self.journal_offset)
-                return
-            self.journal_offset = resp.json()["offset"]
+        if resp is None:
+            return False
+        if resp.status_code == 409:  # the server knows a different offset; resume from its
+            self.journal_offset = resp.json().get("offset", self.journal_offset)
+            return False
+        self.journal_offset = resp.json()["offset"]
+        return self.journal_offset == expected
 
     def _upload_checkpoint(self, line: dict) -> None:
         folder = self.spool / line["dir"]

@@ -6,7 +6,6 @@ no devices. Folders are walked with symlinks followed only while they stay insid
 """
 
 import os
-import posixpath
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -206,7 +205,3 @@ def extract_to(fileobj, dest: Path) -> list[str]:
 
     read_tar(fileobj, store)
     return paths
-
-
-def common_parent(paths: Iterable[str]) -> str:
-    return posixpath.commonpath(list(paths)) if paths else ""

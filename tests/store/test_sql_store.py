@@ -194,6 +194,17 @@ def test_delete_session_returns_and_drops_its_filesets(store):
     assert store.delete_session(s.id) == []
 
 
+def test_outputs_sent_again_replace_the_earlier_ones(store):
+    s = new_session(store)
+    first = store.put_outputs(s.id, files(("out.txt", "1")))
+    second = store.put_outputs(s.id, files(("out.txt", "22")))  # a retry after a lost answer
+    assert [f.size for f in store.files(second.outputs_fileset_id)] == [2]
+    assert store.files(first.outputs_fileset_id) == []
+    assert set(store.delete_session(s.id)) == {s.code_fileset_id, second.outputs_fileset_id}
+    with pytest.raises(NotFound):
+        store.put_outputs(s.id, [])
+
+
 # -- checkpoints -----------------------------------------------------------------------------
 def test_checkpoint_with_the_same_name_overwrites(store):
     s = new_session(store)

@@ -6,8 +6,9 @@ answer (server restart, timeout) sends the same bytes again and nothing is store
 
 import time
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from nsml.core.errors import Conflict
 from nsml.core.states import Status, final_status
@@ -16,20 +17,18 @@ from ..auth import current_user
 from ..schemas import CheckpointPublic, ExitReport, Offset, SessionPublic
 from ..state import state
 from ..uploads import forget, receive_tar
-from .sessions import SESSION, session_of
+from .sessions import SESSION, _tail, session_of
 
 router = APIRouter(prefix="/api/sessions", tags=["session runtime"])
 ERROR_LINES = 3
 
 
 @router.post(SESSION + "/journal", response_model=Offset)
-async def ingest_journal(owner: str, dataset: str, number: int, offset: int, request: Request, _user: str = Depends(current_user)):
+async def ingest_journal(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _user: str = Depends(current_user)):
     st = state(request)
     session = session_of(st, owner, dataset, number)
     data = await request.body()
     try:
-        from starlette.concurrency import run_in_threadpool
-
         new = await run_in_threadpool(st.store.ingest_journal, session.id, offset, data)
     except Conflict:
         return JSONResponse({"detail": "journal offset mismatch", "offset": st.store.session_by_id(session.id).journal_offset}, status_code=409)
@@ -37,11 +36,11 @@ async def ingest_journal(owner: str, dataset: str, number: int, offset: int, req
 
 
 @router.post(SESSION + "/logs", response_model=Offset)
-async def ingest_logs(owner: str, dataset: str, number: int, offset: int, request: Request, _user: str = Depends(current_user)) -> Offset:
+async def ingest_logs(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _user: str = Depends(current_user)) -> Offset:
     st = state(request)
     session = session_of(st, owner, dataset, number)
     data = await request.body()
-    return Offset(offset=append_log(st, session.id, offset, data))
+    return Offset(offset=await run_in_threadpool(append_log, st, session.id, offset, data))
 
 
 def append_log(st, session_id: int, offset: int, data: bytes) -> int:
@@ -80,13 +79,14 @@ async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, wa
 async def upload_outputs(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
     st = state(request)
     session = session_of(st, owner, dataset, number)
+    old_shas = {f.sha256 for f in st.store.files(session.outputs_fileset_id)} if session.outputs_fileset_id else set()
     files, created = await receive_tar(request, st.blobs, "the session's output files")
     try:
-        fileset = st.store.add_fileset("outputs", files)
-        session = st.store.update_session(session.id, outputs_fileset_id=fileset)
+        session = st.store.put_outputs(session.id, files)
     except BaseException:
         forget(st.blobs, created)
         raise
+    st.blobs.delete_unused(old_shas)
     return SessionPublic.of(session)
 
 
@@ -97,8 +97,6 @@ def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request
     status = final_status(body.exit_code, body.stopped or session.status == Status.STOPPED)
     error = ""
     if status == Status.FAILED:
-        from .sessions import _tail
-
         # One line, for `ps` and the end of `logs`: a traceback's last line names the error.
         path = st.logs_dir / f"{session.id}.log"
         lines = [ln.strip() for ln in _tail(path, ERROR_LINES).splitlines() if ln.strip()] if path.exists() else []

@@ -12,7 +12,7 @@ from nsml.core.states import ACTIVE, FINAL, Status
 from nsml.scheduler.environments import read_first_line_image
 
 from ..auth import current_user
-from ..schemas import CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic
+from ..schemas import CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic, finite
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
 from .datasets import tar_response, visible_dataset
@@ -135,8 +135,8 @@ def set_memo(owner: str, dataset: str, number: int, body: MemoUpdate, request: R
 
 @router.get(SESSION + "/logs", response_model=LogChunk)
 def read_logs(
-    owner: str, dataset: str, number: int, request: Request, offset: int = 0, limit: int = 1 << 20,
-    tail: int | None = None, _user: str = Depends(current_user),
+    owner: str, dataset: str, number: int, request: Request, offset: int = 0,
+    limit: int = Query(1 << 20, ge=1), tail: int | None = Query(None, ge=0), _user: str = Depends(current_user),
 ) -> LogChunk:
     """Log bytes from `offset` (or the last `tail` lines); `done` once the session ended and all was read."""
     st = state(request)
@@ -250,8 +250,6 @@ def list_metrics(owner: str, dataset: str, number: int, request: Request, _user:
 def metric_series(owner: str, dataset: str, number: int, key: str, request: Request, _user: str = Depends(current_user)) -> dict:
     st = state(request)
     points = st.store.metric_points(session_of(st, owner, dataset, number).id, key)
-    from ..schemas import finite
-
     return {
         "key": key,
         "steps": [p.step for p in points],

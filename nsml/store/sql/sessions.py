@@ -109,6 +109,19 @@ class SessionsMixin:
                 setattr(row, key, value)
             return to_session(row)
 
+    def put_outputs(self, session_id: int, files: list[FileEntry]) -> Session:
+        """Store the files a session wrote, replacing those of an earlier upload in one
+        transaction (a supervisor that lost the answer sends them again)."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id)
+            if row is None:
+                raise NotFound(f"Session #{session_id} does not exist.")
+            old = row.outputs_fileset_id
+            row.outputs_fileset_id = self.add_fileset("outputs", files, orm)
+            orm.flush()
+            self._drop_fileset(orm, old)
+            return to_session(row)
+
     def move_session(self, session_id: int, new: Status, **fields) -> Session | None:
         """Change status if allowed from the current one; returns None when it was not."""
         with self._write() as orm:
@@ -172,10 +185,11 @@ class SessionsMixin:
             return [to_checkpoint(r) for r in rows]
 
     def get_checkpoint(self, session: Session, name: str) -> Checkpoint:
-        for ckpt in self.list_checkpoints(session.id):
+        ckpts = self.list_checkpoints(session.id)
+        for ckpt in ckpts:
             if ckpt.name == name:
                 return ckpt
-        names = [c.name for c in self.list_checkpoints(session.id)]
+        names = [c.name for c in ckpts]
         listing = ", ".join(names) if names else "none yet"
         raise NotFound(f"Session {session.name} has no checkpoint '{name}'. Its checkpoints: {listing}.")
 
