@@ -97,7 +97,8 @@ def stop(session: str = typer.Argument(..., help="OWNER/DATASET/N")):
         if s["status"] not in ("running", "queued"):
             break
         time.sleep(0.2)
-    render.console.print(f"Session {s['name']} is {'stopped' if s['status'] == 'stopped' else s['status'] if s['status'] not in ('running',) else 'stopping'}")
+    state = "stopping" if s["status"] == "running" else s["status"]  # still shutting down after 20 s
+    render.console.print(f"Session {s['name']} is {state}")
 
 
 def rm(

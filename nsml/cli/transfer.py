@@ -45,7 +45,9 @@ def upload_folder(api: Api, path: str, folder: Path, what: str, params: dict, ig
 def download_tar(api: Api, path: str, dest: Path, what: str, force: bool = False, params: dict | None = None) -> list[str]:
     """Download a tar from path and unpack it into dest (created; must be empty unless force)."""
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()) if dest.is_dir() else dest.exists():
+    dest = dest.resolve()
+    occupied = any(dest.iterdir()) if dest.is_dir() else dest.exists()
+    if occupied:
         if not force:
             raise CliError(f"'{dest}' already exists and is not empty; choose another path or add -f to overwrite.")
     tmp = dest.with_name(f".{dest.name}.nsml-part")

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from nsml.core.entities import Dataset, FileEntry, Session
@@ -139,8 +140,12 @@ class LocalExecutor:
         if not root.is_dir():
             return
         for folder in root.iterdir():
-            fileset = folder.name.split("-")[0].split(".")[0]
-            if not fileset.isdigit() or int(fileset) in current_filesets or ".tmp" in folder.name:
+            if ".tmp" in folder.name:  # a view whose build a crash interrupted
+                if not (folder / ".ready").exists() and time.time() - folder.stat().st_mtime > 3600:
+                    _rmtree_readonly(folder)
+                continue
+            fileset = folder.name.split("-")[0]
+            if not fileset.isdigit() or int(fileset) in current_filesets:
                 continue
             if any((folder / name).exists() for name in datasets_in_use):
                 continue

@@ -78,7 +78,8 @@ class Scheduler:
                 dataset = self.store.get_dataset(session.dataset)
                 dataset_files = self.store.files(dataset.fileset_id)
             except NotFound:
-                dataset, dataset_files = None, []
+                self.fail(session, f"Dataset '{session.dataset}' was removed before the session started.")
+                return
             pid = self.executor.launch(session, gpu_ids, code, dataset, dataset_files)
             try:
                 session = self.store.update_session(session.id, supervisor_pid=pid)

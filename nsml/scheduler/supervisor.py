@@ -69,7 +69,7 @@ class Shipper:
                 if resp.status_code == 404:
                     self.gone = True
                     return None
-                if resp.status_code < 500:
+                if resp.status_code < 500 and resp.status_code not in (401, 422):
                     return resp
             except httpx.TransportError:
                 self._refresh_url()

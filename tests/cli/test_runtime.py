@@ -255,6 +255,17 @@ def test_a_full_machine_queues_sessions_until_resources_free(server, cli):
     assert server.session(second)["started"] >= server.session(first)["ended"]
     assert logs(server, third) == "" and server.session(third)["started"] is None
 
+    # a queued session whose dataset is removed before it starts fails and says why
+    fourth = run(cli, "-d", "queue", "-a", str(cli.cwd / "gate2"), cwd=code)
+    fifth = run(cli, "-d", "queue", "-a", str(cli.cwd / "gate2"), cwd=code)
+    wait_for(lambda: "waiting" in logs(server, fourth), "the fourth session to run")
+    assert server.session(fifth)["status"] == "queued"
+    cli("dataset", "rm", "queue")
+    (cli.cwd / "gate2").touch()
+    finished(server, fourth)
+    failed = server.wait(fifth)
+    assert failed["status"] == "failed" and failed["error"] == "Dataset 'queue' was removed before the session started."
+
 
 LOOP = """\
 import os, sys, time

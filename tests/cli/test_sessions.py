@@ -344,6 +344,7 @@ def test_bad_run_requests_leave_nothing_behind(srv, cli):
         (["-g", "64"], "The session asks for 64 GPU(s) but this cluster has"),
         (["-c", "1000"], "but the largest machine has"),
         (["--memory", "lots"], "'lots' is not a size"),
+        (["-a", "--name 'unclosed"], "cannot be split like a shell would"),
     ]
     for extra, message in cases:
         res = cli("run", "-d", "badrun", *extra, check=False)

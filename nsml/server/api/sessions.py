@@ -1,5 +1,6 @@
 """Sessions as users see them: run, list, inspect, stop, remove, logs, code, outputs, checkpoints."""
 
+import shlex
 import time
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -42,6 +43,10 @@ async def run_session(
     )
     check_request(request_res, st.capacity)
     entry = entry.strip()
+    try:
+        shlex.split(args)
+    except ValueError as exc:
+        raise InvalidInput(f"The arguments {args!r} cannot be split like a shell would ({exc}); check the quotes in -a.") from exc
     files, created = await receive_tar(request, st.blobs, "the code")
     try:
         paths = {f.path for f in files}
