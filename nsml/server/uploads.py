@@ -33,8 +33,10 @@ async def receive_tar(request: Request, blobs: BlobStore, what: str) -> tuple[li
     try:
         try:
             with open(tmp, "wb") as out:
+                # Writes go to a worker thread: a large push must not stall every other request
+                # (log streaming, the supervisors' posts) on the event loop.
                 async for chunk in request.stream():
-                    out.write(chunk)
+                    await run_in_threadpool(out.write, chunk)
         except OSError as exc:
             if is_disk_full(exc):
                 raise disk_full_error(what) from exc
