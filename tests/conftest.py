@@ -155,6 +155,40 @@ def write_project(folder: Path, main: str, **files: str) -> Path:
     return folder
 
 
+def push_dataset(cli: Cli, name: str) -> None:
+    """A small dataset pushed as NAME, written beside (not inside) the CLI's code folder."""
+    cli("dataset", "push", name, write_dataset(cli.cwd.parent / f"ds-{name}"))
+
+
+def start_session(cli: Cli, *args, cwd=None) -> str:
+    """`nsml run ARGS`; returns the new session's name."""
+    out = cli("run", *args, cwd=cwd).stdout
+    line = [ln for ln in out.splitlines() if ln.startswith("Session ")][-1]
+    assert line.endswith(" is started"), out
+    return line.split()[1]
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar holding files {name: bytes}, for driving the API directly."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def mount_tmpfs(folder: Path, size: str) -> None:
+    """A small real filesystem to fill up; skips the test where mounting is not allowed (non-root)."""
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a {size} tmpfs to fill up (needs root): {proc.stderr.strip()}")
+
+
 def write_dataset(folder: Path, with_test: bool = True) -> Path:
     (folder / "train").mkdir(parents=True, exist_ok=True)
     (folder / "train" / "train_data").write_text("1,2\n3,4\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Cli, Server, clean_env, write_dataset, check_failed
+from tests.conftest import Cli, Server, clean_env, write_dataset, check_failed, tar_of, mount_tmpfs
 
 
 # -- one server for the module, emptied after each test ----------------------------------------
@@ -70,14 +70,6 @@ def assert_nothing_kept(server: Server) -> None:
     assert temp_files(server.home) == []
 
 
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def push_api(server: Server, name: str, files: dict[str, bytes] | None = None, **params) -> dict:
@@ -419,9 +411,7 @@ def test_the_api_refuses_uploads_without_a_valid_token(server):
 def small_disk_server(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(home)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a 4 MB tmpfs as the server's home (needs root): {proc.stderr.strip()}")
+    mount_tmpfs(home, "4m")
     srv = None
     try:
         srv = Server(home).start()

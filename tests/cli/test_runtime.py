@@ -13,6 +13,7 @@ import pytest
 from nsml.scheduler import sandbox
 from nsml.scheduler.machine import discover_gpus
 from tests.conftest import Cli, Server, clean_env, serve_for_module, write_dataset, write_project
+from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
 
@@ -25,16 +26,9 @@ def srv(tmp_path_factory):
 @pytest.fixture
 def mcli(srv, tmp_path) -> Cli:
     """The CLI against the module's server (tests that restart a server use conftest's cli)."""
-    return Cli(clean_env(srv.home), tmp_path)
-
-
-def push(cli: Cli, name: str) -> None:
-    cli("dataset", "push", name, write_dataset(cli.cwd / f"ds-{name}"))
-
-
-def run(cli: Cli, *args, cwd=None) -> str:
-    out = cli("run", *args, cwd=cwd).stdout
-    return [ln for ln in out.splitlines() if ln.startswith("Session ")][-1].split()[1]
+    work = tmp_path / "work"
+    work.mkdir()
+    return Cli(clean_env(srv.home), work)
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Server, check_failed, clean_env, serve_for_module, write_dataset, write_project
+from tests.conftest import Cli, Server, check_failed, clean_env, serve_for_module, write_project
+from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
 
@@ -31,19 +32,6 @@ def cli(srv, tmp_path) -> Cli:
     work = tmp_path / "work"
     work.mkdir()
     return Cli(clean_env(srv.home), work)
-
-
-def push(cli: Cli, name: str) -> None:
-    folder = write_dataset(cli.cwd.parent / f"ds-{name}")
-    cli("dataset", "push", name, folder)
-
-
-def run(cli: Cli, *args, cwd=None) -> str:
-    """`nsml run ARGS`; returns the new session's name."""
-    out = cli("run", *args, cwd=cwd).stdout
-    line = [ln for ln in out.splitlines() if ln.startswith("Session ")][-1]
-    assert line.endswith(" is started"), out
-    return line.split()[1]
 
 
 def add_files(folder: Path, **files: str) -> None:

@@ -5,10 +5,8 @@ cover the error answers precisely; then end to end against the real NSML server 
 sessions.
 """
 
-import io
 import json
 import os
-import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,19 +15,12 @@ import pytest
 import nsml
 from nsml.client.context import CONTEXT
 from nsml.client.errors import CheckpointNotFoundError
+from tests.conftest import tar_of
 from tests.conftest import write_dataset, write_project
 
 TOKEN = 'secret-token'
 
 
-def tar_of(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w') as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 class StandIn(BaseHTTPRequestHandler):

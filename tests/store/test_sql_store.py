@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from tests.conftest import mount_tmpfs
+
 from nsml.core.entities import FileEntry
 from nsml.core.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound, StorageFull
 from nsml.core.resources import Resources
@@ -309,9 +311,7 @@ def test_steps_default_to_report_count_and_lines_that_are_not_metrics_are_skippe
 def tiny_disk(tmp_path):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {proc.stderr.strip()}")
+    mount_tmpfs(mnt, "1m")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 

@@ -38,7 +38,8 @@ async def push_dataset(
     try:
         if not any(e.path.startswith("train/") for e in entries):
             raise InvalidInput(f"Dataset '{name}' has no train/ folder; put the training files under train/.")
-        old_shas = _shas(st, _find(st, name)) if force else set()
+        replaced = _find(st, name) if force else None  # read again: it may have changed meanwhile
+        old_shas = st.store.fileset_shas(replaced.fileset_id) if replaced else set()
         dataset = st.store.put_dataset(name, user, description, private, entries, force)
     except BaseException:
         forget(st.blobs, created)
@@ -75,10 +76,6 @@ def visible_dataset(st, name: str, user: str) -> Dataset:
     return dataset
 
 
-def _shas(st, dataset: Dataset | None) -> set[str]:
-    return {f.sha256 for f in st.store.files(dataset.fileset_id)} if dataset else set()
-
-
 @router.get("", response_model=list[DatasetPublic])
 def list_datasets(request: Request, pattern: str | None = None, user: str = Depends(current_user)) -> list[DatasetPublic]:
     return [DatasetPublic.of(d) for d in state(request).store.list_datasets(pattern) if _visible(d, user)]
@@ -107,7 +104,7 @@ def remove_dataset(name: str, request: Request, user: str = Depends(current_user
     st = state(request)
     dataset = visible_dataset(st, name, user)
     _check_owner(dataset, user, "remove")
-    shas = _shas(st, dataset)
+    shas = st.store.fileset_shas(dataset.fileset_id)
     st.store.delete_dataset(name)
     st.blobs.delete_unused(shas)
     st.prune_dataset_views()

@@ -4,6 +4,7 @@ Logs and the journal are sent by byte offset and are idempotent: a supervisor th
 answer (server restart, timeout) sends the same bytes again and nothing is stored twice.
 """
 
+import signal
 import time
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,7 +18,7 @@ from ..auth import current_user
 from ..schemas import CheckpointPublic, ExitReport, Offset, SessionPublic
 from ..state import state
 from ..uploads import forget, receive_tar
-from .sessions import SESSION, _tail, session_of
+from .sessions import SESSION, tail_lines, session_of
 
 router = APIRouter(prefix="/api/sessions", tags=["session runtime"])
 ERROR_LINES = 3
@@ -61,10 +62,7 @@ def append_log(st, session_id: int, offset: int, data: bytes) -> int:
 async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, walltime: float, request: Request, _user: str = Depends(current_user)) -> CheckpointPublic:
     st = state(request)
     session = session_of(st, owner, dataset, number)
-    old_shas = set()
-    for ckpt in st.store.list_checkpoints(session.id):
-        if ckpt.name == name:
-            old_shas = {f.sha256 for f in st.store.files(ckpt.fileset_id)}
+    old_shas = st.store.fileset_shas(*(c.fileset_id for c in st.store.list_checkpoints(session.id) if c.name == name))
     files, created = await receive_tar(request, st.blobs, f"checkpoint '{name}'")
     try:
         ckpt = st.store.put_checkpoint(session.id, name, walltime, files)
@@ -79,7 +77,7 @@ async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, wa
 async def upload_outputs(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
     st = state(request)
     session = session_of(st, owner, dataset, number)
-    old_shas = {f.sha256 for f in st.store.files(session.outputs_fileset_id)} if session.outputs_fileset_id else set()
+    old_shas = st.store.fileset_shas(session.outputs_fileset_id)
     files, created = await receive_tar(request, st.blobs, "the session's output files")
     try:
         session = st.store.put_outputs(session.id, files)
@@ -99,7 +97,7 @@ def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request
     if status == Status.FAILED:
         # One line, for `ps` and the end of `logs`: a traceback's last line names the error.
         path = st.logs_dir / f"{session.id}.log"
-        lines = [ln.strip() for ln in _tail(path, ERROR_LINES).splitlines() if ln.strip()] if path.exists() else []
+        lines = [ln.strip() for ln in tail_lines(path, ERROR_LINES).splitlines() if ln.strip()] if path.exists() else []
         error = _exit_text(body.exit_code) + (f": {lines[-1][:300]}" if lines else "")
     moved = st.store.move_session(session.id, status, exit_code=body.exit_code, ended=time.time(), error=error)
     if moved is None and session.status == Status.STOPPED:  # stop was recorded first; keep the code
@@ -114,8 +112,6 @@ def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request
 def _exit_text(code: int) -> str:
     """'exit code 3', or for a process ended by a signal (negative code) 'killed by SIGKILL'."""
     if code < 0:
-        import signal
-
         try:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:

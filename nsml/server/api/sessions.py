@@ -104,10 +104,8 @@ def _remove(st: ServerState, session) -> None:
     if session.status in ACTIVE:  # rm -f: no grace period, the session and its files go now
         st.store.move_session(session.id, Status.STOPPED, ended=time.time())
         st.executor.kill(session)
-    shas = set()
-    for fs in [session.code_fileset_id, session.outputs_fileset_id] + [c.fileset_id for c in st.store.list_checkpoints(session.id)]:
-        if fs is not None:
-            shas |= {f.sha256 for f in st.store.files(fs)}
+    checkpoints = [c.fileset_id for c in st.store.list_checkpoints(session.id)]
+    shas = st.store.fileset_shas(session.code_fileset_id, session.outputs_fileset_id, *checkpoints)
     st.store.delete_session(session.id)
     st.executor.remove(session)
     (st.logs_dir / f"{session.id}.log").unlink(missing_ok=True)
@@ -149,7 +147,7 @@ def read_logs(
     path = st.logs_dir / f"{session.id}.log"
     size = path.stat().st_size if path.exists() else 0
     if tail is not None:
-        text = _tail(path, tail) if size else ""
+        text = tail_lines(path, tail) if size else ""
         offset, data = size, text.encode()
     else:
         offset = min(max(offset, 0), size)
@@ -165,7 +163,7 @@ def read_logs(
     return LogChunk(offset=offset, text=data.decode(errors="replace"), status=session.status.value, done=done)
 
 
-def _tail(path, lines: int) -> str:
+def tail_lines(path, lines: int) -> str:
     with open(path, "rb") as f:
         f.seek(0, 2)
         size = f.tell()
@@ -229,9 +227,8 @@ def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, 
             raise NotFound(f"No checkpoint of {session.name} matches '{pattern}'. Its checkpoints: {listing}.")
     else:
         targets = [st.store.get_checkpoint(session, pattern)]
-    shas = set()
+    shas = st.store.fileset_shas(*(c.fileset_id for c in targets))
     for ckpt in targets:
-        shas |= {f.sha256 for f in st.store.files(ckpt.fileset_id)}
         st.store.delete_checkpoint(session.id, ckpt.name)
     st.blobs.delete_unused(shas)
     return Removed(removed=[c.name for c in targets])

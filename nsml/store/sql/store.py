@@ -116,6 +116,14 @@ class SqlStore(SessionsMixin, MetricsMixin):
             rows = orm.scalars(select(FileRow).where(FileRow.fileset_id == fileset_id).order_by(FileRow.path))
             return [FileEntry(r.path, r.size, r.sha256) for r in rows]
 
+    def fileset_shas(self, *fileset_ids: int | None) -> set[str]:
+        """The blobs the given filesets refer to (None ids are skipped): what a removal may free."""
+        ids = [i for i in fileset_ids if i is not None]
+        if not ids:
+            return set()
+        with self._read() as orm:
+            return set(orm.scalars(select(FileRow.sha256).where(FileRow.fileset_id.in_(ids)).distinct()))
+
     def shas_in_use(self, shas: Iterable[str]) -> set[str]:
         """Those of shas that some file (of a dataset, code, checkpoint or outputs) refers to."""
         shas = list(shas)
