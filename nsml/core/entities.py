@@ -26,6 +26,13 @@ class Dataset:
     updated: float
     fileset_id: int
     has_test: bool
+    metric: str = ""  # '' = no leaderboard; accuracy, mse, f1, roc-auc or custom (evaluation.py)
+    order: str = "desc"  # which scores rank first: desc (higher is better) or asc
+    submit_interval: float = 0.0  # minimum seconds between an owner's ranked submits; 0 = no limit
+
+    @property
+    def has_leaderboard(self) -> bool:
+        return bool(self.metric)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,9 @@ class Session:
     journal_offset: int = 0
     log_offset: int = 0
     gpu_ids: str = ""  # comma-separated, as handed to CUDA_VISIBLE_DEVICES
+    kind: str = "normal"  # normal (run), fork, submit, submit_test, infer
+    source: str = ""  # for fork/submit/infer: the session whose code and checkpoint it relaunched
+    source_checkpoint: str = ""
 
     @property
     def name(self) -> str:
@@ -80,3 +90,46 @@ class MetricPoint:
     step: float | None
     walltime: float
     value: Any
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    at: float
+    status: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class UsageSample:
+    at: float
+    cpu: float  # percent of one core, summed over the session's processes
+    memory: int  # bytes resident
+    gpus: list[dict[str, Any]] = field(default_factory=list)  # [{"index", "util", "memory"}]
+
+
+@dataclass(frozen=True)
+class Submission:
+    id: int
+    dataset: str
+    owner: str
+    session: str  # the submitted session
+    checkpoint: str
+    test: bool  # submit -t: the whole pipeline, never ranked
+    runner: str  # the submit session that ran it ('' once removed)
+    status: str  # running, evaluating, scored, failed
+    step: str  # where it failed: load, infer, write, evaluate
+    error: str
+    score: float | None
+    created: float
+    finished: float | None
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    rank: int
+    owner: str
+    score: float
+    session: str
+    checkpoint: str
+    count: int  # the owner's ranked submissions on this board
+    created: float

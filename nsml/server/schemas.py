@@ -28,6 +28,9 @@ class DatasetPublic(BaseModel):
     created: float
     updated: float
     has_test: bool
+    metric: str  # '' when the dataset has no leaderboard
+    order: str
+    submit_interval: float
 
     @classmethod
     def of(cls, d: Dataset) -> "DatasetPublic":
@@ -61,6 +64,9 @@ class SessionPublic(BaseModel):
     gpu_ids: str
     summary: dict[str, Any]
     last_values: dict[str, Any]
+    kind: str  # normal, fork, submit, submit_test, infer
+    source: str  # the session a fork/submit/infer relaunched
+    source_checkpoint: str
 
     @classmethod
     def of(cls, s: Session) -> "SessionPublic":
@@ -69,7 +75,8 @@ class SessionPublic(BaseModel):
             command=s.command, status=s.status.value, exit_code=s.exit_code, created=s.created,
             started=s.started, ended=s.ended, memo=s.memo, error=s.error, image=s.image,
             cpus=s.resources.cpus, memory=s.resources.memory, gpus=s.resources.gpus, gpu_ids=s.gpu_ids,
-            summary=finite(s.summary), last_values=finite(s.last_values),
+            summary=finite(s.summary), last_values=finite(s.last_values), kind=s.kind, source=s.source,
+            source_checkpoint=s.source_checkpoint,
         )
 
 

@@ -56,6 +56,10 @@ class DatasetRow(Base):
     has_test: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
+    # Leaderboard settings (issue 3): metric '' means no leaderboard.
+    metric: Mapped[str] = mapped_column(String(16), default="")
+    order: Mapped[str] = mapped_column(String(4), default="desc")
+    submit_interval: Mapped[float] = mapped_column(Float, default=0.0)  # seconds between real submits per owner
 
 
 class SessionCounterRow(Base):
@@ -99,6 +103,53 @@ class SessionRow(Base):
     journal_offset: Mapped[int] = mapped_column(BigInteger, default=0)
     log_offset: Mapped[int] = mapped_column(BigInteger, default=0)
     report_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # How the session came to be: normal (run), fork, submit, submit_test, infer; the session and
+    # checkpoint it was relaunched from, for the other kinds.
+    kind: Mapped[str] = mapped_column(String(16), default="normal")
+    source: Mapped[str] = mapped_column(String(160), default="")
+    source_checkpoint: Mapped[str] = mapped_column(String(256), default="")
+
+
+class SessionEventRow(Base):
+    """Status history: one row per status change, for the web's Info tab."""
+
+    __tablename__ = "session_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class UsageRow(Base):
+    """Resource usage samples of a running session (CPU %, resident memory, per-GPU figures)."""
+
+    __tablename__ = "usage"
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    at: Mapped[float] = mapped_column(Float, primary_key=True)
+    cpu: Mapped[float] = mapped_column(Float)  # percent of one core, summed over the process group
+    memory: Mapped[int] = mapped_column(BigInteger)  # bytes resident
+    gpus: Mapped[str] = mapped_column(Text, default="[]")  # [{"index", "util", "memory"}]
+
+
+class SubmissionRow(Base):
+    """One `nsml submit`: a checkpoint scored on a dataset's hidden test split."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (Index("ix_submissions_board", "dataset", "test", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(64))
+    session: Mapped[str] = mapped_column(String(160))  # the submitted session's name
+    checkpoint: Mapped[str] = mapped_column(String(256))
+    test: Mapped[bool] = mapped_column(Boolean, default=False)  # submit -t: never ranked
+    runner_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="SET NULL"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # running, evaluating, scored, failed
+    step: Mapped[str] = mapped_column(String(16), default="")  # where it failed: load, infer, write, evaluate
+    error: Mapped[str] = mapped_column(Text, default="")
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created: Mapped[float] = mapped_column(Float)
+    finished: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class CheckpointRow(Base):

@@ -6,12 +6,12 @@ import time
 from sqlalchemy import delete, func, select
 
 from nsml.core import naming
-from nsml.core.entities import Checkpoint, FileEntry, Session
+from nsml.core.entities import Checkpoint, FileEntry, Session, SessionEvent
 from nsml.core.errors import NotFound, not_found
 from nsml.core.resources import Resources
 from nsml.core.states import Status, can_move
 
-from .models import CheckpointRow, PointRow, SeriesRow, SessionCounterRow, SessionRow
+from .models import CheckpointRow, PointRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionRow
 
 
 def to_session(row: SessionRow) -> Session:
@@ -23,7 +23,8 @@ def to_session(row: SessionRow) -> Session:
         code_fileset_id=row.code_fileset_id, outputs_fileset_id=row.outputs_fileset_id,
         supervisor_pid=row.supervisor_pid, summary=json.loads(row.summary),
         last_values=json.loads(row.last_values), journal_offset=row.journal_offset,
-        log_offset=row.log_offset, gpu_ids=row.gpu_ids,
+        log_offset=row.log_offset, gpu_ids=row.gpu_ids, kind=row.kind, source=row.source,
+        source_checkpoint=row.source_checkpoint,
     )
 
 
@@ -35,23 +36,28 @@ class SessionsMixin:
     # -- sessions -------------------------------------------------------------------------
     def create_session(
         self, owner: str, dataset: str, entry: str, args: str, resources: Resources,
-        memo: str, image: str, code: list[FileEntry],
+        memo: str, image: str, code: list[FileEntry] | int,
+        kind: str = "normal", source: str = "", source_checkpoint: str = "",
     ) -> Session:
+        """A queued session; `code` is the uploaded files, or the code fileset of the session a
+        fork/submit/infer relaunches (shared, not copied)."""
         with self._write() as orm:
             counter = orm.get(SessionCounterRow, (owner, dataset))
             if counter is None:
                 counter = SessionCounterRow(owner=owner, dataset=dataset, last=0)
                 orm.add(counter)
             counter.last += 1
-            code_id = self.add_fileset("code", code, orm)
+            code_id = code if isinstance(code, int) else self.add_fileset("code", code, orm)
             row = SessionRow(
                 owner=owner, dataset=dataset, number=counter.last, entry=entry, args=args,
                 status=Status.QUEUED.value, cpus=resources.cpus, memory=resources.memory, gpus=resources.gpus,
                 created=time.time(), memo=memo, image=image, code_fileset_id=code_id,
                 summary="{}", last_values="{}", error="", gpu_ids="",
+                kind=kind, source=source, source_checkpoint=source_checkpoint,
             )
             orm.add(row)
             orm.flush()
+            orm.add(SessionEventRow(session_id=row.id, at=row.created, status=row.status, note=""))
             return to_session(row)
 
     def _session_row(self, orm, name: str) -> SessionRow:
@@ -131,7 +137,13 @@ class SessionsMixin:
             row.status = new.value
             for key, value in fields.items():
                 setattr(row, key, value)
+            orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=new.value, note=fields.get("error", "")))
             return to_session(row)
+
+    def session_events(self, session_id: int) -> list[SessionEvent]:
+        with self._read() as orm:
+            rows = orm.scalars(select(SessionEventRow).where(SessionEventRow.session_id == session_id).order_by(SessionEventRow.id))
+            return [SessionEvent(r.at, r.status, r.note) for r in rows]
 
     def delete_session(self, session_id: int) -> list[int]:
         """Delete a session and everything it owns; returns the fileset ids that were dropped."""
@@ -139,7 +151,10 @@ class SessionsMixin:
             row = orm.get(SessionRow, session_id)
             if row is None:
                 return []
-            filesets = [row.code_fileset_id, row.outputs_fileset_id]
+            # Forks, submits and infer sessions share the code of the session they relaunched.
+            shared = orm.scalar(select(func.count()).select_from(SessionRow).where(
+                SessionRow.code_fileset_id == row.code_fileset_id, SessionRow.id != row.id))
+            filesets = [None if shared else row.code_fileset_id, row.outputs_fileset_id]
             filesets += list(orm.scalars(select(CheckpointRow.fileset_id).where(CheckpointRow.session_id == session_id)))
             series_ids = list(orm.scalars(select(SeriesRow.id).where(SeriesRow.session_id == session_id)))
             if series_ids:

@@ -15,6 +15,7 @@ from nsml.core.errors import AlreadyExists, Forbidden, StorageFull, not_found
 
 from .engine import make_engine, migrate
 from .metrics import MetricsMixin
+from .usage import UsageMixin
 from .models import DatasetRow, FileRow, FilesetRow, UserRow
 from .sessions import SessionsMixin
 
@@ -42,7 +43,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class SqlStore(SessionsMixin, MetricsMixin):
+class SqlStore(SessionsMixin, MetricsMixin, UsageMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite allows one writer at a time; taking turns here avoids "database is locked".
@@ -145,11 +146,13 @@ class SqlStore(SessionsMixin, MetricsMixin):
         return Dataset(
             name=row.name, owner=row.owner, description=row.description, private=row.private,
             size=fs.size, file_count=fs.file_count, created=row.created, updated=row.updated,
-            fileset_id=row.fileset_id, has_test=row.has_test,
+            fileset_id=row.fileset_id, has_test=row.has_test, metric=row.metric, order=row.order,
+            submit_interval=row.submit_interval,
         )
 
     def put_dataset(
-        self, name: str, owner: str, description: str, private: bool, entries: list[FileEntry], force: bool
+        self, name: str, owner: str, description: str, private: bool, entries: list[FileEntry], force: bool,
+        metric: str = "", order: str = "desc", submit_interval: float = 0.0,
     ) -> Dataset:
         """Register a fully stored dataset in one transaction; with force, replace the old one."""
         naming.check_dataset_name(name)
@@ -170,6 +173,7 @@ class SqlStore(SessionsMixin, MetricsMixin):
                 old_fileset = row.fileset_id
             row.description, row.private, row.fileset_id = description, private, fileset_id
             row.has_test, row.updated = has_test, now
+            row.metric, row.order, row.submit_interval = metric, order, submit_interval
             orm.flush()
             if old_fileset is not None:
                 self._drop_fileset(orm, old_fileset)
