@@ -40,6 +40,7 @@ class Server:
     url: str = ""
     token: str = ""
     extra: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)  # more environment for the server process
 
     def start(self, timeout: float = 30) -> "Server":
         cmd = [sys.executable, "-m", "nsml.server.main", "--home", str(self.home), "--embedded",
@@ -47,7 +48,7 @@ class Server:
         (self.home / "server.json").unlink(missing_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "server.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=clean_env(self.home))
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**clean_env(self.home), **self.env})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -98,9 +99,9 @@ def clean_env(home: Path) -> dict:
     return env
 
 
-def serve_for_module(tmp_path_factory, name: str):
+def serve_for_module(tmp_path_factory, name: str, env: dict | None = None):
     """Body of a module-scoped server fixture: `yield from serve_for_module(factory, "sessions")`."""
-    srv = Server(tmp_path_factory.mktemp(name) / "home").start()
+    srv = Server(tmp_path_factory.mktemp(name) / "home", env=env or {}).start()
     yield srv
     srv.stop()
     kill_leftover_supervisors(srv.home)

@@ -21,8 +21,17 @@ def push(
     desc: str = typer.Option("", "--desc", "--description", help="A description shown by `dataset ls`."),
     private: bool = typer.Option(False, "--private", help="Only you can read, change or delete it."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="List the files that were uploaded."),
+    leaderboard: bool = typer.Option(False, "-l", "--leaderboard", help="Give it a leaderboard: submits are scored on test/ against test/test_label."),
+    metric: str = typer.Option(None, "--metric", help="Leaderboard metric: accuracy (default), mse, f1, roc-auc, or custom (evaluation.py). Implies -l."),
+    order: str = typer.Option(None, "--order", help="Leaderboard order: desc (higher is better) or asc; default by metric (mse: asc)."),
+    evaluation: Path = typer.Option(None, "-e", "--evaluation", help="Evaluation script, stored as the dataset's evaluation.py (metric custom)."),
+    submit_interval: str = typer.Option(None, "--submit-interval", help="Least time between one user's ranked submits, e.g. 1h, 30m, 0 (no limit, the default)."),
 ):
-    """Upload a folder as a dataset. The push is atomic: if it fails, nothing is kept."""
+    """Upload a folder as a dataset. The push is atomic: if it fails, nothing is kept.
+
+    Layout: train/ for training sessions; for a leaderboard also test/test_data and
+    test/test_label (hidden from sessions), and optionally data_loader.py and evaluation.py
+    (see docs/leaderboards.md)."""
     check_dataset_name(name)
     if not path.exists():
         raise CliError(f"'{path}' does not exist.")
@@ -30,12 +39,56 @@ def push(
         raise CliError(f"'{path}' is not a folder; a dataset is a folder with a train/ folder inside.")
     if not (path / "train").is_dir():
         raise CliError(f"'{path}' has no train/ folder; put the training files under {path / 'train'}.")
+    extra = {}
+    if evaluation is not None:
+        if not evaluation.is_file():
+            raise CliError(f"Evaluation script '{evaluation}' does not exist.")
+        extra["evaluation.py"] = evaluation
+        metric = metric or "custom"
+    params = {"force": force, "description": desc, "private": private, "leaderboard": leaderboard}
+    params.update({k: v for k, v in {"metric": metric, "order": order}.items() if v})
+    if submit_interval is not None:
+        params["submit_interval"] = parse_duration(submit_interval)
     c = api()
-    ds = upload_folder(c, f"/api/datasets/{name}", path, f"dataset {name}", {"force": force, "description": desc, "private": private}, ignore=False)
+    ds = upload_folder(c, f"/api/datasets/{name}", path, f"dataset {name}", params, ignore=False, extra=extra)
     if verbose:
         for f in c.get(f"/api/datasets/{name}/files"):
             render.console.print(f"  {f['path']}  {render.size(f['size'])}")
     render.console.print(f"Dataset {ds['name']} is pushed ({ds['file_count']} files, {render.size(ds['size'])}" + (", with a hidden test split)" if ds["has_test"] else ")"))
+    if ds["metric"]:
+        render.console.print(f"Leaderboard: {ds['metric']}, {'higher' if ds['order'] == 'desc' else 'lower'} is better"
+                             + (f", one ranked submit per {submit_interval}" if ds["submit_interval"] else ""))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '30m', '1h', '1d'."""
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise CliError(f"'{text}' is not a duration; write e.g. 90, 30m, 1h or 0.") from None
+
+
+@app.command("change")
+def change(
+    name: str = typer.Argument(..., help="Dataset name."),
+    desc: str = typer.Option(None, "--desc", "--description", help="New description."),
+    metric: str = typer.Option(None, "--metric", help="Leaderboard metric (accuracy, mse, f1, roc-auc, custom); 'none' removes the leaderboard."),
+    order: str = typer.Option(None, "--order", help="desc (higher is better) or asc."),
+    submit_interval: str = typer.Option(None, "--submit-interval", help="Least time between one user's ranked submits, e.g. 1h; 0 = no limit."),
+):
+    """Change a dataset's description or leaderboard settings (owner only)."""
+    body = {"description": desc, "order": order}
+    if metric is not None:
+        body["metric"] = "" if metric.lower() == "none" else metric
+    if submit_interval is not None:
+        body["submit_interval"] = parse_duration(submit_interval)
+    ds = api().patch(f"/api/datasets/{name}", json={k: v for k, v in body.items() if v is not None})
+    board = f"leaderboard {ds['metric']} ({ds['order']})" if ds["metric"] else "no leaderboard"
+    render.console.print(f"Dataset {ds['name']}: {board}")
 
 
 def _rows(datasets):

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from nsml.core.errors import NsmlError
 
-from . import datasets, models, server, sessions
+from . import datasets, models, relaunch, server, sessions
 from .render import err_console
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(datasets.app, name="dataset")
 app.add_typer(models.app, name="model")
 app.add_typer(server.app, name="server")
 sessions.register(app)
+relaunch.register(app, datasets.app)
 app.command("login")(server.login)
 app.command("logout")(server.logout)
 

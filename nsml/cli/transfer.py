@@ -21,12 +21,17 @@ def _progress() -> Progress:
     )
 
 
-def upload_folder(api: Api, path: str, folder: Path, what: str, params: dict, ignore: bool = True) -> dict:
-    """Stream `folder` as a tar to POST path; .nsmlignore applies when ignore is true."""
+def upload_folder(api: Api, path: str, folder: Path, what: str, params: dict, ignore: bool = True, extra: dict[str, Path] | None = None) -> dict:
+    """Stream `folder` as a tar to POST path; .nsmlignore applies when ignore is true.
+    `extra`: more files, by their path in the upload (they replace folder files of that path)."""
+    from nsml.store.archive import Member
+
     try:
         members = walk_folder(folder, load_ignore(folder) if ignore else None)
     except InvalidInput as exc:
         raise CliError(str(exc)) from exc
+    for rel, source in (extra or {}).items():
+        members = [m for m in members if m.arcname != rel] + [Member(rel, source, source.stat().st_size)]
     total = archive_size(members)
     with _progress() as progress:
         task = progress.add_task(f"uploading {what}", total=total)

@@ -29,7 +29,8 @@ class Context:
 
     __slots__ = ('is_on_nsml', 'session_name', 'dataset_name', 'dataset_path', 'has_dataset',
                  'gpu_num', 'spool', 'server_url', 'token', 'nfs_output',
-                 'parallel_world', 'parallel_ports', 'my_rank')
+                 'parallel_world', 'parallel_ports', 'my_rank', 'relaunch', 'source_session',
+                 'source_checkpoint', 'paused_timeout')
 
     def __init__(self, environ):
         get = environ.get
@@ -50,6 +51,12 @@ class Context:
         self.parallel_world = _list(get('NSML_PARALLEL_WORLD', ''))
         self.parallel_ports = [_int(p) for p in _list(get('NSML_PARALLEL_PORTS', ''))]
         self.my_rank = _int(get('NSML_MY_RANK'))
+        # Why the platform relaunched this script (fork, submit, submit_test, infer; '' for run),
+        # and the session and checkpoint it relaunched; nsml.paused() acts on these.
+        self.relaunch = get('NSML_RELAUNCH', '')
+        self.source_session = get('NSML_SOURCE_SESSION', '')
+        self.source_checkpoint = get('NSML_SOURCE_CHECKPOINT', '')
+        self.paused_timeout = _int(get('NSML_PAUSED_TIMEOUT'), 0)
 
     @property
     def writes_spool(self):

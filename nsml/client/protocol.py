@@ -1,35 +1,121 @@
-"""``nsml.paused()``: where a re-launched script hands control to the platform.
+"""``nsml.paused()``: where a relaunched script hands control to the platform.
 
-NSML re-launches the entry file with reserved arguments (``--pause 1``, ``--iteration C``,
-``--mode test``) to fork, resume, submit or infer. Scripts parse those with their own argparse;
-the library reads them from ``sys.argv`` itself, so ``paused`` needs no arguments from the user.
+NSML relaunches the entry file with its original arguments plus reserved ones (``--pause 1``
+always, ``--iteration C`` for fork, ``--mode test`` for submit) to fork, submit or serve a
+session. Scripts parse those with their own argparse and call ``nsml.paused(scope=locals())``
+after ``nsml.bind``. The platform also says *why* it relaunched the script in the environment
+(``NSML_RELAUNCH``, with the source session and checkpoint), so ``paused`` needs nothing from
+the user:
 
-For now only the fork/resume part exists: load the checkpoint named by ``--iteration`` (if any)
-and return, so the script goes on training. Submit and infer will extend ``paused`` here.
+- fork: load the checkpoint (from the session it was forked from) and return; training goes on;
+- submit: load, predict the hidden test set (nsml.client.predict), write the predictions, exit;
+  it never returns, so a script that trains unconditionally after ``paused`` does not train;
+- infer: load, then answer inference requests until the session is stopped (nsml.client.serve).
+
+Each step is recorded in ``SPOOL/relaunch.json`` for the supervisor: which step the process
+reached, and the traceback if one failed, so the CLI can say "load failed" and show why.
 """
 
+import json
+import os
 import sys
+import traceback
 
 from nsml.client import scope as _scope
 from nsml.client.checkpoints import load
+from nsml.client.context import CONTEXT
+
+STAGE_FILE = 'relaunch.json'
+PREDICTION_FILE = 'prediction.txt'
 
 
 def paused(scope=None):
-    """Act on the platform command this process was launched for; a no-op unless ``--pause 1``.
-
-    Call it after ``nsml.bind``, with ``scope=locals()``.
-    """
+    """Act on the platform command this process was launched for; a no-op unless relaunched
+    (or started with ``--pause 1``). Call it after ``nsml.bind``, with ``scope=locals()``."""
     if scope is not None:
         _scope.remember(scope)
     from nsml.client import journal  # imported here: it loads json and threading
 
     journal.flush()  # what was reported before a fork/submit takes over is shipped first
     args = reserved_args(sys.argv[1:])
-    if not args.get('pause'):
+    kind = CONTEXT.relaunch
+    if not kind:
+        # Run by hand with --pause 1 --iteration C: resume from this session's own checkpoint.
+        if args.get('pause') and args.get('iteration') is not None:
+            load(args['iteration'])
         return
-    checkpoint = args.get('iteration')
-    if checkpoint is not None:
-        load(checkpoint)
+    if kind == 'fork':
+        checkpoint = args.get('iteration') or CONTEXT.source_checkpoint
+        _step('load', lambda: load(checkpoint, session=CONTEXT.source_session or None))
+        record_stage('loaded')
+        return
+    checkpoint = CONTEXT.source_checkpoint
+    if kind in ('submit', 'submit_test'):
+        _submit(checkpoint)  # never returns
+    if kind == 'infer':
+        _step('load', lambda: load(checkpoint, session=CONTEXT.source_session or None))
+        from nsml.client import serve
+
+        socket_path = os.environ.get('NSML_INFER_SOCKET') or spool_path(serve.SOCKET_FILE)
+        serve.serve_forever(socket_path, record_stage)  # never returns
+
+
+def _submit(checkpoint):
+    from nsml.client import journal, predict
+
+    _step('load', lambda: load(checkpoint, session=CONTEXT.source_session or None))
+    output = spool_path(PREDICTION_FILE)
+    predict.write_predictions(output, CONTEXT.dataset_path, _step)
+    record_stage('done')
+    journal.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # a submit never returns to the script: it must not go on to train
+
+
+_stage = {'now': ''}
+
+
+def set_stage(name):
+    """The step in progress, in memory only (for steps made of many calls)."""
+    _stage['now'] = name
+
+
+def _step(name, action):
+    """Run one step of a relaunch; on failure record which step and why, print the traceback
+    (it goes to the session's log) and end the process."""
+    if _stage['now'] != name:
+        record_stage(name)
+    try:
+        return action()
+    except BaseException as exc:
+        name = _stage['now'] or name
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            error = f'the script exited (sys.exit) during {name}'
+        else:
+            error = ''.join(traceback.format_exception(exc)).rstrip()
+        record_stage(name, error=error)
+        print(f'nsml: {name} failed:\n{error}', file=sys.stderr, flush=True)
+        from nsml.client import journal
+
+        journal.flush()
+        os._exit(1)
+
+
+def spool_path(name):
+    return os.path.join(CONTEXT.spool or '.', name)
+
+
+def record_stage(stage, error=''):
+    """Write the step reached (atomically: the supervisor may read it at any moment)."""
+    _stage['now'] = stage
+    if not CONTEXT.spool:
+        return
+    path = spool_path(STAGE_FILE)
+    tmp = f'{path}.{os.getpid()}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump({'stage': stage, 'error': error}, f)
+    os.replace(tmp, path)
 
 
 def reserved_args(argv):

@@ -116,6 +116,7 @@ class Submission:
     checkpoint: str
     test: bool  # submit -t: the whole pipeline, never ranked
     runner: str  # the submit session that ran it ('' once removed)
+    runner_id: int | None
     status: str  # running, evaluating, scored, failed
     step: str  # where it failed: load, infer, write, evaluate
     error: str

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,12 +26,13 @@ from . import environments, sandbox
 
 
 class LocalExecutor:
-    def __init__(self, home: Path, blobs: BlobStore, server_url: str, token: str, server_file: Path | None = None):
+    def __init__(self, home: Path, blobs: BlobStore, server_url: str, token: str, server_file: Path | None = None, paused_timeout: float = 300.0):
         self.home = Path(home).resolve()  # the supervisor runs in the run dir: paths must be absolute
         self.blobs = blobs
         self.server_url = server_url
         self.token = token
         self.server_file = server_file
+        self.paused_timeout = paused_timeout  # how long a relaunched script may take to reach nsml.paused()
         self._readonly_mounts: bool | None = None  # probed on first launch
 
     @property
@@ -56,7 +58,7 @@ class LocalExecutor:
             target = workdir / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.blobs.path(entry.sha256), target)
-        data_path = self.dataset_view(dataset, dataset_files) if dataset else None
+        data_path = self.dataset_view(dataset, dataset_files, submit=session.kind in SUBMIT_KINDS) if dataset else None
         with open(spool / "output.log", "ab") as log:
             python = environments.python_for(environments.read_spec(workdir), self.home / "envs", log)
         spec = {
@@ -66,10 +68,14 @@ class LocalExecutor:
             "token": self.token,
             "workdir": str(workdir),
             "spool": str(spool),
-            "argv": [python, session.entry, *shlex.split(session.args)],
+            "argv": [python, session.entry, *shlex.split(session.args), *reserved_args(session)],
             "env": self.session_env(session, gpu_ids, data_path, spool),
             "code_files": {e.path: e.sha256 for e in code},
             "readonly": [str(data_path)] if data_path and self.readonly_mounts else [],
+            # Every dataset's hidden test split is in the blob store: out of the session's sight.
+            "hidden": [str(self.blobs.root)] if self.readonly_mounts else [],
+            "kind": session.kind,
+            "paused_timeout": self.paused_timeout if session.kind in SUBMIT_KINDS + ("infer",) else None,
         }
         spec_path = run_dir / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -97,23 +103,45 @@ class LocalExecutor:
             CUDA_VISIBLE_DEVICES=",".join(str(g) for g in gpu_ids),
             PYTHONUNBUFFERED="1",
         )
+        if session.kind != "normal":  # what nsml.paused() acts on (nsml.client.protocol)
+            env.update(
+                NSML_RELAUNCH=session.kind,
+                NSML_SOURCE_SESSION=session.source,
+                NSML_SOURCE_CHECKPOINT=session.source_checkpoint,
+                NSML_PAUSED_TIMEOUT=str(int(self.paused_timeout)),
+            )
+        if session.kind == "infer":
+            env["NSML_INFER_SOCKET"] = str(self.infer_socket(session))
         return env
 
-    def dataset_view(self, dataset: Dataset, files: list[FileEntry]) -> Path:
-        """A read-only tree of the dataset without test/, shared by every session of that version.
+    def infer_socket(self, session: Session) -> Path:
+        """Where an infer session's model listens. Kept short: Unix socket paths are limited
+        to about 100 bytes, and NSML_HOME can be deep."""
+        import hashlib
+
+        tag = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        folder = Path(tempfile.gettempdir()) / f"nsml-{os.getuid()}-{tag}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return folder / f"{session.id}.sock"
+
+    def dataset_view(self, dataset: Dataset, files: list[FileEntry], submit: bool = False) -> Path:
+        """A read-only tree of the dataset, shared by every session of that version: without
+        test/ for training; for a submit, test/ without its labels, and the top-level code
+        (data_loader.py), but no train/ and no evaluation.py.
 
         Files are hard links to the (read-only) blobs, so a view costs no copy of the data.
         """
         # Root ignores file modes: without a read-only mount, only copies keep the blobs safe.
         link = self.readonly_mounts or os.geteuid() != 0
-        view = self.home / "views" / f"{dataset.fileset_id}{'' if link else '-copy'}" / dataset.name
+        suffix = ("" if link else "-copy") + ("-submit" if submit else "")
+        view = self.home / "views" / f"{dataset.fileset_id}{suffix}" / dataset.name
         if (view.parent / ".ready").exists():
             return view
         tmp = view.parent.with_name(view.parent.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         for entry in files:
-            if entry.path.split("/")[0] == "test":
-                continue  # training never sees the hidden test split
+            if not visible_in_view(entry.path, submit):
+                continue
             target = tmp / dataset.name / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -220,6 +248,31 @@ class LocalExecutor:
         """Drop the working copy of an ended session whose written files the server has stored;
         the small spool (log, journal) stays for inspection until the session is removed."""
         shutil.rmtree(self.run_dir(session) / "app", ignore_errors=True)
+
+
+SUBMIT_KINDS = ("submit", "submit_test")
+
+
+def visible_in_view(path: str, submit: bool) -> bool:
+    """Training sees everything but test/; a submit sees test/ without the labels (any file
+    named test_label*) and the top-level files but evaluation.py, and never train/."""
+    top, _, rest = path.partition("/")
+    if not submit:
+        return top != "test"
+    if not rest:
+        return top != "evaluation.py"
+    return top == "test" and not path.rsplit("/", 1)[-1].startswith("test_label")
+
+
+def reserved_args(session: Session) -> list[str]:
+    """What NSML appends to the entry's arguments when it relaunches a session."""
+    if session.kind == "fork":
+        return ["--pause", "1", "--iteration", session.source_checkpoint]
+    if session.kind in SUBMIT_KINDS:
+        return ["--pause", "1", "--mode", "test"]
+    if session.kind == "infer":
+        return ["--pause", "1"]
+    return []
 
 
 def _rmtree_readonly(path: Path) -> None:

@@ -29,13 +29,16 @@ MS_PRIVATE = 1 << 18
 _KEPT_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC  # same bits as os.ST_NOSUID/NODEV/NOEXEC
 
 
-def make_readonly(paths: list[str]) -> bool:
-    """In the calling process: a private mount namespace where each path is read-only.
+def make_readonly(paths: list[str], hidden: list[str] = (), binds: dict[str, str] | None = None) -> bool:
+    """In the calling process: a private mount namespace where each path is read-only, each
+    hidden path is an empty read-only folder (the blob store holds every dataset's hidden test
+    split), and each `binds` target shows its source folder, read-only (the evaluator's
+    /data/NAME).
 
     Returns False (having changed nothing visible outside) when the kernel refuses; callers then
     rely on file modes. Meant for a child between fork and exec (single-threaded there).
     """
-    if not paths or not sys.platform.startswith("linux"):
+    if not (paths or hidden or binds) or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -59,15 +62,23 @@ def make_readonly(paths: list[str]) -> bool:
             continue
         if libc.mount(raw, raw, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, None) != 0:
             ok = False
+    for path in hidden:
+        if os.path.isdir(path) and libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", MS_RDONLY | _KEPT_FLAGS, b"size=4k") != 0:
+            ok = False
+    for target, source in (binds or {}).items():
+        raw_t, raw_s = os.fsencode(target), os.fsencode(source)
+        if libc.mount(raw_s, raw_t, None, MS_BIND | MS_REC, None) != 0 or \
+                libc.mount(raw_s, raw_t, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _KEPT_FLAGS, None) != 0:
+            ok = False
     return ok
 
 
-def preexec_readonly(paths: list[str]):
-    """A subprocess preexec_fn applying make_readonly(paths); never raises (the session must start)."""
+def preexec_readonly(paths: list[str], hidden: list[str] = (), binds: dict[str, str] | None = None):
+    """A subprocess preexec_fn applying make_readonly; never raises (the session must start)."""
 
     def setup():
         try:
-            make_readonly(paths)
+            make_readonly(paths, hidden, binds)
         except Exception:  # an odd kernel or libc: file modes still apply
             pass
 

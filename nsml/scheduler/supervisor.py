@@ -22,10 +22,10 @@ MAX_CHUNK = 8 << 20
 
 def start_user_process(spec: dict) -> subprocess.Popen:
     preexec = None
-    if spec.get("readonly"):  # the dataset view, read-only even for root (see sandbox.py)
+    if spec.get("readonly") or spec.get("hidden"):  # the dataset view, read-only even for root (see sandbox.py)
         from nsml.scheduler.sandbox import preexec_readonly
 
-        preexec = preexec_readonly(spec["readonly"])
+        preexec = preexec_readonly(spec.get("readonly", []), spec.get("hidden", []))
     with open(Path(spec["spool"]) / "output.log", "ab") as log:  # the child keeps its own copy
         return subprocess.Popen(
             spec["argv"], cwd=spec["workdir"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT,
@@ -178,8 +178,16 @@ class Shipper:
             except (NsmlError, OSError) as exc:  # a file that changed under us: say so, keep the rest going
                 _note(self.spool, f"[nsml] the session's output files could not be uploaded: {exc}")
 
-    def report_exit(self, exit_code: int, stopped: bool) -> None:
-        self._post("/exit", json={"exit_code": exit_code, "stopped": stopped})
+    def ship_prediction(self) -> None:
+        """A submit's predictions, for the evaluator on the server's side."""
+        path = self.spool / "prediction.txt"
+        if path.is_file() and not self.gone:
+            from nsml.store.archive import Member
+
+            self._post("/prediction", tar=[Member("prediction.txt", path, path.stat().st_size)])
+
+    def report_exit(self, exit_code: int, stopped: bool, relaunch: dict | None = None) -> None:
+        self._post("/exit", json={"exit_code": exit_code, "stopped": stopped, "relaunch": relaunch})
 
 
 def _size(path: Path) -> int:
@@ -240,8 +248,17 @@ def main(spec_path: str) -> int:
     Path(spec["spool"], "user.pid").write_text(str(proc.pid))
     shipper = Shipper(spec)
     signalled = killed = False
+    deadline = time.monotonic() + spec["paused_timeout"] if spec.get("paused_timeout") else None
+    timed_out = False
     while True:
         code = proc.poll()
+        if deadline and code is None and time.monotonic() > deadline:
+            deadline = None
+            if read_stage(spec) is None:  # the script never reached nsml.paused()
+                timed_out = True
+                _note(shipper.spool, f"[nsml] main.py did not call nsml.paused() within {spec['paused_timeout']:.0f} s; "
+                      "the session was ended.")
+                stop_requested["at"] = time.monotonic() - GRACE_SECONDS  # no grace: it is not saving anything
         if stop_requested["at"] is not None and code is None:
             if not signalled:
                 _kill_group(proc.pid, signal.SIGTERM)
@@ -261,9 +278,23 @@ def main(spec_path: str) -> int:
     shipper.ship_log()
     shipper.ship_journal()
     shipper.ship_outputs()
+    relaunch = None
+    if spec.get("kind", "normal") != "normal":
+        relaunch = read_stage(spec) or {"stage": "", "error": ""}
+        relaunch["timed_out"] = timed_out
+        if spec["kind"] in ("submit", "submit_test"):
+            shipper.ship_prediction()
     shipper.ship_log()
-    shipper.report_exit(code, stopped=stop_requested["at"] is not None)
+    shipper.report_exit(code, stopped=stop_requested["at"] is not None and not timed_out, relaunch=relaunch)
     return 0
+
+
+def read_stage(spec: dict) -> dict | None:
+    """How far a relaunched script got (nsml.client.protocol writes it); None before paused()."""
+    try:
+        return json.loads((Path(spec["spool"]) / "relaunch.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _kill_group(pid: int, sig: int) -> None:

@@ -17,7 +17,8 @@ from nsml.store.blobs import BlobStore
 from nsml.store.sql import open_store
 
 from . import errors
-from .api import datasets, runtime, sessions, system
+from . import relaunch as relaunch_flow
+from .api import boards, datasets, relaunch, runtime, sessions, system
 from .settings import Settings
 from .state import ServerState
 from .uploads import ReleaseLeases
@@ -68,7 +69,7 @@ def build_state(settings: Settings) -> ServerState:
     blobs.in_use = store.shas_in_use  # a blob is deleted only once no file row refers to it
     blobs.clean_tmp()
     cap, gpus = machine_capacity(settings.cpus, settings.memory, settings.gpus)
-    executor = LocalExecutor(home, blobs, settings.url, token, server_file=home / "server.json")
+    executor = LocalExecutor(home, blobs, settings.url, token, server_file=home / "server.json", paused_timeout=settings.paused_timeout)
     scheduler = Scheduler(store, executor, cap, [g.index for g in gpus][: cap.gpus] or list(range(cap.gpus)), settings.scheduler_interval)
     return ServerState(settings, store, blobs, executor, scheduler, cap, gpus, home / "logs", threading.Lock())
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         st.scheduler.start()
         threading.Thread(target=st.blobs.sweep, name="nsml-blob-sweep", daemon=True).start()
         st.prune_dataset_views()
+        relaunch_flow.fail_unfinished_submissions(st)
         try:
             yield
         finally:
@@ -96,6 +98,6 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
 
     app.add_middleware(ReleaseLeases)
-    for module in (system, datasets, sessions, runtime):
+    for module in (system, datasets, boards, sessions, relaunch, runtime):
         app.include_router(module.router)
     return app

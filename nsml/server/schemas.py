@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from nsml.core.entities import Checkpoint, Dataset, Session
+from nsml.core.entities import Checkpoint, Dataset, Session, Submission
 
 
 def finite(values: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +106,7 @@ class Offset(BaseModel):
 class ExitReport(BaseModel):
     exit_code: int
     stopped: bool = False
+    relaunch: dict[str, Any] | None = None  # fork/submit/infer: the step nsml.paused() reached, and its error
 
 
 class MemoUpdate(BaseModel):
@@ -120,3 +121,59 @@ class Whoami(BaseModel):
     user: str
     server: str
     version: str
+
+
+class SubmissionPublic(BaseModel):
+    id: int
+    dataset: str
+    owner: str
+    session: str
+    checkpoint: str
+    test: bool
+    runner: str  # the submit session that runs it: `nsml logs RUNNER` shows its output
+    runner_status: str
+    status: str  # running, evaluating, scored, failed
+    step: str  # on failure: load, infer, write or evaluate
+    error: str
+    score: float | None
+    created: float
+    finished: float | None
+
+    @classmethod
+    def of(cls, s: Submission, runner_status: str = "") -> "SubmissionPublic":
+        fields = {k: getattr(s, k) for k in cls.model_fields if k != "runner_status"}
+        return cls(**fields, runner_status=runner_status)
+
+
+class BoardRowPublic(BaseModel):
+    rank: int
+    owner: str
+    score: float
+    session: str
+    checkpoint: str
+    count: int
+    created: float
+
+
+class BoardPublic(BaseModel):
+    dataset: str
+    metric: str
+    order: str
+    all: bool  # every submission, or each owner's best
+    rows: list[BoardRowPublic]
+
+
+class DatasetChange(BaseModel):
+    description: str | None = None
+    metric: str | None = None  # '' removes the leaderboard
+    order: str | None = None
+    submit_interval: float | None = None
+
+
+class InferRequest(BaseModel):
+    data: Any  # passed to the bound infer function as it is (JSON)
+
+
+class InferResponse(BaseModel):
+    session: str
+    output: Any

@@ -22,6 +22,10 @@ class Settings:
     memory: int | None = None
     gpus: int | None = None
     scheduler_interval: float = 0.2
+    # How long a relaunched script (submit, infer) may take to reach nsml.paused(), and how long
+    # a dataset's evaluation.py may run. Environment overrides, for tests and slow models.
+    paused_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_PAUSED_TIMEOUT", 300)))
+    evaluation_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_EVALUATION_TIMEOUT", 600)))
 
     @property
     def database_url(self) -> str:

@@ -7,7 +7,7 @@ does not exist); any dataset can be replaced or removed only by its owner.
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from nsml.core import naming
+from nsml.core import naming, scoring
 from nsml.core.entities import Dataset
 from nsml.core.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, not_found
 from nsml.store.archive import Member, stream_tar
@@ -23,12 +23,19 @@ router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 @router.post("/{name}", response_model=DatasetPublic, status_code=201)
 async def push_dataset(
     name: str, request: Request, force: bool = False, description: str = "", private: bool = False,
+    leaderboard: bool = False, metric: str = "", order: str = "", submit_interval: float | None = None,
     user: str = Depends(current_user),
 ) -> DatasetPublic:
     """Body: an uncompressed tar of the dataset folder. The dataset appears only once every file
-    is stored; with force=true it replaces an existing one at that moment, not before."""
+    is stored; with force=true it replaces an existing one at that moment, not before.
+
+    `leaderboard` (implied by `metric`): submits are scored on test/ against test/test_label with
+    `metric` (accuracy, mse, f1, roc-auc, or custom = the dataset's evaluation.py), ranked by
+    `order` (asc or desc; default by metric); `submit_interval`: seconds between one user's
+    ranked submits (0: no limit). A forced push without these keeps the old leaderboard settings."""
     naming.check_dataset_name(name)
     st = state(request)
+    board = _board_settings(leaderboard, metric, order, submit_interval)
     old = _find(st, name)
     if old is not None:  # refuse before receiving the bytes
         _check_owner(old, user, "replace")
@@ -39,14 +46,44 @@ async def push_dataset(
         if not any(e.path.startswith("train/") for e in entries):
             raise InvalidInput(f"Dataset '{name}' has no train/ folder; put the training files under train/.")
         replaced = _find(st, name) if force else None  # read again: it may have changed meanwhile
+        if board is None and replaced is not None:
+            board = (replaced.metric, replaced.order, replaced.submit_interval)
+        metric, order, interval = board or ("", "desc", 0.0)
+        if metric:
+            check_board_layout(name, {e.path for e in entries}, metric)
         old_shas = st.store.fileset_shas(replaced.fileset_id) if replaced else set()
-        dataset = st.store.put_dataset(name, user, description, private, entries, force)
+        dataset = st.store.put_dataset(name, user, description, private, entries, force, metric, order, interval)
     except BaseException:
         forget(st.blobs, created)
         raise
     st.blobs.delete_unused(old_shas)
     st.prune_dataset_views()
     return DatasetPublic.of(dataset)
+
+
+def _board_settings(leaderboard: bool, metric: str, order: str, submit_interval: float | None) -> tuple[str, str, float] | None:
+    """(metric, order, interval) asked for, or None when the push says nothing of a leaderboard."""
+    if not (leaderboard or metric or order or submit_interval is not None):
+        return None
+    if not (leaderboard or metric):
+        raise InvalidInput("--order and --submit-interval apply to a leaderboard; add --leaderboard (or --metric).")
+    try:
+        metric, order = scoring.check_metric(metric or "accuracy", order)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    if submit_interval is not None and submit_interval < 0:
+        raise InvalidInput("--submit-interval must be 0 (no limit) or a number of seconds.")
+    return metric, order, submit_interval or 0.0
+
+
+def check_board_layout(name: str, paths: set[str], metric: str) -> None:
+    """A leaderboard needs hidden test data and labels, and evaluation.py for a custom metric."""
+    if not any(p.startswith("test/") and p.rsplit("/", 1)[-1].startswith("test_label") for p in paths):
+        raise InvalidInput(f"Dataset '{name}' cannot have a leaderboard: it has no test/test_label (the hidden labels submits are scored against).")
+    if not any(p.startswith("test/") and not p.rsplit("/", 1)[-1].startswith("test_label") for p in paths):
+        raise InvalidInput(f"Dataset '{name}' cannot have a leaderboard: test/ has no test data (e.g. test/test_data) besides the labels.")
+    if metric == "custom" and "evaluation.py" not in paths:
+        raise InvalidInput(f"Dataset '{name}' uses a custom metric but has no evaluation.py at its top level; push it with -e evaluation.py.")
 
 
 def _find(st, name: str) -> Dataset | None:
@@ -95,7 +132,10 @@ def dataset_files(name: str, request: Request, user: str = Depends(current_user)
 @router.get("/{name}/archive")
 def pull_dataset(name: str, request: Request, user: str = Depends(current_user)) -> StreamingResponse:
     st = state(request)
-    files = st.store.files(visible_dataset(st, name, user).fileset_id)
+    dataset = visible_dataset(st, name, user)
+    files = st.store.files(dataset.fileset_id)
+    if dataset.owner != user:  # the hidden test split (labels above all) is its owner's alone
+        files = [f for f in files if not f.path.startswith("test/")]
     return tar_response(st, files, f"{name}.tar")
 
 

@@ -4,6 +4,7 @@ Logs and the journal are sent by byte offset and are idempotent: a supervisor th
 answer (server restart, timeout) sends the same bytes again and nothing is stored twice.
 """
 
+import shutil
 import signal
 import time
 
@@ -11,9 +12,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from nsml.core.errors import Conflict
+from nsml.core.errors import Conflict, InvalidInput
+from nsml.scheduler.local import SUBMIT_KINDS
 from nsml.core.states import Status, final_status
 
+from .. import relaunch
 from ..auth import current_user
 from ..schemas import CheckpointPublic, ExitReport, Offset, SessionPublic
 from ..state import state
@@ -88,6 +91,25 @@ async def upload_outputs(owner: str, dataset: str, number: int, request: Request
     return SessionPublic.of(session)
 
 
+@router.post(SESSION + "/prediction", response_model=Offset)
+async def upload_prediction(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> Offset:
+    """A submit session's predictions (a tar holding prediction.txt), kept for the evaluator."""
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    if session.kind not in SUBMIT_KINDS:
+        raise InvalidInput(f"Session {session.name} is not a submit session.")
+    files, created = await receive_tar(request, st.blobs, "the predictions")
+    try:
+        found = [f for f in files if f.path == "prediction.txt"]
+        if not found:
+            raise InvalidInput("The upload holds no prediction.txt.")
+        target = relaunch.prediction_path(st, session)
+        await run_in_threadpool(shutil.copyfile, st.blobs.path(found[0].sha256), target)
+    finally:
+        forget(st.blobs, created)  # kept as a plain file, not a blob
+    return Offset(offset=found[0].size)
+
+
 @router.post(SESSION + "/exit", response_model=SessionPublic)
 def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
     st = state(request)
@@ -104,6 +126,9 @@ def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request
         moved = st.store.update_session(session.id, exit_code=body.exit_code, ended=session.ended or time.time())
     st.scheduler.wake()
     final = moved or st.store.session_by_id(session.id)
+    if session.kind != "normal" and moved is not None:
+        relaunch.on_exit(st, final, body.exit_code, body.stopped, body.relaunch)
+        final = st.store.session_by_id(session.id)
     if final.outputs_fileset_id is not None:
         st.executor.release_workdir(final)
     return SessionPublic.of(final)

@@ -43,10 +43,7 @@ async def run_session(
     )
     check_request(request_res, st.capacity)
     entry = entry.strip()
-    try:
-        shlex.split(args)
-    except ValueError as exc:
-        raise InvalidInput(f"The arguments {args!r} cannot be split like a shell would ({exc}); check the quotes in -a.") from exc
+    check_args(args)
     files, created = await receive_tar(request, st.blobs, "the code")
     try:
         paths = {f.path for f in files}
@@ -63,6 +60,13 @@ async def run_session(
         raise
     st.scheduler.wake()
     return SessionPublic.of(session)
+
+
+def check_args(args: str) -> None:
+    try:
+        shlex.split(args)
+    except ValueError as exc:
+        raise InvalidInput(f"The arguments {args!r} cannot be split like a shell would ({exc}); check the quotes in -a.") from exc
 
 
 @router.get("", response_model=list[SessionPublic])

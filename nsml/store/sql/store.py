@@ -14,6 +14,7 @@ from nsml.core.entities import Dataset, FileEntry
 from nsml.core.errors import AlreadyExists, Forbidden, StorageFull, not_found
 
 from .engine import make_engine, migrate
+from .boards import BoardsMixin
 from .metrics import MetricsMixin
 from .usage import UsageMixin
 from .models import DatasetRow, FileRow, FilesetRow, UserRow
@@ -43,7 +44,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class SqlStore(SessionsMixin, MetricsMixin, UsageMixin):
+class SqlStore(SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite allows one writer at a time; taking turns here avoids "database is locked".
@@ -178,6 +179,17 @@ class SqlStore(SessionsMixin, MetricsMixin, UsageMixin):
             if old_fileset is not None:
                 self._drop_fileset(orm, old_fileset)
             return self._dataset(row, orm.get(FilesetRow, fileset_id))
+
+    def change_dataset(self, name: str, **fields) -> Dataset:
+        """Set description / metric / order / submit_interval."""
+        with self._write() as orm:
+            row = orm.scalar(select(DatasetRow).where(DatasetRow.name == name))
+            if row is None:
+                raise not_found("Dataset", name, list(orm.scalars(select(DatasetRow.name))))
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated = time.time()
+            return self._dataset(row, orm.get(FilesetRow, row.fileset_id))
 
     def get_dataset(self, name: str) -> Dataset:
         with self._read() as orm:

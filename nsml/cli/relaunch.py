@@ -1,0 +1,171 @@
+"""nsml fork | submit | infer: relaunch a session's code at one of its checkpoints."""
+
+import json
+import sys
+import time
+
+import typer
+from rich.text import Text
+
+from nsml.core.naming import parse_session_name
+
+from . import render
+from .connection import CliError, api, session_path
+
+POLL = 0.3
+INFER_START_WAIT = 900.0  # seconds `nsml infer` waits for a new infer session to load its model
+
+
+def fork(
+    session: str = typer.Argument(..., help="Session to fork, e.g. alice/digits/3."),
+    checkpoint: str = typer.Option(None, "-c", "--checkpoint", help="Checkpoint to start from (default: the latest)."),
+    args: str = typer.Option(None, "-a", "--args", help="Arguments for the entry file instead of the original ones."),
+    gpus: int = typer.Option(None, "-g", "--gpus", help="GPUs (default: as the forked session)."),
+    cpus: float = typer.Option(None, "--cpu", "--cpus", help="CPUs (default: as the forked session)."),
+    memory: str = typer.Option(None, "--memory", help="Memory, e.g. 8G (default: as the forked session)."),
+):
+    """Start a new session from a checkpoint: the code is relaunched with --pause 1 --iteration
+    CHECKPOINT, nsml.paused() loads it, and training goes on."""
+    params = {k: v for k, v in {"checkpoint": checkpoint, "args": args, "gpus": gpus, "cpus": cpus, "memory": memory}.items() if v is not None}
+    new = api().post(session_path(session) + "/fork", params=params)
+    render.console.print(f"Session {new['name']} is started (forked from {session} at checkpoint {new['source_checkpoint']})")
+
+
+def submit(
+    session: str = typer.Argument(..., help="Session whose checkpoint to score."),
+    checkpoint: str = typer.Argument(..., help="Checkpoint to score (see `nsml model ls SESSION`)."),
+    test: bool = typer.Option(False, "-t", "--test", help="Run the whole pipeline to debug it; the score is not ranked."),
+):
+    """Score a checkpoint on the dataset's hidden test set and put it on the leaderboard.
+
+    The code is relaunched with --pause 1 --mode test; nsml.paused() loads the checkpoint and
+    predicts the test data, which the dataset's evaluation then scores."""
+    c = api()
+    sub = c.post(session_path(session) + "/submit", params={"checkpoint": checkpoint, "test": test})
+    render.err_console.print(f"Submit of {session} checkpoint {sub['checkpoint']} runs as {sub['runner']}")
+    shown = ""
+    with render.err_console.status("") as spinner:
+        while sub["status"] in ("running", "evaluating"):
+            step = _progress(sub)
+            if step != shown:
+                spinner.update(step)
+                shown = step
+            time.sleep(POLL)
+            sub = c.get(f"/api/submissions/{sub['id']}")
+    if sub["status"] == "failed":
+        step = f"{sub['step']} failed" if sub["step"] else "the submit failed"
+        render.err_console.print(Text.assemble(("Error: ", "red"), f"{step} ({sub['runner']}):"))
+        render.err_console.print(Text(sub["error"]))
+        raise typer.Exit(1)
+    render.console.print(f"Score: {sub['score']}")
+    render.console.print("Done" + (" (test run: not ranked)" if sub["test"] else ""))
+
+
+def _progress(sub: dict) -> str:
+    if sub["status"] == "evaluating":
+        return "Evaluating the predictions…"
+    if sub["runner_status"] == "queued":
+        return "Waiting for resources…"
+    return "Loading the checkpoint and predicting the test set…"
+
+
+def infer(
+    target: str = typer.Argument(..., help="SESSION/CHECKPOINT, or SESSION with the checkpoint as the next argument."),
+    checkpoint: str = typer.Argument(None, help="Checkpoint (default: the latest)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Mount this dataset instead of the session's."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the infer session of this checkpoint instead."),
+    as_json: bool = typer.Option(False, "--json", help="Read stdin as one JSON value and print the output as JSON."),
+    gpus: int = typer.Option(None, "-g", "--gpus", help="GPUs for a new infer session (default: as the session)."),
+):
+    """Run a checkpoint's infer function on stdin, one input per line; prints one output per line.
+
+    The first call starts an infer session that loads the model once and keeps serving
+    (also over HTTP: POST /api/sessions/INFER_SESSION/infer); later calls reuse it.
+    `nsml infer --stop` or `nsml rm` ends it."""
+    session, checkpoint = _split_target(target, checkpoint)
+    c = api()
+    if stop:
+        _stop_infer(c, session, checkpoint)
+        return
+    if as_json:
+        try:
+            data = json.loads(sys.stdin.read())
+        except ValueError as exc:
+            raise CliError(f"stdin is not JSON ({exc}); without --json each line is one input.") from None
+    else:
+        data = [line.rstrip("\r\n") for line in sys.stdin]
+        if not data:
+            raise CliError("Nothing to infer: give the inputs on stdin, one per line, e.g. echo Hello | nsml infer SESSION/CHECKPOINT.")
+    params = {k: v for k, v in {"checkpoint": checkpoint, "feed": dataset, "gpus": gpus}.items() if v is not None}
+    runner = c.post(session_path(session) + "/infer-session", params=params)
+    output = _ask(c, runner, data)
+    if as_json:
+        print(json.dumps(output, ensure_ascii=False))
+        return
+    for item in output if isinstance(output, list) else [output]:
+        print(_line(item))
+
+
+def _split_target(target: str, checkpoint: str | None) -> tuple[str, str | None]:
+    parts = target.split("/")
+    if len(parts) >= 4 and checkpoint is None:
+        return "/".join(parts[:3]), "/".join(parts[3:])
+    parse_session_name(target)  # a clear error for a malformed name
+    return target, checkpoint
+
+
+def _ask(c, runner: dict, data):
+    deadline = time.monotonic() + INFER_START_WAIT
+    with render.err_console.status(f"Loading the model in {runner['name']}…"):
+        while True:
+            resp = c.http.post(session_path(runner["name"]) + "/infer", json={"data": data})
+            if resp.status_code == 409 and "still loading" in resp.text and time.monotonic() < deadline:
+                continue  # the server waited 30 s already; ask again
+            from .connection import check
+
+            check(resp)
+            return resp.json()["output"]
+
+
+def _line(item) -> str:
+    """Strings as they are; NSML's (probability, prediction) pairs as the prediction; else JSON."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and len(item) == 2 and isinstance(item[0], (int, float)) and not isinstance(item[0], bool):
+        return _line(item[1])
+    return json.dumps(item, ensure_ascii=False)
+
+
+def _stop_infer(c, session: str, checkpoint: str | None) -> None:
+    running = [s for s in c.get("/api/sessions") if s["kind"] == "infer" and s["source"] == session
+               and (checkpoint is None or s["source_checkpoint"] == checkpoint)]
+    if not running:
+        raise CliError(f"No infer session of {session}{'/' + checkpoint if checkpoint else ''} is running.")
+    for s in running:
+        c.post(session_path(s["name"]) + "/stop")
+        render.console.print(f"Infer session {s['name']} is stopped")
+
+
+def board(
+    name: str = typer.Argument(..., help="Dataset name."),
+    every: bool = typer.Option(False, "--all", help="Every submission, not just each user's best."),
+    json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON."),
+):
+    """Show a dataset's leaderboard: each user's best score (or --all submissions)."""
+    data = api().get(f"/api/datasets/{name}/board", params={"all": every})
+    if json_out:
+        return render.as_json(data)
+    order = "Descending" if data["order"] == "desc" else "Ascending"
+    render.console.print(f"{data['dataset']} · {data['metric']} · {order}" + (" · all submissions" if every else ""))
+    if not data["rows"]:
+        render.console.print("No scored submissions yet: nsml submit SESSION CHECKPOINT")
+        return
+    render.table(["Rank", "User", "Score", "Session", "Checkpoint", "Count", "Time"],
+                 [[r["rank"], r["owner"], render.value(r["score"]), r["session"], r["checkpoint"], r["count"], render.ago(r["created"])] for r in data["rows"]])
+
+
+def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
+    app.command("fork")(fork)
+    app.command("submit")(submit)
+    app.command("infer")(infer)
+    dataset_app.command("board")(board)

@@ -1,0 +1,136 @@
+"""A submit's predictions: the hidden test data through the bound ``infer``, into a file.
+
+Three ways, as NSML had them, chosen by what the dataset's owner put at its top level:
+
+1. ``data_loader.py`` with ``feed_infer(output_file, infer_func)``: it reads the test data, calls
+   ``infer_func`` and writes the predictions in its own format (scored by its evaluation.py);
+2. the older ``data_loader.py`` with only ``test_data_loader(root_path)``: it returns the test
+   data, which goes to ``infer``; the result is written in the built-in format;
+3. no data_loader.py: ``infer`` gets the path of ``test/test_data``; the result is written in the
+   built-in format.
+
+Built-in format: one line per row, ``[probability, prediction]`` as JSON for NSML's
+``[(probability, prediction), ...]``, the bare prediction for anything else (see
+nsml.core.scoring, which reads it).
+"""
+
+import importlib.util
+import json
+import os
+
+from nsml.client.checkpoints import infer
+
+
+def write_predictions(output, dataset_path, step):
+    """Produce ``output``; ``step(name, action)`` runs each part (load/infer/write) so a failure
+    is reported as that part's."""
+    loader_path = os.path.join(dataset_path, 'data_loader.py')
+    test_data = os.path.join(dataset_path, 'test', 'test_data')
+    loader = step('infer', lambda: _import(loader_path)) if os.path.isfile(loader_path) else None
+    if loader is not None and hasattr(loader, 'feed_infer'):
+        _feed_infer(loader, output, step)
+        return
+    if loader is not None and hasattr(loader, 'test_data_loader'):
+        data = step('infer', lambda: loader.test_data_loader(os.path.join(dataset_path, 'test')))
+    else:
+        data = test_data
+    result = step('infer', lambda: _checked(infer(data), data))
+    step('write', lambda: _write_builtin(output, result))
+
+
+def _feed_infer(loader, output, step):
+    from nsml.client import protocol
+
+    calls = []
+
+    def infer_func(*args, **kwargs):
+        # The loader alternates infer calls and writing: a failure is infer's if it happens
+        # inside this call, write's otherwise (the stage is kept in memory: no file per call).
+        protocol.set_stage('infer')
+        calls.append(1)
+        value = infer(*args, **kwargs)
+        protocol.set_stage('write')
+        return value
+
+    step('infer', lambda: loader.feed_infer(output, infer_func))
+    if not calls:
+        step('infer', _raise('data_loader.feed_infer never called the infer function it was given'))
+    if not os.path.isfile(output) or os.path.getsize(output) == 0:
+        step('write', _raise('output result of inference is nothing: data_loader.feed_infer wrote '
+                             f'nothing to {os.path.basename(output)}'))
+
+
+def _raise(message):
+    def action():
+        raise RuntimeError(message)
+    return action
+
+
+def _import(path):
+    spec = importlib.util.spec_from_file_location('data_loader', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _checked(result, data):
+    if result is None:
+        raise ValueError('infer returned None; it must return one prediction per test row, '
+                         'e.g. [(probability, label), ...]')
+    try:
+        rows = list(result)
+    except TypeError:
+        raise TypeError(f'infer returned a {type(result).__name__}; it must return a list with one '
+                        'prediction per test row') from None
+    if not rows:
+        raise ValueError('infer returned an empty list; it must return one prediction per test row')
+    expected = _row_count(data)
+    if expected is not None and len(rows) != expected:
+        raise ValueError(f'infer returned {len(rows)} predictions for {expected} test rows; it must '
+                         'return exactly one per row')
+    return rows
+
+
+def _row_count(data):
+    """Rows of the test data when it is a text file of lines or a list; else unknown."""
+    if isinstance(data, (list, tuple)):
+        return len(data)
+    if isinstance(data, str) and os.path.isfile(data):
+        try:
+            with open(data, encoding='utf-8') as f:
+                return sum(1 for line in f if line.strip())
+        except (UnicodeDecodeError, OSError):
+            return None
+    return None
+
+
+def _plain(value):
+    """numpy scalars and arrays, tensors: to plain Python for JSON."""
+    for attr in ('item', 'tolist'):
+        if hasattr(value, attr):
+            try:
+                return getattr(value, attr)()
+            except (TypeError, ValueError):
+                continue
+    return str(value)
+
+
+def format_row(row):
+    if isinstance(row, (tuple, list)) and len(row) == 2:
+        return json.dumps([_plain_any(row[0]), _plain_any(row[1])], ensure_ascii=False, default=_plain)
+    value = _plain_any(row)
+    if isinstance(value, str) and '\n' not in value and not value.startswith('['):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=_plain)
+
+
+def _plain_any(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return _plain(value)
+
+
+def _write_builtin(output, rows):
+    with open(output, 'w', encoding='utf-8') as f:
+        for row in rows:
+            f.write(format_row(row) + '\n')

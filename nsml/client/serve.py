@@ -1,0 +1,82 @@
+"""An infer session's request loop: the loaded model answers on a Unix socket in the spool.
+
+The server forwards ``POST /api/sessions/…/infer`` here, so the model is loaded once and kept
+for every request. Protocol: one JSON line in, ``{"data": ...}``; one JSON line out,
+``{"output": ...}`` or ``{"error": "traceback"}``. Requests are answered one at a time, as
+models are rarely thread-safe.
+"""
+
+import json
+import os
+import socket
+import sys
+import traceback
+
+from nsml.client.checkpoints import infer
+
+SOCKET_FILE = 'infer.sock'
+MAX_REQUEST = 64 << 20
+
+
+def serve_forever(path, record_stage):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    record_stage('serving')
+    print('nsml: the model is loaded; serving inference requests', flush=True)
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                _answer(conn)
+            except OSError:
+                continue  # the caller went away; wait for the next one
+
+
+def _answer(conn):
+    data = bytearray()
+    while not data.endswith(b'\n'):
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REQUEST:
+            conn.sendall(_line({'error': f'request larger than {MAX_REQUEST >> 20} MB'}))
+            return
+    try:
+        request = json.loads(data)
+        output = infer(request['data'])
+        reply = {'output': _jsonable(output)}
+    except BaseException as exc:  # the user's infer raising must not end the session
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        text = ''.join(traceback.format_exception(exc)).rstrip()
+        print(f'nsml: infer failed:\n{text}', file=sys.stderr, flush=True)
+        reply = {'error': text}
+    conn.sendall(_line(reply))
+
+
+def _line(obj):
+    return json.dumps(obj, ensure_ascii=False).encode() + b'\n'
+
+
+def _jsonable(value):
+    """Tuples, numpy values and tensors as plain JSON values."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    for attr in ('tolist', 'item'):
+        if hasattr(value, attr):
+            try:
+                return _jsonable(getattr(value, attr)())
+            except (TypeError, ValueError):
+                continue
+    return str(value)

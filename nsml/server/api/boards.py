@@ -1,0 +1,62 @@
+"""Leaderboards: a dataset's ranked submissions, its submissions, and its leaderboard settings."""
+
+from fastapi import APIRouter, Depends, Request
+
+from nsml.core import scoring
+from nsml.core.errors import InvalidInput
+
+from ..auth import current_user
+from ..schemas import BoardPublic, BoardRowPublic, DatasetChange, DatasetPublic, SubmissionPublic
+from ..state import state
+from .datasets import _check_owner, check_board_layout, visible_dataset
+
+router = APIRouter(prefix="/api/datasets", tags=["leaderboards"])
+
+
+@router.get("/{name}/board", response_model=BoardPublic)
+def board(name: str, request: Request, all: bool = False, user: str = Depends(current_user)) -> BoardPublic:
+    """Ranked scores: each owner's best submission (ties: the earlier), or with `all` every one.
+    `count` is the owner's number of ranked submissions; `submit -t` runs are never ranked."""
+    st = state(request)
+    dataset = visible_dataset(st, name, user)
+    if not dataset.has_leaderboard:
+        raise InvalidInput(f"Dataset '{name}' has no leaderboard; its owner can add one with nsml dataset change --metric accuracy {name}.")
+    rows = st.store.board(dataset.name, dataset.order, every=all)
+    return BoardPublic(dataset=dataset.name, metric=dataset.metric, order=dataset.order, all=all,
+                       rows=[BoardRowPublic(**r.__dict__) for r in rows])
+
+
+@router.get("/{name}/submissions", response_model=list[SubmissionPublic])
+def submissions(name: str, request: Request, mine: bool = False, limit: int = 100, user: str = Depends(current_user)) -> list[SubmissionPublic]:
+    """Recent submissions to the dataset, newest first, test runs and failures included."""
+    st = state(request)
+    dataset = visible_dataset(st, name, user)
+    return [SubmissionPublic.of(s) for s in st.store.list_submissions(dataset.name, user if mine else None, min(limit, 1000))]
+
+
+@router.patch("/{name}", response_model=DatasetPublic)
+def change(name: str, body: DatasetChange, request: Request, user: str = Depends(current_user)) -> DatasetPublic:
+    """Change a dataset's description or leaderboard settings (owner only); metric '' removes
+    the leaderboard (its submissions are kept)."""
+    st = state(request)
+    dataset = visible_dataset(st, name, user)
+    _check_owner(dataset, user, "change")
+    fields = {}
+    if body.description is not None:
+        fields["description"] = body.description
+    if body.metric is not None or body.order is not None:
+        metric = dataset.metric if body.metric is None else body.metric
+        if metric:
+            try:
+                metric, order = scoring.check_metric(metric, body.order or (dataset.order if body.metric is None else ""))
+            except ValueError as exc:
+                raise InvalidInput(str(exc)) from None
+            check_board_layout(name, {f.path for f in st.store.files(dataset.fileset_id)}, metric)
+            fields.update(metric=metric, order=order)
+        else:
+            fields["metric"] = ""
+    if body.submit_interval is not None:
+        if body.submit_interval < 0:
+            raise InvalidInput("submit_interval must be 0 (no limit) or a number of seconds.")
+        fields["submit_interval"] = body.submit_interval
+    return DatasetPublic.of(st.store.change_dataset(dataset.name, **fields))

@@ -1,0 +1,94 @@
+"""Fork, submit and infer: relaunch a session's code at one of its checkpoints."""
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from nsml.core.resources import Resources, parse_size
+
+from .. import relaunch
+from ..auth import current_user
+from ..schemas import InferRequest, InferResponse, SessionPublic, SubmissionPublic
+from ..state import state
+from .sessions import SESSION, check_args, session_of
+
+router = APIRouter(prefix="/api", tags=["fork, submit, infer"])
+INFER_WAIT = 30.0  # seconds one request waits for a model that is still loading
+
+
+def _resources(st, source, gpus: int | None, cpus: float | None, memory: str | None) -> Resources | None:
+    if gpus is None and cpus is None and memory is None:
+        return None  # the source session's
+    return Resources(
+        cpus=cpus if cpus is not None else min(source.resources.cpus, st.capacity.cpus),
+        memory=parse_size(memory) if memory else min(source.resources.memory, st.capacity.memory),
+        gpus=gpus if gpus is not None else min(source.resources.gpus, st.capacity.gpus),
+    )
+
+
+@router.post("/sessions" + SESSION + "/fork", response_model=SessionPublic, status_code=201)
+def fork(
+    owner: str, dataset: str, number: int, request: Request, checkpoint: str | None = None, args: str | None = None,
+    gpus: int | None = None, cpus: float | None = None, memory: str | None = None, user: str = Depends(current_user),
+) -> SessionPublic:
+    """A new session with the source's code and arguments (or `args`), relaunched with
+    `--pause 1 --iteration CHECKPOINT` (default: the latest checkpoint), which goes on training."""
+    st = state(request)
+    source = session_of(st, owner, dataset, number)
+    ckpt = relaunch.pick_checkpoint(st, source, checkpoint)
+    if args is not None:
+        check_args(args)
+    session = relaunch.relaunch(st, source, "fork", ckpt.name, user, args=args, resources=_resources(st, source, gpus, cpus, memory))
+    return SessionPublic.of(session)
+
+
+@router.post("/sessions" + SESSION + "/submit", response_model=SubmissionPublic, status_code=201)
+def submit(owner: str, dataset: str, number: int, checkpoint: str, request: Request, test: bool = False, user: str = Depends(current_user)) -> SubmissionPublic:
+    """Score a checkpoint on the dataset's hidden test split (`test`: the same, never ranked).
+    Poll GET /api/submissions/{id} for its progress and score."""
+    st = state(request)
+    submission = relaunch.start_submit(st, session_of(st, owner, dataset, number), checkpoint, test, user)
+    return _public(st, submission)
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionPublic)
+def get_submission(submission_id: int, request: Request, _user: str = Depends(current_user)) -> SubmissionPublic:
+    st = state(request)
+    return _public(st, st.store.get_submission(submission_id))
+
+
+def _public(st, submission) -> SubmissionPublic:
+    status = ""
+    if submission.runner_id is not None:
+        try:
+            status = st.store.session_by_id(submission.runner_id).status.value
+        except Exception:  # removed meanwhile
+            status = ""
+    return SubmissionPublic.of(submission, status)
+
+
+@router.post("/sessions" + SESSION + "/infer-session", response_model=SessionPublic)
+def infer_session(
+    owner: str, dataset: str, number: int, request: Request, checkpoint: str | None = None, feed: str | None = None,
+    gpus: int | None = None, cpus: float | None = None, memory: str | None = None, user: str = Depends(current_user),
+) -> SessionPublic:
+    """Your running infer session for this checkpoint (default: the latest), started if there is
+    none. It loads the model once and answers POST …/infer until stopped. `feed`: another
+    dataset to mount instead of the source's."""
+    st = state(request)
+    source = session_of(st, owner, dataset, number)
+    if feed:
+        from .datasets import visible_dataset
+
+        visible_dataset(st, feed, user)
+    session = relaunch.find_or_start_infer(st, source, checkpoint, user, feed, _resources(st, source, gpus, cpus, memory))
+    return SessionPublic.of(session)
+
+
+@router.post("/sessions" + SESSION + "/infer", response_model=InferResponse)
+async def infer(owner: str, dataset: str, number: int, body: InferRequest, request: Request, _user: str = Depends(current_user)) -> InferResponse:
+    """Run the loaded model of infer session OWNER/DATASET/N on `data`; waits up to 30 s for a
+    model that is still loading (409 after that: try again)."""
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    output = await run_in_threadpool(relaunch.infer_request, st, session, body.data, INFER_WAIT)
+    return InferResponse(session=session.name, output=output)

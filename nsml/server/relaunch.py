@@ -1,0 +1,245 @@
+"""Fork, submit and infer: new sessions that relaunch a session's code at one of its checkpoints.
+
+The relaunched process gets the original entry and arguments plus the reserved ones (see
+nsml.scheduler.local.reserved_args), and ``nsml.paused()`` does the rest inside it
+(nsml.client.protocol). This module decides what to start, and finishes a submit once its
+process has written its predictions: the evaluator scores them outside the user's process.
+"""
+
+import json
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+
+from nsml.core.entities import Checkpoint, Session, Submission
+from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from nsml.core.resources import Resources, check_request
+from nsml.core.states import ACTIVE, FINAL
+from nsml.scheduler import evaluator
+from nsml.scheduler.local import SUBMIT_KINDS
+
+from .api.sessions import tail_lines
+from .state import ServerState
+
+log = logging.getLogger("nsml.relaunch")
+LOG_TAIL_LINES = 15
+
+
+def pick_checkpoint(st: ServerState, session: Session, name: str | None) -> Checkpoint:
+    """The named checkpoint, or the latest one; a clear error listing what exists."""
+    if name:
+        return st.store.get_checkpoint(session, name)
+    checkpoints = st.store.list_checkpoints(session.id)
+    if not checkpoints:
+        still = " It is still running: its first nsml.save() has not reached the server yet." if session.status in ACTIVE else ""
+        raise NotFound(f"Session {session.name} has no checkpoint.{still} `nsml model ls {session.name}` lists them once saved.")
+    return max(checkpoints, key=lambda c: c.created)
+
+
+def relaunch(
+    st: ServerState, source: Session, kind: str, checkpoint: str, user: str, args: str | None = None,
+    resources: Resources | None = None, dataset: str | None = None,
+) -> Session:
+    if source.code_fileset_id is None:
+        raise Conflict(f"Session {source.name}'s code is still uploading; try again in a moment.")
+    resources = resources or Resources(
+        min(source.resources.cpus, st.capacity.cpus), min(source.resources.memory, st.capacity.memory),
+        min(source.resources.gpus, st.capacity.gpus),
+    )
+    check_request(resources, st.capacity)
+    memo = f"{kind} of {source.name} at checkpoint {checkpoint}"
+    session = st.store.create_session(
+        user, dataset or source.dataset, source.entry, source.args if args is None else args, resources, memo,
+        source.image, source.code_fileset_id, kind=kind, source=source.name, source_checkpoint=checkpoint,
+    )
+    st.scheduler.wake()
+    return session
+
+
+# -- submit ---------------------------------------------------------------------------------------
+def start_submit(st: ServerState, source: Session, checkpoint: str, test: bool, user: str) -> Submission:
+    if source.owner != user:
+        raise Forbidden(f"Session {source.name} belongs to {source.owner}; you can submit only your own sessions.")
+    dataset = st.store.get_dataset(source.dataset)
+    if not dataset.has_leaderboard:
+        raise InvalidInput(
+            f"Dataset '{dataset.name}' has no leaderboard, so there is nothing to score a submit against. "
+            f"Its owner can add one: nsml dataset push -f --leaderboard [--metric …] {dataset.name} PATH."
+        )
+    ckpt = pick_checkpoint(st, source, checkpoint)
+    if not test and dataset.submit_interval > 0:
+        last = st.store.last_ranked_submit(dataset.name, user)
+        wait = (last or 0) + dataset.submit_interval - time.time()
+        if last is not None and wait > 0:
+            raise Conflict(
+                f"Dataset '{dataset.name}' takes one ranked submit per {_duration(dataset.submit_interval)} from each user; "
+                f"you can submit again in {_duration(wait)}. `nsml submit -t` (not ranked) is not limited."
+            )
+    runner = relaunch(st, source, "submit_test" if test else "submit", ckpt.name, user)
+    return st.store.create_submission(dataset.name, user, source.name, ckpt.name, test, runner.id)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(1, round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def prediction_path(st: ServerState, session: Session) -> Path:
+    folder = Path(st.settings.home) / "predictions"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{session.id}.txt"
+
+
+def on_exit(st: ServerState, session: Session, exit_code: int, stopped: bool, relaunch_state: dict | None) -> None:
+    """A relaunched session ended: record why a relaunch failed; score a submit that finished."""
+    stage = relaunch_state or {}
+    problem = _failure(st, session, exit_code, stopped, stage)
+    if problem and session.kind in ("fork", "infer"):
+        st.store.update_session(session.id, error=f"{problem[0]} failed: {_last_line(problem[1])}" if problem[0] else problem[1])
+    if session.kind not in SUBMIT_KINDS:
+        return
+    submission = st.store.submission_of_runner(session.id)
+    if submission is None or submission.status != "running":
+        return  # a retried exit report: handled the first time
+    if problem:
+        step, error = problem
+        st.store.finish_submission(submission.id, "failed", step=step, error=error)
+        return
+    if st.store.finish_submission(submission.id, "evaluating") is not None:
+        threading.Thread(target=_evaluate, args=(st, submission, session), name=f"nsml-eval-{submission.id}", daemon=True).start()
+
+
+def _failure(st: ServerState, session: Session, exit_code: int, stopped: bool, stage: dict) -> tuple[str, str] | None:
+    """(step, message) when a relaunch did not do its job, else None."""
+    reached, error = stage.get("stage", ""), stage.get("error", "")
+    if session.kind == "fork" and reached == "loaded":
+        return None  # training after the load is the script's own business
+    if session.kind in SUBMIT_KINDS and reached == "done" and exit_code == 0:
+        return None
+    if error:
+        return reached, error
+    if stage.get("timed_out"):
+        return "load", (f"{session.entry} did not call nsml.paused() within {st.executor.paused_timeout:.0f} s. "
+                        f"NSML relaunches it with --pause 1{' --mode test' if session.kind in SUBMIT_KINDS else ''}; "
+                        "it must call nsml.paused(scope=locals()) after nsml.bind(...) when --pause is 1, before training.")
+    if stopped:
+        return reached, "The session was stopped."
+    tail = _log_tail(st, session)
+    if not reached:
+        if session.kind == "fork" and exit_code == 0:
+            return None  # a fork that never asked for its checkpoint: it trained from scratch
+        return "load", (f"{session.entry} exited ({_code(exit_code)}) without calling nsml.paused(). NSML relaunches it with "
+                        f"--pause 1; it must call nsml.paused(scope=locals()) after nsml.bind(...) when --pause is 1.{tail}")
+    if session.kind == "infer" and reached == "serving" and exit_code == 0:
+        return None
+    return reached, f"The process ended ({_code(exit_code)}) during {reached}.{tail}"
+
+
+def _code(exit_code: int) -> str:
+    return f"killed by signal {-exit_code}" if exit_code < 0 else f"exit code {exit_code}"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _log_tail(st: ServerState, session: Session) -> str:
+    path = st.logs_dir / f"{session.id}.log"
+    text = tail_lines(path, LOG_TAIL_LINES).strip() if path.exists() else ""
+    return f"\nThe end of its log:\n{text}" if text else ""
+
+
+def _evaluate(st: ServerState, submission: Submission, session: Session) -> None:
+    try:
+        dataset = st.store.get_dataset(submission.dataset)
+        files = {f.path: st.blobs.path(f.sha256) for f in st.store.files(dataset.fileset_id)}
+        prediction = prediction_path(st, session)
+        if not prediction.is_file():
+            raise evaluator.EvaluationFailed("The submit session wrote no predictions.")
+        score = evaluator.evaluate(dataset.metric, dataset.name, files, prediction, st.settings.evaluation_timeout)
+        if score != score:  # NaN ranks nowhere
+            raise evaluator.EvaluationFailed("The evaluation produced NaN.")
+        st.store.finish_submission(submission.id, "scored", score=score)
+    except evaluator.EvaluationFailed as exc:
+        st.store.finish_submission(submission.id, "failed", step="evaluate", error=str(exc))
+    except Exception as exc:  # an internal error must still end the submission
+        log.exception("evaluating submission %s failed", submission.id)
+        st.store.finish_submission(submission.id, "failed", step="evaluate", error=f"{type(exc).__name__}: {exc}")
+
+
+def fail_unfinished_submissions(st: ServerState) -> None:
+    """At start-up: evaluations interrupted by a restart are run again; submits whose session
+    is gone are failed."""
+    for submission in st.store.unfinished_submissions():
+        runner = None
+        try:
+            runner = st.store.session_by_id(submission.runner_id) if submission.runner_id else None
+        except NotFound:
+            pass
+        if submission.status == "evaluating" and runner is not None:
+            threading.Thread(target=_evaluate, args=(st, submission, runner), daemon=True).start()
+        elif runner is None or runner.status in FINAL:
+            st.store.finish_submission(submission.id, "failed", step="", error="The submit session ended without reporting back (server restart?).")
+
+
+# -- infer ----------------------------------------------------------------------------------------
+def find_or_start_infer(st: ServerState, source: Session, checkpoint: str | None, user: str, dataset: str | None, resources: Resources | None) -> Session:
+    """The user's running infer session for this model (so the model stays loaded), or a new one."""
+    ckpt = pick_checkpoint(st, source, checkpoint)
+    target = dataset or source.dataset
+    for s in st.store.list_sessions(set(ACTIVE), owner=user):
+        if s.kind == "infer" and s.source == source.name and s.source_checkpoint == ckpt.name and s.dataset == target:
+            return s
+    return relaunch(st, source, "infer", ckpt.name, user, resources=resources, dataset=target)
+
+
+def infer_request(st: ServerState, session: Session, data, wait: float) -> object:
+    """Send one request to the infer session's loaded model; waits up to `wait` s for it to load."""
+    if session.kind != "infer":
+        raise InvalidInput(f"Session {session.name} is a {session.kind} session, not an infer session; start one with nsml infer.")
+    deadline = time.monotonic() + wait
+    sock_path = st.executor.infer_socket(session)
+    while True:
+        session = st.store.session_by_id(session.id)
+        if session.status in FINAL:
+            raise Conflict(f"Infer session {session.name} has ended ({session.status.value}): {session.error or 'see nsml logs ' + session.name}")
+        stage = _stage(st, session)
+        if stage.get("stage") == "serving" and sock_path.exists():
+            break
+        if time.monotonic() > deadline:
+            raise Conflict(f"Infer session {session.name} is still loading its model; try again, or see nsml logs {session.name}.")
+        time.sleep(0.1)
+    return _ask(sock_path, data)
+
+
+def _stage(st: ServerState, session: Session) -> dict:
+    try:
+        return json.loads((st.executor.spool(session) / "relaunch.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _ask(sock_path: Path, data) -> object:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(sock_path))
+        conn.sendall(json.dumps({"data": data}).encode() + b"\n")
+        reply = bytearray()
+        while not reply.endswith(b"\n"):
+            chunk = conn.recv(1 << 16)
+            if not chunk:
+                break
+            reply += chunk
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        raise Conflict("The infer session closed the connection without an answer; see its logs.") from None
+    if "error" in answer:
+        raise InvalidInput(f"infer raised an error:\n{answer['error']}")
+    return answer["output"]

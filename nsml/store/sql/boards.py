@@ -1,0 +1,100 @@
+"""Submissions and the leaderboards ranked from them."""
+
+import time
+
+from sqlalchemy import func, select
+
+from nsml.core.entities import BoardRow, Submission
+from nsml.core.errors import NotFound
+
+from .models import SessionRow, SubmissionRow
+
+
+def _to_submission(row: SubmissionRow, runner: str) -> Submission:
+    return Submission(
+        id=row.id, dataset=row.dataset, owner=row.owner, session=row.session, checkpoint=row.checkpoint,
+        test=row.test, runner=runner, runner_id=row.runner_id, status=row.status, step=row.step, error=row.error, score=row.score,
+        created=row.created, finished=row.finished,
+    )
+
+
+class BoardsMixin:
+    def create_submission(self, dataset: str, owner: str, session: str, checkpoint: str, test: bool, runner_id: int) -> Submission:
+        with self._write() as orm:
+            row = SubmissionRow(
+                dataset=dataset, owner=owner, session=session, checkpoint=checkpoint, test=test,
+                runner_id=runner_id, status="running", step="", error="", created=time.time(),
+            )
+            orm.add(row)
+            orm.flush()
+            return self._submission(orm, row)
+
+    def _submission(self, orm, row: SubmissionRow) -> Submission:
+        runner = orm.get(SessionRow, row.runner_id) if row.runner_id else None
+        return _to_submission(row, f"{runner.owner}/{runner.dataset}/{runner.number}" if runner else "")
+
+    def get_submission(self, submission_id: int) -> Submission:
+        with self._read() as orm:
+            row = orm.get(SubmissionRow, submission_id)
+            if row is None:
+                raise NotFound(f"Submission #{submission_id} does not exist.")
+            return self._submission(orm, row)
+
+    def submission_of_runner(self, runner_id: int) -> Submission | None:
+        with self._read() as orm:
+            row = orm.scalar(select(SubmissionRow).where(SubmissionRow.runner_id == runner_id))
+            return self._submission(orm, row) if row else None
+
+    def finish_submission(self, submission_id: int, status: str, **fields) -> Submission | None:
+        """Move a running/evaluating submission on; a finished one is never changed again
+        (a supervisor that retries its report must not score twice)."""
+        with self._write() as orm:
+            row = orm.get(SubmissionRow, submission_id)
+            if row is None or row.status in ("scored", "failed"):
+                return None
+            row.status = status
+            if status in ("scored", "failed"):
+                row.finished = time.time()
+            for key, value in fields.items():
+                setattr(row, key, value)
+            return self._submission(orm, row)
+
+    def unfinished_submissions(self) -> list[Submission]:
+        with self._read() as orm:
+            rows = orm.scalars(select(SubmissionRow).where(SubmissionRow.status.in_(("running", "evaluating"))))
+            return [self._submission(orm, r) for r in rows]
+
+    def last_ranked_submit(self, dataset: str, owner: str) -> float | None:
+        """When the owner last made a submit that counts for the rate limit (test runs do not;
+        failed ones do, as they used the evaluator)."""
+        with self._read() as orm:
+            return orm.scalar(select(func.max(SubmissionRow.created)).where(
+                SubmissionRow.dataset == dataset, SubmissionRow.owner == owner, SubmissionRow.test.is_(False)))
+
+    def list_submissions(self, dataset: str, owner: str | None = None, limit: int = 100) -> list[Submission]:
+        query = select(SubmissionRow).where(SubmissionRow.dataset == dataset)
+        if owner:
+            query = query.where(SubmissionRow.owner == owner)
+        with self._read() as orm:
+            rows = orm.scalars(query.order_by(SubmissionRow.id.desc()).limit(limit))
+            return [self._submission(orm, r) for r in rows]
+
+    def board(self, dataset: str, order: str, every: bool = False) -> list[BoardRow]:
+        """Ranked scored submissions: each owner's best (ties: the earlier one), or every one."""
+        with self._read() as orm:
+            rows = list(orm.scalars(select(SubmissionRow).where(
+                SubmissionRow.dataset == dataset, SubmissionRow.test.is_(False),
+                SubmissionRow.status == "scored", SubmissionRow.score.is_not(None))))
+        sign = -1 if order == "desc" else 1
+        rows.sort(key=lambda r: (sign * r.score, r.created, r.id))
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row.owner] = counts.get(row.owner, 0) + 1
+        if not every:
+            seen: set[str] = set()
+            rows = [r for r in rows if not (r.owner in seen or seen.add(r.owner))]
+        return [
+            BoardRow(rank=i, owner=r.owner, score=r.score, session=r.session, checkpoint=r.checkpoint,
+                     count=counts[r.owner], created=r.created)
+            for i, r in enumerate(rows, 1)
+        ]
