@@ -28,6 +28,10 @@ def bind_model(model):
         print("model loaded!")
 
     def infer(raw_data, **kwargs):
+        if isinstance(raw_data, str):  # a submit passes the path of test/test_data
+            raw_data = np.loadtxt(raw_data, delimiter=",", ndmin=2)
+        elif len(raw_data) and isinstance(raw_data[0], str):  # `nsml infer`: one CSV line per image
+            raw_data = [[float(v) for v in line.split(",")] for line in raw_data]
         data = np.asarray(raw_data, dtype=float) / 16.0
         probs = model.predict_proba(data)
         return list(zip(probs.max(axis=1).tolist(), probs.argmax(axis=1).tolist()))

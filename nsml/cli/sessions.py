@@ -57,8 +57,18 @@ def ps(
         info = render.summary(s["summary"]) or render.summary(s["last_values"])
         if s["status"] == "failed" and s["error"]:
             info = s["error"].splitlines()[-1][:120]
-        rows.append([s["name"], render.ago(s["created"]), s["entry"] + (" " + s["args"] if s["args"] else ""), status, info, s["memo"]])
-    render.table(["Name", "Created", "Args", "Status", "Summary", "Description"], rows)
+        rows.append([s["name"], render.ago(s["created"]), s["entry"] + (" " + s["args"] if s["args"] else ""), status,
+                     session_type(s), info, s["memo"]])
+    render.table(["Name", "Created", "Args", "Status", "Type", "Summary", "Description"], rows)
+
+
+TYPES = {"normal": "normal", "fork": "normal/fork", "submit": "submit", "submit_test": "submit(test)", "infer": "infer"}
+
+
+def session_type(s: dict) -> str:
+    """NSML's type column; a fork says where it came from."""
+    kind = TYPES.get(s.get("kind", "normal"), s.get("kind", ""))
+    return f"{kind} ({s['source']}:{s['source_checkpoint']})" if s.get("kind") == "fork" else kind
 
 
 def logs(

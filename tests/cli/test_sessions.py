@@ -184,7 +184,7 @@ nsml.report(step=2, scratch=7)
     wait_for_log(srv, live, "waiting")
 
     table = cli("ps", "-d", "psds").stdout.splitlines()
-    assert table[0].split() == ["Name", "Created", "Args", "Status", "Summary", "Description"]
+    assert table[0].split() == ["Name", "Created", "Args", "Status", "Type", "Summary", "Description"]
     assert any(live in row and "Running" in row for row in table)
     assert not any(done in row for row in table)  # ps without -a: queued and running only
 
