@@ -243,6 +243,8 @@ class LocalExecutor:
 
     def remove(self, session: Session) -> None:
         shutil.rmtree(self.run_dir(session), ignore_errors=True)
+        if session.kind == "infer":
+            self.infer_socket(session).unlink(missing_ok=True)
 
     def release_workdir(self, session: Session) -> None:
         """Drop the working copy of an ended session whose written files the server has stored;

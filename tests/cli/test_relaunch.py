@@ -347,3 +347,20 @@ def test_leaderboard_needs_hidden_labels(cli, tmp_path):
     assert "no test/test_label" in line
     line = check_failed(cli("dataset", "push", "badmetric", write_board_dataset(tmp_path / "bm"), "--metric", "bleu", check=False))
     assert "Unknown metric 'bleu'" in line
+
+
+def test_others_cannot_pull_the_hidden_split_nor_submit_your_session(server, cli, tmp_path):
+    import io
+    import tarfile
+
+    from tests.cli.test_datasets import add_user
+
+    bob = add_user(server, "bob", "bobs-token")
+    resp = bob.get("/api/datasets/board/archive")
+    names = tarfile.open(fileobj=io.BytesIO(resp.content)).getnames()
+    assert "train/train_data" in names and not any(n.startswith("test/") for n in names)
+    cli("dataset", "pull", "board", tmp_path / "mine")
+    assert (tmp_path / "mine" / "test" / "test_label").read_text() == "\n".join(map(str, TEST_Y)) + "\n"
+    source = trained(server, cli)
+    resp = bob.post(f"/api/sessions/{source}/submit", params={"checkpoint": "2"})
+    assert resp.status_code == 403 and "only your own" in resp.json()["detail"]

@@ -2,6 +2,7 @@
 
 import shlex
 import time
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -113,6 +114,7 @@ def _remove(st: ServerState, session) -> None:
     st.store.delete_session(session.id)
     st.executor.remove(session)
     (st.logs_dir / f"{session.id}.log").unlink(missing_ok=True)
+    (Path(st.settings.home) / "predictions" / f"{session.id}.txt").unlink(missing_ok=True)  # a submit's
     st.blobs.delete_unused(shas)
 
 
