@@ -128,8 +128,8 @@ def _failure(st: ServerState, session: Session, exit_code: int, stopped: bool, s
         return "load", (f"{session.entry} did not call nsml.paused() within {st.executor.paused_timeout:.0f} s. "
                         f"NSML relaunches it with --pause 1{' --mode test' if session.kind in SUBMIT_KINDS else ''}; "
                         "it must call nsml.paused(scope=locals()) after nsml.bind(...) when --pause is 1, before training.")
-    if stopped:
-        return reached, "The session was stopped."
+    if stopped:  # `nsml stop`: ending an infer or fork session that way is no failure
+        return (reached, "The session was stopped.") if session.kind in SUBMIT_KINDS else None
     tail = _log_tail(st, session)
     if not reached:
         if session.kind == "fork" and exit_code == 0:

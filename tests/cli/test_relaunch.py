@@ -127,7 +127,8 @@ def test_infer_serves_the_loaded_model_and_reuses_it(server, cli):
     assert resp.status_code == 200 and resp.json()["output"] == [[0.9, 1], [0.9, 0]]
     assert "/api/sessions/{owner}/{dataset}/{number}/infer" in server.api.get("/openapi.json").json()["paths"]
     assert "is stopped" in cli("infer", f"{source}/2", "--stop").stdout
-    assert server.wait(runner)["status"] in ("stopped", "exited")
+    ended = server.wait(runner)
+    assert ended["status"] in ("stopped", "exited") and ended["error"] == ""
 
 
 # -- the hidden test set stays hidden ------------------------------------------------------------
@@ -364,3 +365,45 @@ def test_others_cannot_pull_the_hidden_split_nor_submit_your_session(server, cli
     source = trained(server, cli)
     resp = bob.post(f"/api/sessions/{source}/submit", params={"checkpoint": "2"})
     assert resp.status_code == 403 and "only your own" in resp.json()["detail"]
+
+
+def test_infer_can_feed_another_dataset(server, cli):
+    source = trained(server, cli)
+    assert cli("infer", f"{source}/1", "--dataset", "plain", input="6\n").stdout.split() == ["1"]
+    runner = next(s for s in json.loads(cli("ps", "-j").stdout) if s["kind"] == "infer" and s["source"] == source)
+    assert runner["dataset"] == "plain" and runner["name"].startswith("alice/plain/")
+    cli("rm", "-f", runner["name"])
+    assert "No infer session" in check_failed(cli("infer", f"{source}/1", "--stop", check=False))
+
+
+def test_a_submit_survives_a_server_restart(tmp_path):
+    import signal
+    import time
+
+    from tests.conftest import Server, kill_leftover_supervisors
+
+    srv = Server(tmp_path / "home").start()
+    try:
+        work = tmp_path / "work"
+        shutil.copytree(PROJECT, work)
+        cli = Cli(clean_env(srv.home), work)
+        cli("dataset", "push", "board", write_board_dataset(tmp_path / "data"), "-l")
+        source = trained(srv, cli, args="--slow_infer 4")
+        owner, dataset, n = source.split("/")
+        sub = srv.api.post(f"/api/sessions/{owner}/{dataset}/{n}/submit", params={"checkpoint": "2"}).json()
+        runner = sub["runner"]
+        deadline = time.monotonic() + 60
+        while "model loaded!" not in srv.api.get(f"/api/sessions/{runner}/logs", params={"offset": 0}).json()["text"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        srv.stop(signal.SIGKILL)  # mid-infer: the session's supervisor outlives the server
+        srv.start()
+        deadline = time.monotonic() + 90
+        while (sub := srv.api.get(f"/api/submissions/{sub['id']}").json())["status"] in ("running", "evaluating"):
+            assert time.monotonic() < deadline, sub
+            time.sleep(0.3)
+        assert (sub["status"], sub["score"]) == ("scored", 1.0), sub
+        assert json.loads(cli("dataset", "board", "board", "-j").stdout)["rows"][0]["session"] == source
+    finally:
+        srv.stop()
+        kill_leftover_supervisors(srv.home)

@@ -25,6 +25,7 @@ def bind_model(config):
         print('model loaded!', flush=True)
 
     def infer(data, **kwargs):
+        time.sleep(config.slow_infer)
         if config.infer_returns == 'none':
             return None
         if isinstance(data, str):  # the built-in submit passes the test data's path
@@ -50,6 +51,7 @@ if __name__ == '__main__':
     p.add_argument('--no_paused', action='store_true')
     p.add_argument('--hang', action='store_true')
     p.add_argument('--positional_bind', action='store_true')
+    p.add_argument('--slow_infer', type=float, default=0)
     config = p.parse_args()
     bind_model(config)
     if config.pause and not config.no_paused:
