@@ -45,25 +45,28 @@ def paused(scope=None):
             load(args['iteration'])
         return
     if kind == 'fork':
-        checkpoint = args.get('iteration') or CONTEXT.source_checkpoint
-        _step('load', lambda: load(checkpoint, session=CONTEXT.source_session or None))
+        _load_source(args.get('iteration') or CONTEXT.source_checkpoint)
         record_stage('loaded')
         return
-    checkpoint = CONTEXT.source_checkpoint
     if kind in ('submit', 'submit_test'):
-        _submit(checkpoint)  # never returns
+        _submit()  # never returns
     if kind == 'infer':
-        _step('load', lambda: load(checkpoint, session=CONTEXT.source_session or None))
+        _load_source(CONTEXT.source_checkpoint)
         from nsml.client import serve
 
         socket_path = os.environ.get('NSML_INFER_SOCKET') or spool_path(serve.SOCKET_FILE)
         serve.serve_forever(socket_path, record_stage)  # never returns
 
 
-def _submit(checkpoint):
+def _load_source(checkpoint):
+    """The relaunched checkpoint, through the bound load, from the session it belongs to."""
+    _step('load', lambda: load(checkpoint, session=CONTEXT.source_session or None))
+
+
+def _submit():
     from nsml.client import journal, predict
 
-    _step('load', lambda: load(checkpoint, session=CONTEXT.source_session or None))
+    _load_source(CONTEXT.source_checkpoint)
     output = spool_path(PREDICTION_FILE)
     predict.write_predictions(output, CONTEXT.dataset_path, _step)
     record_stage('done')
@@ -93,13 +96,21 @@ def _step(name, action):
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             error = f'the script exited (sys.exit) during {name}'
         else:
-            error = ''.join(traceback.format_exception(exc)).rstrip()
+            error = user_traceback(exc)
         record_stage(name, error=error)
         print(f'nsml: {name} failed:\n{error}', file=sys.stderr, flush=True)
         from nsml.client import journal
 
         journal.flush()
         os._exit(1)
+
+
+def user_traceback(exc):
+    """The traceback without the library's own frames: the user's code is what they can fix."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    te = traceback.TracebackException.from_exception(exc)
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if not f.filename.startswith(package)])
+    return ''.join(te.format()).rstrip()
 
 
 def spool_path(name):

@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import sys
-import traceback
 
 from nsml.client.checkpoints import infer
 
@@ -55,7 +54,9 @@ def _answer(conn):
     except BaseException as exc:  # the user's infer raising must not end the session
         if isinstance(exc, KeyboardInterrupt):
             raise
-        text = ''.join(traceback.format_exception(exc)).rstrip()
+        from nsml.client.protocol import user_traceback
+
+        text = user_traceback(exc)
         print(f'nsml: infer failed:\n{text}', file=sys.stderr, flush=True)
         reply = {'error': text}
     conn.sendall(_line(reply))
