@@ -16,10 +16,8 @@ Each step is recorded in ``SPOOL/relaunch.json`` for the supervisor: which step 
 reached, and the traceback if one failed, so the CLI can say "load failed" and show why.
 """
 
-import json
 import os
 import sys
-import traceback
 
 from nsml.client import scope as _scope
 from nsml.client.checkpoints import load
@@ -107,6 +105,8 @@ def _step(name, action):
 
 def user_traceback(exc):
     """The traceback without the library's own frames: the user's code is what they can fix."""
+    import traceback  # here, not at import: `import nsml` must stay light
+
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
     te = traceback.TracebackException.from_exception(exc)
     te.stack = traceback.StackSummary.from_list([f for f in te.stack if not f.filename.startswith(package)])
@@ -122,6 +122,7 @@ def record_stage(stage, error=''):
     _stage['now'] = stage
     if not CONTEXT.spool:
         return
+    import json
     path = spool_path(STAGE_FILE)
     tmp = f'{path}.{os.getpid()}.tmp'
     with open(tmp, 'w') as f:
