@@ -8,7 +8,7 @@ from rich.text import Text
 
 from nsml.core.errors import NsmlError
 
-from . import datasets, models, relaunch, server, sessions
+from . import datasets, models, relaunch, server, sessions, web
 from .render import err_console
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ sessions.register(app)
 relaunch.register(app, datasets.app)
 app.command("login")(server.login)
 app.command("logout")(server.logout)
+app.command("web")(web.web)
 
 
 def _version(value: bool):

@@ -13,6 +13,7 @@ from nsml.core.states import Status
 
 from .local import LocalExecutor
 from .policy import place
+from .usage import UsageSampler
 
 log = logging.getLogger("nsml.scheduler")
 RECONCILE_EVERY = 2.0
@@ -30,6 +31,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._launching: set[int] = set()
         self._last_reconcile = 0.0
+        self.usage = UsageSampler(store, executor)  # samples running sessions every few seconds
 
     def start(self) -> None:
         self.reconcile(at_startup=True)
@@ -57,6 +59,7 @@ class Scheduler:
     def tick(self) -> None:
         if time.monotonic() - self._last_reconcile > RECONCILE_EVERY:
             self.reconcile()
+        self.usage.maybe_sample()  # when due; never raises
         queued = self.store.list_sessions({Status.QUEUED})
         if not queued:
             return

@@ -76,6 +76,7 @@ class SessionRow(Base):
     __table_args__ = (
         UniqueConstraint("owner", "dataset", "number"),
         Index("ix_sessions_status", "status"),
+        Index("ix_sessions_created", "created", "id"),  # the newest-first session list (0003)
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
@@ -185,3 +186,28 @@ class PointRow(Base):
     walltime: Mapped[float] = mapped_column(Float)
     value: Mapped[float | None] = mapped_column(Float, nullable=True)  # numbers (NaN kept)
     value_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # anything else
+
+
+class PointBlockRow(Base):
+    """Extremes of BLOCK consecutive numeric points of a series (the last block may be partial).
+
+    A cache of `points` for fast downsampled charts (nsml/store/sql/views.py reads and writes
+    it), rebuilt from them at will, never a source of truth.
+    """
+
+    __tablename__ = "point_blocks"
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    first_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # points.id
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(Integer)
+    seen: Mapped[int] = mapped_column(BigInteger)  # the series' count when this block was written
+    step0: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: no point had a step
+    step1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    wall0: Mapped[float] = mapped_column(Float)
+    wall1: Mapped[float] = mapped_column(Float)
+    lo_value: Mapped[float] = mapped_column(Float)
+    lo_step: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lo_wall: Mapped[float] = mapped_column(Float)
+    hi_value: Mapped[float] = mapped_column(Float)
+    hi_step: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hi_wall: Mapped[float] = mapped_column(Float)

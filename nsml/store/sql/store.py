@@ -19,6 +19,7 @@ from .metrics import MetricsMixin
 from .usage import UsageMixin
 from .models import DatasetRow, FileRow, FilesetRow, UserRow
 from .sessions import SessionsMixin
+from .views import ViewsMixin
 
 
 def open_store(url: str) -> "SqlStore":
@@ -44,7 +45,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class SqlStore(SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin):
+class SqlStore(ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite allows one writer at a time; taking turns here avoids "database is locked".

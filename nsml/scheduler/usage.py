@@ -1,0 +1,222 @@
+"""Resource usage of running sessions, sampled every few seconds for the web's Info tab.
+
+CPU and memory come from /proc, summed over the session's user process group (the group id
+is the user process's pid, found by executor.user_pid): CPU % from the growth of each
+process's utime+stime between two samples (100 % = one core), memory from resident pages.
+GPU utilisation and memory come from NVML (the nvidia-ml-py package) when it can be imported
+and initialised; without it, the GPU list is empty. Everything here is best effort: a sample
+that cannot be taken is skipped, never an error for the scheduler.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsml.core.entities import UsageSample
+from nsml.core.states import Status
+
+log = logging.getLogger("nsml.scheduler")
+
+SAMPLE_EVERY = 5.0  # seconds
+THIN_EVERY = 600.0  # seconds between thinning passes
+THIN_AFTER = 3600.0  # samples older than this keep one per THIN_SPACING
+THIN_SPACING = 60.0
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    pgrp: int
+    start: int  # clock ticks after boot: tells a recycled pid from the process seen before
+    ticks: int  # utime + stime
+    rss: int  # pages
+
+
+def read_stat(pid: int, proc: Path = _PROC) -> ProcStat | None:
+    """The few /proc/PID/stat fields we need; None when the process is gone."""
+    try:
+        raw = (proc / str(pid) / "stat").read_bytes()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and ')': split after its last ')'.
+    rest = raw[raw.rfind(b")") + 2:].split()
+    try:  # field k of proc(5) is rest[k - 3]
+        return ProcStat(pid, int(rest[2]), int(rest[19]), int(rest[11]) + int(rest[12]), int(rest[21]))
+    except (IndexError, ValueError):
+        return None
+
+
+def processes_by_group(proc: Path = _PROC) -> dict[int, list[ProcStat]]:
+    """Every live user-space process on the machine, grouped by process group id (one pass
+    over /proc). Exited processes not yet reaped (zombies) hold no memory and are left out, so
+    a session whose processes all ended is not sampled at 0 bytes."""
+    groups: dict[int, list[ProcStat]] = {}
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return groups
+    for name in names:
+        if name.isdigit():
+            stat = read_stat(int(name), proc)
+            if stat is not None and stat.rss > 0:  # 0: a zombie, or a kernel thread
+                groups.setdefault(stat.pgrp, []).append(stat)
+    return groups
+
+
+class GroupCpu:
+    """CPU % of process groups between successive calls, from per-process tick counters.
+
+    A process first seen in this call counts all of its ticks when it started after the
+    previous call (it ran only since); one seen before counts its growth. Ticks of processes
+    that ended between two calls are lost: a short helper process may be missed, a long
+    training process never is.
+    """
+
+    def __init__(self, ticks_per_second: int | None = None):
+        self.hz = ticks_per_second or os.sysconf("SC_CLK_TCK")
+        self._seen: dict[int, tuple[float, float, dict[tuple[int, int], int]]] = {}  # pgrp -> (at, boot ticks, {(pid, start): ticks})
+
+    def percent(self, pgrp: int, stats: list[ProcStat], at: float, boot_ticks: float) -> float | None:
+        """CPU % of the group since the previous call for it; None on the first call."""
+        now = {(s.pid, s.start): s.ticks for s in stats}
+        previous = self._seen.get(pgrp)
+        self._seen[pgrp] = (at, boot_ticks, now)
+        if previous is None or at <= previous[0]:
+            return None
+        then_at, then_boot, then = previous
+        used = 0
+        for key, ticks in now.items():
+            if key in then:
+                used += max(0, ticks - then[key])
+            elif key[1] >= then_boot:  # started after the previous call
+                used += ticks
+        return 100.0 * used / self.hz / (at - then_at)
+
+    def forget(self, keep: set[int]) -> None:
+        for pgrp in list(self._seen):
+            if pgrp not in keep:
+                del self._seen[pgrp]
+
+
+class NvmlReader:
+    """Per-GPU utilisation and memory through pynvml, initialised on first use; [] without it."""
+
+    def __init__(self):
+        self._nvml = None
+        self._tried = False
+
+    def read(self, indices: list[int]) -> list[dict]:
+        if not indices:
+            return []
+        if not self._tried:
+            self._tried = True
+            try:
+                import pynvml  # optional: the nvidia-ml-py package
+
+                pynvml.nvmlInit()
+                self._nvml = pynvml
+            except Exception:  # not installed, no driver, no GPU
+                self._nvml = None
+        if self._nvml is None:
+            return []
+        out = []
+        for index in indices:
+            try:
+                handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+                util = self._nvml.nvmlDeviceGetUtilizationRates(handle)
+                memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+                out.append({"index": index, "util": float(util.gpu), "memory": int(memory.used)})
+            except Exception:  # a GPU that fell off the bus must not stop the others
+                continue
+        return out
+
+
+def boot_ticks_now(hz: int, proc: Path = _PROC) -> float:
+    """Clock ticks since boot, on the scale of /proc/PID/stat's starttime."""
+    try:
+        return float((proc / "uptime").read_text().split()[0]) * hz
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class UsageSampler:
+    """Called from the scheduler's tick; every `every` seconds writes one sample per running
+    session with a live user process group (store.add_usage), and now and then thins old ones."""
+
+    def __init__(self, store, executor, every: float = SAMPLE_EVERY, gpus: NvmlReader | None = None,
+                 proc: Path = _PROC):
+        self.store = store
+        self.executor = executor
+        self.every = every
+        self.gpus = gpus or NvmlReader()
+        self.proc = proc
+        self.cpu = GroupCpu()
+        self._last = -float("inf")
+        self._last_thin = time.monotonic()
+
+    def maybe_sample(self) -> None:
+        """Sample when due; cheap when not, and never raises (the scheduler must go on)."""
+        if time.monotonic() - self._last < self.every:
+            return
+        self._last = time.monotonic()
+        try:
+            self.sample()
+            if time.monotonic() - self._last_thin > THIN_EVERY:
+                self._last_thin = time.monotonic()
+                self.store.thin_usage(time.time() - THIN_AFTER, THIN_SPACING)
+        except Exception:
+            log.exception("sampling resource usage failed")
+
+    def sample(self) -> int:
+        """One sample of every running session; returns how many were written."""
+        sessions = self.store.list_sessions({Status.RUNNING})
+        groups = {}
+        for session in sessions:
+            pgrp = self.executor.user_pid(session)
+            if pgrp:
+                groups[pgrp] = session
+        self.cpu.forget(set(groups))
+        if not groups:
+            return 0
+        at, boot = time.time(), boot_ticks_now(self.cpu.hz, self.proc)
+        by_group = processes_by_group(self.proc)
+        written = 0
+        for pgrp, session in groups.items():
+            stats = by_group.get(pgrp, [])
+            if not stats:
+                continue  # the user process has not started yet, or has ended
+            cpu = self.cpu.percent(pgrp, stats, at, boot)
+            if cpu is None:
+                continue  # the first look only sets the baseline
+            memory = sum(s.rss for s in stats) * _PAGE
+            indices = [int(i) for i in session.gpu_ids.split(",") if i.strip().isdigit()]
+            try:
+                self.store.add_usage(session.id, at, round(cpu, 1), memory, self.gpus.read(indices))
+                written += 1
+            except Exception:  # removed meanwhile, database busy: the next sample will do
+                log.debug("could not store usage of %s", session.name, exc_info=True)
+        return written
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def is_zombie(samples: list[UsageSample], gpu_count: int, now: float, window: float = 3600.0) -> bool:
+    """The spec's zombie flag: a session holding a GPU that showed 0 % utilisation in every
+    sample of the last `window` seconds. The samples must reach back over the whole window (a
+    session an hour old can be a zombie, a minute-old one cannot), and a GPU missing from a
+    sample counts as not idle."""
+    if gpu_count <= 0:
+        return False
+    recent = [s for s in samples if now - window <= s.at <= now]
+    if not recent or not any(s.at <= now - window + SAMPLE_EVERY * 2 for s in samples if s.at <= now):
+        return False
+    indices = {g.get("index") for s in recent for g in s.gpus}
+    for index in indices:
+        readings = [next((g for g in s.gpus if g.get("index") == index), None) for s in recent]
+        if all(g is not None and not g.get("util") for g in readings):
+            return True
+    return False

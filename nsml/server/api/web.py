@@ -1,0 +1,187 @@
+"""JSON twins of the dashboard pages: session search, overlaid graphs, session info, code diffs.
+
+Every page of nsml/server/web fetches one of these (or a plain API endpoint), so anything the
+dashboard shows can also be read by a script.
+"""
+
+import json
+import math
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from nsml.core.entities import Session
+from nsml.core.errors import InvalidInput, NotFound
+from nsml.core.states import Status
+
+from ..auth import current_user
+from ..schemas import SessionPublic
+from ..state import ServerState, state
+from ..web.compare import args_rows, parse_args, side_by_side, split_args, text_lines
+
+router = APIRouter(prefix="/api/web", tags=["web"])
+SESSION = "/sessions/{owner}/{dataset}/{number}"
+MAX_GRAPH_SESSIONS = 100
+ZOMBIE_SECONDS = 3600.0  # a GPU held at 0% this long is flagged (NSML's "zombie" session)
+MAX_USAGE_POINTS = 1500
+
+
+@router.get("/sessions")
+def search_sessions(
+    request: Request, q: str = "", dataset: str | None = None, status: list[str] = Query(default=[]),
+    owner: str | None = None, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+    _user: str = Depends(current_user),
+) -> dict[str, Any]:
+    """Sessions whose name, memo or arguments contain q, newest first, one page at a time."""
+    try:
+        statuses = {Status(s) for s in status} or None
+    except ValueError as exc:
+        raise InvalidInput(f"Unknown status in {status}; use {', '.join(s.value for s in Status)}.") from exc
+    total, page = state(request).store.search_sessions(
+        q=q, dataset=dataset or None, statuses=statuses, owner=owner or None, offset=offset, limit=limit)
+    return {"total": total, "offset": offset, "limit": limit, "sessions": [SessionPublic.of(s) for s in page]}
+
+
+def _session(st: ServerState, name: str) -> Session:
+    return st.store.get_session(name.strip().strip("/"))
+
+
+def _brief(s: Session) -> dict[str, Any]:
+    return {
+        "name": s.name, "status": s.status.value, "args": s.args, "params": parse_args(s.args),
+        "created": s.created, "started": s.started, "ended": s.ended, "memo": s.memo,
+    }
+
+
+def _compact_x(values: list, axis: str) -> list:
+    """Steps as integers where they are whole, times to the millisecond: a third of the bytes of
+    repr(float), and nothing a chart could show is lost."""
+    if axis == "step":
+        return [int(v) if v.is_integer() else v for v in map(float, values)]
+    return [round(v, 3) for v in values]
+
+
+def _compact_y(values: list) -> list:
+    """Seven significant digits (far finer than a pixel); JSON has no NaN or Infinity, so a
+    non-finite value becomes a gap (null), which is what the chart should draw."""
+    return [float(f"{v:.7g}") if isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
+
+
+@router.get("/graph")
+def graph(
+    request: Request, s: list[str] = Query(default=[]), x: str = "step", xmin: float | None = None,
+    xmax: float | None = None, buckets: int = Query(500, ge=10, le=5000), key: list[str] = Query(default=[]),
+    _user: str = Depends(current_user),
+) -> Response:
+    """Series of several sessions for an overlaid chart, each downsampled on the server to at
+    most `buckets` points within [xmin, xmax] (per-interval min and max), so a million-step run costs what the chart
+    can show. Sessions that no longer exist are listed under "missing" instead of failing the
+    whole view (a shared link outlives a removed session)."""
+    if x not in ("step", "walltime", "relative"):
+        raise InvalidInput(f"x must be step, walltime or relative, not {x!r}.")
+    if len(s) > MAX_GRAPH_SESSIONS:
+        raise InvalidInput(f"{len(s)} sessions is too many for one graph; choose at most {MAX_GRAPH_SESSIONS}.")
+    st = state(request)
+    found, missing = [], []
+    for name in dict.fromkeys(s):
+        try:
+            found.append(_session(st, name))
+        except (NotFound, InvalidInput):
+            missing.append(name)
+    keys_by_id = st.store.series_keys([f.id for f in found]) if found else {}
+    wanted = set(key)
+    series: dict[str, dict[str, Any]] = {}
+    for sess in found:
+        out = series[sess.name] = {}
+        for k in keys_by_id.get(sess.id, []):
+            if wanted and k not in wanted and k.split("@", 1)[0] not in wanted:
+                continue
+            d = st.store.downsampled_series(sess.id, k, x=x, xmin=xmin, xmax=xmax, buckets=buckets)
+            out[k] = {"x": _compact_x(d["x"], x), "y": _compact_y(d["y"]), "count": d["count"], "exact": d["exact"]}
+    briefs = [_brief(f) for f in found]
+    payload = {
+        "x": x, "xmin": xmin, "xmax": xmax, "buckets": buckets, "missing": missing,
+        "sessions": briefs, "keys": sorted({k for v in series.values() for k in v}),
+        "args": split_args([b["params"] for b in briefs]), "series": series,
+    }
+    # Encoded here: FastAPI's generic encoder walks every number of every series (tens of ms
+    # for a large overlay), and compact separators save a tenth of the bytes.
+    return Response(json.dumps(payload, separators=(",", ":"), allow_nan=False), media_type="application/json")
+
+
+@router.get(SESSION + "/info")
+def session_info(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> dict[str, Any]:
+    """Everything the Info tab shows: the session, its status history, its resource usage over
+    time (CPU, memory, per GPU) and which GPUs look idle ("zombie")."""
+    st = state(request)
+    sess = st.store.get_session(f"{owner}/{dataset}/{number}")
+    samples = st.store.usage(sess.id, 0.0)
+    stride = max(1, math.ceil(len(samples) / MAX_USAGE_POINTS))
+    shown = samples[::stride]
+    gpus: dict[str, dict[str, list]] = {}
+    for sample in shown:
+        for g in sample.gpus:
+            entry = gpus.setdefault(str(g.get("index")), {"at": [], "util": [], "memory": []})
+            entry["at"].append(sample.at)
+            entry["util"].append(g.get("util"))
+            entry["memory"].append(g.get("memory"))
+    return {
+        "session": SessionPublic.of(sess),
+        "params": parse_args(sess.args),
+        "events": [{"at": e.at, "status": e.status, "note": e.note} for e in st.store.session_events(sess.id)],
+        "usage": {"at": [u.at for u in shown], "cpu": [u.cpu for u in shown], "memory": [u.memory for u in shown], "gpus": gpus},
+        "zombie": zombie_gpus(sess, samples) if sess.status == Status.RUNNING else [],
+        "checkpoints": len(st.store.list_checkpoints(sess.id)),
+    }
+
+
+def zombie_gpus(sess: Session, samples: list, now: float | None = None) -> list[int]:
+    """GPUs of a running session whose utilisation has been 0% for the last hour or more."""
+    if not samples:
+        return []
+    now = samples[-1].at if now is None else now
+    idle_since: dict[int, float] = {}
+    for sample in samples:
+        for g in sample.gpus:
+            index = g.get("index")
+            if index is None:
+                continue
+            if (g.get("util") or 0) > 0:
+                idle_since.pop(index, None)
+            elif index not in idle_since:
+                idle_since[index] = sample.at
+    return sorted(i for i, since in idle_since.items() if now - since >= ZOMBIE_SECONDS)
+
+
+@router.get("/diff")
+def diff(request: Request, a: str, b: str, context: int = Query(3, ge=0, le=50), _user: str = Depends(current_user)) -> dict[str, Any]:
+    """Side-by-side diff of two sessions' uploaded code (file by file) and of their arguments."""
+    st = state(request)
+    left, right = _session(st, a), _session(st, b)
+    lfiles = {f.path: f for f in st.store.files(left.code_fileset_id)} if left.code_fileset_id else {}
+    rfiles = {f.path: f for f in st.store.files(right.code_fileset_id)} if right.code_fileset_id else {}
+    files = []
+    for path in sorted(lfiles.keys() | rfiles.keys()):
+        lf, rf = lfiles.get(path), rfiles.get(path)
+        if lf and rf and lf.sha256 == rf.sha256:
+            files.append({"path": path, "status": "same", "rows": [], "size": lf.size})
+            continue
+        status = "changed" if lf and rf else ("removed" if lf else "added")
+        llines = _read_lines(st, lf) if lf else []
+        rlines = _read_lines(st, rf) if rf else []
+        if llines is None or rlines is None:
+            files.append({"path": path, "status": status, "binary": True, "rows": [], "size": (rf or lf).size})
+            continue
+        files.append({"path": path, "status": status, "rows": side_by_side(llines, rlines, context), "size": (rf or lf).size})
+    counts = {k: sum(1 for f in files if f["status"] == k) for k in ("changed", "added", "removed", "same")}
+    return {
+        "a": _brief(left), "b": _brief(right), "files": files, "counts": counts,
+        "args": args_rows(parse_args(left.args), parse_args(right.args)),
+        "entry": {"a": left.entry, "b": right.entry},
+    }
+
+
+def _read_lines(st: ServerState, f) -> list[str] | None:
+    with open(st.blobs.path(f.sha256), "rb") as fh:
+        return text_lines(fh.read(f.size + 1))

@@ -1,0 +1,137 @@
+"""Page routes, the login cookie, and static files with long cache lifetimes."""
+
+import gzip
+import hashlib
+import html
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from nsml import __version__
+
+from ..auth import COOKIE, user_for
+
+router = APIRouter(include_in_schema=False)
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+SCRIPTS = ["core.js", "nav.js", "plots.js", "graph.js", "argtable.js", "session.js", "info.js", "diff.js", "pages.js"]  # load order matters
+COOKIE_DAYS = 30
+YEAR = 365 * 24 * 3600
+
+
+def plotly_js() -> Path:
+    """Plotly.js as bundled by the `plotly` Python package (a core dependency): no CDN needed."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def static_file(name: str) -> Path | None:
+    if name == "plotly.min.js":
+        return plotly_js()
+    path = (STATIC / name).resolve()
+    return path if path.parent == STATIC.resolve() and path.is_file() else None
+
+
+@lru_cache(maxsize=64)
+def _load(path: Path, mtime: float) -> tuple[bytes, bytes, str]:
+    """(raw, gzipped, short content hash) of a static file; cached until the file changes."""
+    raw = path.read_bytes()
+    return raw, gzip.compress(raw, 6, mtime=0), hashlib.sha256(raw).hexdigest()[:12]
+
+
+def loaded(path: Path) -> tuple[bytes, bytes, str]:
+    return _load(path, path.stat().st_mtime)
+
+
+def static_url(name: str) -> str:
+    """A URL that changes whenever the file does, so browsers may cache it for a year."""
+    path = static_file(name)
+    return f"/static/{name}?v={loaded(path)[2] if path else __version__}"
+
+
+@router.get("/static/{name}")
+def static(name: str, request: Request) -> Response:
+    path = static_file(name)
+    if path is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    raw, packed, _ = loaded(path)
+    media = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}.get(path.suffix, "application/octet-stream")
+    headers = {"Cache-Control": f"public, max-age={YEAR}, immutable", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(packed, media_type=media, headers={**headers, "Content-Encoding": "gzip"})
+    return Response(raw, media_type=media, headers=headers)
+
+
+@lru_cache(maxsize=1)
+def _shell_template() -> str:
+    return (HERE / "templates" / "shell.html").read_text()
+
+
+def shell(page: str, title: str) -> HTMLResponse:
+    text = _shell_template()
+    scripts = "\n".join(f'<script src="{static_url(s)}" defer></script>' for s in ["plotly.min.js", *SCRIPTS])
+    for key, value in {"title": html.escape(title), "page": page, "css": static_url("app.css"),
+                       "scripts": scripts, "version": __version__}.items():
+        text = text.replace("{{" + key + "}}", value)
+    # The shell holds no data (scripts fetch it with the login cookie), so it may be cached briefly.
+    return HTMLResponse(text, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/")
+def home() -> HTMLResponse:
+    return shell("home", "Sessions")
+
+
+@router.get("/datasets/{name}")
+def dataset_page(name: str) -> HTMLResponse:
+    return shell("dataset", f"Dataset {name}")
+
+
+@router.get("/sessions/{owner}/{dataset}/{number}")
+def session_page(owner: str, dataset: str, number: str) -> HTMLResponse:
+    return shell("session", f"{owner}/{dataset}/{number}")
+
+
+@router.get("/compare")
+def compare_page() -> HTMLResponse:
+    return shell("compare", "Compare")
+
+
+@router.get("/diff")
+def diff_page() -> HTMLResponse:
+    return shell("diff", "Diff")
+
+
+@router.get("/resources")
+def resources_page() -> HTMLResponse:
+    return shell("resources", "Resources")
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this server (never //other.host or a scheme): no open redirect."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
+@router.get("/login")
+def login(request: Request, token: str = "", next: str = "/") -> Response:
+    """Trade the token in the link `nsml web` printed for an HttpOnly cookie, then drop it from
+    the address bar by redirecting."""
+    if not token or user_for(request, token) is None:
+        body = ("<!doctype html><meta charset=utf-8><title>NSML login</title>"
+                "<p style='font:15px system-ui;margin:3em'>This login link is not valid for this server. "
+                "Run <code>nsml web</code> to get a fresh one.</p>")
+        return HTMLResponse(body, status_code=401)
+    resp = RedirectResponse(_safe_next(next), status_code=303)
+    resp.set_cookie(COOKIE, token, max_age=COOKIE_DAYS * 86400, httponly=True, samesite="strict",
+                    secure=request.url.scheme == "https", path="/")
+    return resp
+
+
+@router.get("/logout")
+def logout() -> Response:
+    resp = RedirectResponse("/", status_code=303)
+    resp.delete_cookie(COOKIE, path="/")
+    return resp

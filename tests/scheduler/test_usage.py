@@ -1,0 +1,154 @@
+"""Usage sampling against real processes: a busy child in its own process group, read from
+/proc, written to a real SQLite store; the zombie rule; thinning of old samples."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nsml.core.entities import FileEntry, UsageSample
+from nsml.core.resources import Resources
+from nsml.core.states import Status
+from nsml.scheduler.usage import GroupCpu, NvmlReader, UsageSampler, is_zombie, processes_by_group, read_stat
+from nsml.store.sql import open_store
+
+BUSY = """
+import os, sys, time
+ballast = bytearray(64 << 20)  # resident: touched below
+for i in range(0, len(ballast), 4096):
+    ballast[i] = 1
+if os.fork() == 0:  # a second busy process in the same group
+    while True:
+        pass
+print("ready", flush=True)
+while True:
+    pass
+"""
+
+
+@pytest.fixture
+def busy_group():
+    """A CPU-bound parent and child in a process group of their own (like a session's)."""
+    proc = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, start_new_session=True)
+    assert proc.stdout.readline().strip() == b"ready"
+    yield proc.pid
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(f"sqlite:///{tmp_path / 'nsml.db'}")
+    yield s
+    s.close()
+
+
+class GroupOf:
+    """Stand-in executor (named as such): the only call the sampler makes is user_pid, which
+    for a real session reads SPOOL/user.pid; here it is the busy child's group."""
+
+    def __init__(self, pgrp: int | None):
+        self.pgrp = pgrp
+
+    def user_pid(self, session):
+        return self.pgrp
+
+
+class NoGpus(NvmlReader):
+    def read(self, indices):
+        return []
+
+
+def running_session(store):
+    s = store.create_session("alice", "digits", "main.py", "", Resources(1, 1 << 30, 0), "", "", [FileEntry("main.py", 1, "0" * 64)])
+    return store.move_session(s.id, Status.RUNNING, started=time.time())
+
+
+def test_read_stat_of_this_process_and_its_group():
+    me = read_stat(os.getpid())
+    assert me.pid == os.getpid() and me.pgrp == os.getpgrp() and me.rss > 0 and me.ticks >= 0
+    assert read_stat(2 ** 22 + 12345) is None
+    assert any(s.pid == os.getpid() for s in processes_by_group()[os.getpgrp()])
+
+
+def test_a_busy_process_group_shows_cpu_and_memory(store, busy_group):
+    session = running_session(store)
+    sampler = UsageSampler(store, GroupOf(busy_group), every=0.0, gpus=NoGpus())
+    assert sampler.sample() == 0  # the first look sets the baseline
+    assert len(processes_by_group()[busy_group]) == 2
+    time.sleep(0.5)
+    assert sampler.sample() == 1
+    [sample] = store.usage(session.id)
+    assert sample.cpu > 10.0  # two spinning processes: up to 200 % on an idle machine
+    assert sample.memory > 64 << 20  # the touched ballast is resident
+    assert sample.gpus == []
+    time.sleep(0.2)
+    sampler.maybe_sample()  # due at once with every=0; never raises
+    assert len(store.usage(session.id)) == 2
+
+
+def test_sessions_without_a_live_group_are_skipped(store):
+    running_session(store)
+    assert UsageSampler(store, GroupOf(None), every=0.0, gpus=NoGpus()).sample() == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    dead.wait()
+    sampler = UsageSampler(store, GroupOf(dead.pid), every=0.0, gpus=NoGpus())
+    assert sampler.sample() == 0 and sampler.sample() == 0
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)  # exited, not reaped
+    deadline = time.monotonic() + 30
+    while read_stat(zombie.pid) is not None and b" Z " not in open(f"/proc/{zombie.pid}/stat", "rb").read():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sampler = UsageSampler(store, GroupOf(zombie.pid), every=0.0, gpus=NoGpus())
+    assert sampler.sample() == 0 and sampler.sample() == 0  # never a sample at 0 bytes
+    zombie.wait()
+
+
+def test_a_failing_store_never_breaks_the_scheduler_tick(busy_group):
+    class Broken:
+        def list_sessions(self, statuses):
+            raise RuntimeError("database is locked")
+
+    UsageSampler(Broken(), GroupOf(busy_group), every=0.0, gpus=NoGpus()).maybe_sample()
+
+
+def test_cpu_percent_counts_new_processes_only_from_their_start():
+    from nsml.scheduler.usage import ProcStat
+    cpu = GroupCpu(ticks_per_second=100)
+    assert cpu.percent(7, [ProcStat(7, 7, 1000, 50, 1)], at=10.0, boot_ticks=2000) is None
+    later = [ProcStat(7, 7, 1000, 150, 1),  # +100 ticks = 1 s of CPU
+             ProcStat(8, 7, 2100, 40, 1),  # started after the previous look: all 40 count
+             ProcStat(9, 7, 500, 999, 1)]  # started long before but unseen (a recycled pid?): not counted
+    assert cpu.percent(7, later, at=12.0, boot_ticks=2200) == pytest.approx(100.0 * 1.4 / 2.0)
+
+
+def gpu(index, util):
+    return {"index": index, "util": util, "memory": 1 << 30}
+
+
+def test_zombie_means_an_allocated_gpu_idle_for_the_whole_last_hour():
+    now = 100_000.0
+    idle = [UsageSample(now - t, 5.0, 1, [gpu(0, 0.0), gpu(1, 35.0)]) for t in range(3700, -1, -60)]
+    assert is_zombie(idle, gpu_count=2, now=now)  # GPU 0 idle all along
+    assert not is_zombie(idle, gpu_count=0, now=now)
+    busy_once = idle[:-10] + [UsageSample(now - 500, 5.0, 1, [gpu(0, 3.0), gpu(1, 35.0)])] + idle[-9:]
+    assert not is_zombie(busy_once, gpu_count=2, now=now)
+    young = [s for s in idle if s.at > now - 1800]  # idle, but only for half an hour
+    assert not is_zombie(young, gpu_count=2, now=now)
+    missing = [UsageSample(s.at, s.cpu, s.memory, [gpu(1, 35.0)]) if i == 30 else s for i, s in enumerate(idle)]
+    assert not is_zombie(missing, gpu_count=2, now=now)  # a GPU not reported is not known idle
+    assert not is_zombie([], gpu_count=1, now=now)
+
+
+def test_old_samples_are_thinned_to_one_a_minute(store):
+    session = running_session(store)
+    for t in range(0, 600, 5):
+        store.add_usage(session.id, 1000.0 + t, 1.0, 1, [])
+    deleted = store.thin_usage(before=1000.0 + 300, spacing=60.0)
+    kept = [s.at for s in store.usage(session.id)]
+    assert deleted == 60 - 6
+    assert kept[:6] == [1000.0, 1020.0, 1080.0, 1140.0, 1200.0, 1260.0]  # first of each minute (1000/60 = 16.7)
+    assert kept[6:] == [1000.0 + t for t in range(300, 600, 5)]  # recent ones untouched

@@ -1,0 +1,139 @@
+"""The dashboard in a real Chromium (Playwright) against a real server with real sessions.
+
+Scripts wait on gate files, so the test decides when a live log line and metric point appear;
+every wait is Playwright's own "until this is true" (no sleeps, no timed asserts).
+"""
+
+import shutil
+from urllib.parse import quote
+
+import pytest
+
+from tests.conftest import Cli, clean_env, push_dataset, start_session, write_project
+
+from .conftest import TRAIN
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def pair(srv, wcli):
+    """Two finished sessions of dataset webb: --lr 0.1 and --lr 0.2, one changed code line."""
+    push_dataset(wcli, "webb")
+    a = start_session(wcli, "-d", "webb", "-a", "--lr 0.1 --epochs 3")
+    other = write_project(wcli.cwd.parent / "code-b", TRAIN.replace("loss = 1.0 / (step + 1)", "loss = 2.0 / (step + 1)"))
+    b = start_session(wcli, "-d", "webb", "-a", "--lr 0.2 --epochs 3", cwd=other)
+    srv.wait(a)
+    srv.wait(b)
+    return a, b
+
+
+def panel_has_x(page, key: str, x: float):
+    page.wait_for_function(
+        "([key, x]) => { const p = document.querySelector(`.panel[data-key='${key}']`);"
+        " return !!(p && p.data && p.data.some(t => t.meta !== '__mean' && Array.from(t.x).includes(x))); }",
+        arg=[key, x])
+
+
+def test_a_running_session_shows_a_log_line_and_a_metric_point_live(srv, wcli, page, tmp_path):
+    push_dataset(wcli, "weblive")
+    gate = tmp_path / "gate"
+    name = start_session(wcli, "-d", "weblive", "-a", f"--epochs 3 --gate {gate}")
+    try:
+        page.goto(f"{srv.url}/sessions/{name}")
+        page.locator("#log").get_by_text("waiting for the gate").wait_for()
+        graph = page.context.new_page()
+        graph.goto(f"{srv.url}/sessions/{name}?tab=graph")
+        panel_has_x(graph, "train/loss", 2)
+        gate.touch()  # the script now prints a line and reports step 13
+        page.locator("#log").get_by_text("LIVE-LINE after the gate").wait_for()
+        panel_has_x(graph, "train/loss", 13)
+        page.fill("#log-search", "LIVE-LINE")
+        assert page.locator("#log mark").count() == 1
+    finally:
+        (tmp_path / "gate.end").touch()
+    srv.wait(name)
+
+
+def test_comparing_two_sessions_shows_their_differing_argument(srv, page, pair):
+    a, b = pair
+    page.goto(f"{srv.url}/compare?s={a}&s={b}")
+    page.locator(".args-table th[data-key='lr']").wait_for()
+    rows = page.locator(".args-table tbody tr")
+    assert rows.count() == 2
+    assert {rows.nth(i).locator("td.differs").inner_text() for i in range(2)} == {"0.1", "0.2"}
+    assert "epochs=3" in page.locator(".args-box .common").inner_text()
+    page.locator(".panel[data-key='val/acc']").wait_for()
+    page.locator(f".args-table tr[data-session='{b}']").hover()  # highlights that session
+    assert "hl" in page.locator(f".args-table tr[data-session='{b}']").get_attribute("class")
+    page.locator("body").press("/")  # keyboard: "/" focuses the session search
+    assert page.evaluate("document.activeElement.id") == "search"
+
+
+def test_the_diff_tab_shows_changed_code_and_arguments(srv, page, pair):
+    a, b = pair
+    page.goto(f"{srv.url}/sessions/{a}?tab=diff")
+    page.fill("#diff-with", b)
+    page.press("#diff-with", "Enter")
+    changed = page.locator(".diff-file[data-path='main.py']")
+    changed.locator("td.ins", has_text="2.0 / (step + 1)").wait_for()
+    assert "1.0 / (step + 1)" in changed.locator("td.del").first.inner_text()
+    assert page.locator(".args-diff tr.differs").first.inner_text().split()[0] == "lr"
+    assert f"b={b}" in page.url.replace("%2F", "/")  # the picked session is part of the link
+
+
+def test_a_shared_link_reproduces_the_view(srv, page, pair):
+    a, b = pair
+    page.goto(f"{srv.url}/compare?s={a}&s={b}")
+    page.locator(".panel[data-key='train/loss'] .main-svg").first.wait_for()
+    page.select_option("#x-axis", "relative")
+    page.locator(".panel[data-key='train/loss'] .main-svg").first.wait_for()
+    page.fill("#smoothing", "0.3")
+    page.check("#log-scale")
+    page.fill("#metric-filter", "loss")
+    page.locator(f".args-table tr[data-session='{b}'] input[type=checkbox]").uncheck()
+    page.locator(".args-table th[data-key='lr']").click()
+    page.locator(".args-table th[data-key='lr']").click()  # twice: descending
+    page.wait_for_function("() => document.querySelector(\".panel[data-key='train/loss']\")?.data?.length > 0")
+    # A box zoom (what a drag does) on one panel: every panel follows and finer data is fetched.
+    page.evaluate("Plotly.relayout(document.querySelector(\".panel[data-key='train/loss']\"), {'xaxis.range[0]': 0, 'xaxis.range[1]': 0.5})")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('xmax') === '0.5'")
+    shared = page.url
+
+    other = page.context.browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        friend = other.new_page()
+        friend.goto(f"{srv.url}/login?token={srv.token}&next=" + quote(shared.split(srv.url, 1)[1], safe=""))
+        friend.locator(".panel[data-key='train/loss']").wait_for()
+        assert friend.url == shared
+        assert friend.input_value("#x-axis") == "relative"
+        assert friend.input_value("#smoothing") == "0.3"
+        assert friend.is_checked("#log-scale") and friend.input_value("#metric-filter") == "loss"
+        assert friend.locator(".panel").count() == 1  # val/acc is filtered out
+        assert not friend.is_checked(f".args-table tr[data-session='{b}'] input[type=checkbox]")
+        assert "desc" in friend.locator(".args-table th[data-key='lr']").get_attribute("class")
+        friend.wait_for_function("() => { const p = document.querySelector(\".panel[data-key='train/loss']\");"
+                                 " return p && p.layout && p.layout.yaxis.type === 'log' && p.layout.xaxis.range[1] === 0.5; }")
+        shown = friend.evaluate("document.querySelector(\".panel[data-key='train/loss']\").data.map(t => t.meta)")
+        assert set(shown) == {a}  # the hidden session stays hidden
+    finally:
+        other.close()
+
+
+def test_the_dataset_page_reads_a_leaderboard(srv, page, tmp_path):
+    from tests.cli.test_relaunch import PROJECT, write_board_dataset
+
+    work = tmp_path / "board-work"
+    shutil.copytree(PROJECT, work)
+    cli = Cli(clean_env(srv.home), work)
+    cli("dataset", "push", "webboard", write_board_dataset(tmp_path / "board-data"), "--leaderboard")
+    source = start_session(cli, "-d", "webboard")
+    assert srv.wait(source)["status"] == "exited", cli("logs", source).stdout
+    cli("submit", source, "2", timeout=180)
+    page.goto(f"{srv.url}/datasets/webboard")
+    row = page.locator("table.board tbody tr").first
+    row.wait_for()
+    assert source in row.inner_text() and "alice" in row.inner_text()
+    page.get_by_role("button", name="all submissions").click()
+    page.locator("table.board tbody tr").first.wait_for()
+    assert "all=1" in page.url
