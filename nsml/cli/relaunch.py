@@ -43,10 +43,12 @@ def submit(
     c = api()
     sub = c.post(session_path(session) + "/submit", params={"checkpoint": checkpoint, "test": test})
     render.err_console.print(f"Submit of {session} checkpoint {sub['checkpoint']} runs as {sub['runner']}")
-    shown = ""
+    shown, queued_since = "", time.monotonic()
     with render.err_console.status("") as spinner:
         while sub["status"] in ("running", "evaluating"):
             step = _progress(sub)
+            if sub["runner_status"] == "queued" and time.monotonic() - queued_since > 3:
+                step += _holders(c)
             if step != shown:
                 spinner.update(step)
                 shown = step
@@ -59,6 +61,12 @@ def submit(
         raise typer.Exit(1)
     render.console.print(f"Score: {sub['score']}")
     render.console.print("Done" + (" (test run: not ranked)" if sub["test"] else ""))
+
+
+def _holders(c) -> str:
+    """Who holds the machine while a submit waits (an infer session started with -c, say)."""
+    running = c.get("/api/resources").get("running", [])
+    return f" (held by {', '.join(running[:4])}; see nsml ps)" if running else ""
 
 
 def _progress(sub: dict) -> str:
@@ -76,6 +84,8 @@ def infer(
     stop: bool = typer.Option(False, "--stop", help="Stop the infer session of this checkpoint instead."),
     as_json: bool = typer.Option(False, "--json", help="Read stdin as one JSON value and print the output as JSON."),
     gpus: int = typer.Option(None, "-g", "--gpus", help="GPUs for a new infer session (default: as the session)."),
+    cpus: float = typer.Option(None, "-c", "--cpus", help="CPUs to reserve for a new infer session (default none: it idles between requests)."),
+    memory: str = typer.Option(None, "--memory", help="Memory to reserve for a new infer session, e.g. 4G (default none)."),
 ):
     """Run a checkpoint's infer function on stdin, one input per line; prints one output per line.
 
@@ -96,7 +106,7 @@ def infer(
         data = [line.rstrip("\r\n") for line in sys.stdin]
         if not data:
             raise CliError("Nothing to infer: give the inputs on stdin, one per line, e.g. echo Hello | nsml infer SESSION/CHECKPOINT.")
-    params = {k: v for k, v in {"checkpoint": checkpoint, "feed": dataset, "gpus": gpus}.items() if v is not None}
+    params = {k: v for k, v in {"checkpoint": checkpoint, "feed": dataset, "gpus": gpus, "cpus": cpus, "memory": memory}.items() if v is not None}
     runner = c.post(session_path(session) + "/infer-session", params=params)
     output = _ask(c, runner, data)
     if as_json:

@@ -44,9 +44,11 @@ class Resources:
         return f"{self.gpus} GPU, {self.cpus:g} CPU, {format_size(self.memory)} memory"
 
 
-def check_request(request: Resources, capacity: Resources) -> None:
-    """Refuse a request that could never start, instead of queueing it forever."""
-    if not request.cpus > 0:  # also refuses NaN, which would fit nowhere and queue forever
+def check_request(request: Resources, capacity: Resources, idle_ok: bool = False) -> None:
+    """Refuse a request that could never start, instead of queueing it forever.
+
+    `idle_ok`: 0 CPUs is allowed (an infer session that mostly waits for requests)."""
+    if not (request.cpus > 0 or (idle_ok and request.cpus == 0)):  # also refuses NaN, which would fit nowhere
         raise InvalidInput("A session needs more than 0 CPUs.")
     if request.gpus < 0:
         raise InvalidInput("The number of GPUs cannot be negative.")

@@ -48,7 +48,7 @@ def relaunch(
         min(source.resources.cpus, st.capacity.cpus), min(source.resources.memory, st.capacity.memory),
         min(source.resources.gpus, st.capacity.gpus),
     )
-    check_request(resources, st.capacity)
+    check_request(resources, st.capacity, idle_ok=kind == "infer")
     memo = f"{kind} of {source.name} at checkpoint {checkpoint}"
     session = st.store.create_session(
         user, dataset or source.dataset, source.entry, source.args if args is None else args, resources, memo,
@@ -197,6 +197,11 @@ def find_or_start_infer(st: ServerState, source: Session, checkpoint: str | None
     for s in st.store.list_sessions(set(ACTIVE), owner=user):
         if s.kind == "infer" and s.source == source.name and s.source_checkpoint == ckpt.name and s.dataset == target:
             return s
+    if resources is None:
+        # It waits for requests most of its life: reserving the source's CPUs and memory would
+        # keep a small machine's submits and runs queued behind an idle model. GPUs it keeps:
+        # the model lives on them.
+        resources = Resources(0.0, 0, min(source.resources.gpus, st.capacity.gpus))
     return relaunch(st, source, "infer", ckpt.name, user, resources=resources, dataset=target)
 
 

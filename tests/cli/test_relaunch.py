@@ -407,3 +407,24 @@ def test_a_submit_survives_a_server_restart(tmp_path):
     finally:
         srv.stop()
         kill_leftover_supervisors(srv.home)
+
+
+def test_an_idle_infer_session_does_not_block_a_small_machine(tmp_path):
+    """On a 2-CPU server a run takes both CPUs; the infer session reserves none, so a submit
+    still starts while the model is being served."""
+    from tests.conftest import Server, kill_leftover_supervisors
+
+    srv = Server(tmp_path / "home", extra=["--cpus", "2", "--memory", "4G"]).start()
+    try:
+        work = tmp_path / "work"
+        shutil.copytree(PROJECT, work)
+        cli = Cli(clean_env(srv.home), work)
+        cli("dataset", "push", "board", write_board_dataset(tmp_path / "data"), "-l")
+        source = trained(srv, cli)
+        assert cli("infer", f"{source}/2", input="9\n").stdout.split() == ["1"]
+        assert "Score: 1.0" in submit(cli, source, "2").stdout
+        held = [s for s in json.loads(cli("ps", "-j").stdout) if s["kind"] == "infer"]
+        assert len(held) == 1 and held[0]["cpus"] == 0 and held[0]["memory"] == 0
+    finally:
+        srv.stop()
+        kill_leftover_supervisors(srv.home)
