@@ -137,3 +137,25 @@ def test_the_dataset_page_reads_a_leaderboard(srv, page, tmp_path):
     page.get_by_role("button", name="all submissions").click()
     page.locator("table.board tbody tr").first.wait_for()
     assert "all=1" in page.url
+
+
+def test_the_private_scope_shows_only_your_sessions(srv, page, pair, tmp_path):
+    from tests.cli.test_datasets import add_user
+    from tests.conftest import tar_of
+
+    from .conftest import TRAIN
+
+    bob = add_user(srv, "bob", "bobs-web-token")
+    resp = bob.post("/api/sessions", params={"dataset": "webb", "args": "--epochs 1"}, content=tar_of({"main.py": TRAIN.encode()}))
+    assert resp.status_code == 201, resp.text
+    bobs = resp.json()["name"]
+    srv.wait(bobs)
+    page.goto(f"{srv.url}/")
+    page.wait_for_selector(f"tr[data-session='{bobs}']")
+    page.click("button[data-scope='private']")
+    page.wait_for_selector(f"tr[data-session='{bobs}']", state="detached")
+    assert page.locator(f"tr[data-session='{pair[0]}']").count() == 1
+    assert "scope=private" in page.url
+    page.goto(page.url)  # the shared link keeps the scope
+    page.wait_for_selector(f"tr[data-session='{pair[0]}']")
+    assert page.locator(f"tr[data-session='{bobs}']").count() == 0

@@ -5,8 +5,14 @@
 NSML.pages.home = async function (main) {
   const q = NSML.state.get("q", ""), dataset = NSML.state.get("dataset", ""), offset = Number(NSML.state.get("offset", 0));
   const statuses = NSML.state.all("status");
-  const data = await NSML.api(`/api/web/sessions${NSML.query({ q, dataset, status: statuses, offset, limit: 50 })}`);
-  const chips = NSML.el("div", { class: "controls" }, NSML.el("span", { class: "muted", text: `${data.total} session${data.total === 1 ? "" : "s"}${q ? ` matching “${q}”` : ""}${dataset ? ` in ${dataset}` : ""}` }),
+  // NSML's Public/Private switch: everyone's sessions, or only your own.
+  const scope = NSML.state.get("scope", "public");
+  const owner = scope === "private" ? NSML.nav.me : undefined;
+  const data = await NSML.api(`/api/web/sessions${NSML.query({ q, dataset, status: statuses, owner, offset, limit: 50 })}`);
+  const scopes = NSML.el("span", { class: "scope" }, ...["public", "private"].map((sc) => NSML.el("button", {
+    class: "small" + (sc === scope ? " on" : ""), text: sc === "public" ? "Public" : "Private", title: sc === "public" ? "Everyone's sessions" : "Only your sessions",
+    dataset: { scope: sc }, onclick: () => { NSML.state.set({ scope: sc === "public" ? null : sc, offset: null }); NSML.pages.home(main); } })));
+  const chips = NSML.el("div", { class: "controls" }, scopes, NSML.el("span", { class: "muted", text: `${data.total} session${data.total === 1 ? "" : "s"}${q ? ` matching “${q}”` : ""}${dataset ? ` in ${dataset}` : ""}` }),
     ...["running", "queued", "exited", "failed", "stopped"].map((st) => NSML.el("label", { class: "chk" },
       NSML.el("input", { type: "checkbox", checked: statuses.includes(st), onchange: (e) => {
         const next = new Set(NSML.state.all("status"));
