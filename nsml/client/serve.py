@@ -37,16 +37,24 @@ def serve_forever(path, record_stage):
                 continue  # the caller went away; wait for the next one
 
 
-def _answer(conn):
+def read_line(conn, limit=None):
+    """Bytes up to and including the first newline (or the end); None past `limit` bytes."""
     data = bytearray()
     while not data.endswith(b'\n'):
         chunk = conn.recv(1 << 16)
         if not chunk:
             break
         data += chunk
-        if len(data) > MAX_REQUEST:
-            conn.sendall(_line({'error': f'request larger than {MAX_REQUEST >> 20} MB'}))
-            return
+        if limit is not None and len(data) > limit:
+            return None
+    return bytes(data)
+
+
+def _answer(conn):
+    data = read_line(conn, MAX_REQUEST)
+    if data is None:
+        conn.sendall(_line({'error': f'request larger than {MAX_REQUEST >> 20} MB'}))
+        return
     try:
         request = json.loads(data)
         output = infer(request['data'])

@@ -17,6 +17,7 @@ from nsml.core.entities import Checkpoint, Session, Submission
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.resources import Resources, check_request
 from nsml.core.states import ACTIVE, FINAL
+from nsml.client.serve import read_line
 from nsml.scheduler import evaluator
 from nsml.scheduler.local import SUBMIT_KINDS
 
@@ -235,12 +236,7 @@ def _ask(sock_path: Path, data) -> object:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(str(sock_path))
         conn.sendall(json.dumps({"data": data}).encode() + b"\n")
-        reply = bytearray()
-        while not reply.endswith(b"\n"):
-            chunk = conn.recv(1 << 16)
-            if not chunk:
-                break
-            reply += chunk
+        reply = read_line(conn)
     try:
         answer = json.loads(reply)
     except ValueError:

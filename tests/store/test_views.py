@@ -15,19 +15,6 @@ from nsml.core.states import Status
 from nsml.store.sql import open_store
 
 
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "nsml.db"
-    open_store(f"sqlite:///{path}").close()
-    return path
-
-
-@pytest.fixture
-def store(tmp_path, migrated_db):
-    shutil.copyfile(migrated_db, tmp_path / "nsml.db")
-    s = open_store(f"sqlite:///{tmp_path / 'nsml.db'}")
-    yield s
-    s.close()
 
 
 def new_session(store, owner="alice", dataset="digits", args="", memo=""):
