@@ -124,6 +124,7 @@ class MetricsMixin:
                     summary.update(values)
             if points:
                 _insert_points(orm.connection(), points)
+                self._points_written(session_id, orm.connection(), points)
             for s in series.values():
                 if s.id in added:
                     s.count += added[s.id]
@@ -131,6 +132,10 @@ class MetricsMixin:
             row.report_count = count
             row.journal_offset = have + end
             return row.journal_offset
+
+    def _points_written(self, session_id: int, conn, points: list[tuple]) -> None:
+        """Called in the ingest's transaction with the (series_id, step, walltime, value,
+        value_json) tuples just inserted; ViewsMixin rolls them up without reading them back."""
 
     def series_keys(self, session_id: int) -> dict[str, int]:
         with self._read() as orm:
