@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from nsml.cli.connection import running_embedded
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -59,16 +61,13 @@ class Bench:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("server exited:\n" + (self.home / "server.log").read_text())
-            try:
-                info = json.loads((self.home / "server.json").read_text())
-                if httpx.get(info["url"] + "/api/health", timeout=1).status_code == 200:
-                    self.url = info["url"]
-                    self.token = (self.home / "token").read_text().strip()
-                    self.http = httpx.Client(base_url=self.url, timeout=60,
-                                             headers={"Authorization": f"Bearer {self.token}"})
-                    return self
-            except (OSError, ValueError, KeyError, httpx.HTTPError):
-                pass
+            info = running_embedded(self.home)  # the CLI's own check: server.json names a healthy server
+            if info:
+                self.url = info["url"]
+                self.token = (self.home / "token").read_text().strip()
+                self.http = httpx.Client(base_url=self.url, timeout=60,
+                                         headers={"Authorization": f"Bearer {self.token}"})
+                return self
             time.sleep(0.05)
         raise RuntimeError("the server did not start")
 

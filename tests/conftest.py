@@ -1,6 +1,5 @@
 """Shared fixtures: a real NSML server process on a free port, and the real CLI against it."""
 
-import json
 import os
 import signal
 import subprocess
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from nsml.cli.connection import running_embedded
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -53,14 +54,11 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("server exited:\n" + (self.home / "server.log").read_text())
-            try:
-                info = json.loads((self.home / "server.json").read_text())
-                if httpx.get(info["url"] + "/api/health", timeout=1).status_code == 200:
-                    self.url = info["url"]
-                    self.token = (self.home / "token").read_text().strip()
-                    return self
-            except (OSError, ValueError, httpx.HTTPError):
-                pass
+            info = running_embedded(self.home)  # the CLI's own check: server.json names a healthy server
+            if info:
+                self.url = info["url"]
+                self.token = (self.home / "token").read_text().strip()
+                return self
             time.sleep(0.05)
         raise RuntimeError("server did not start")
 
@@ -126,9 +124,13 @@ def server(tmp_path):
 
 @pytest.fixture
 def cli(server, tmp_path) -> Cli:
-    work = tmp_path / "work"
-    work.mkdir()
-    return Cli(clean_env(server.home), work)
+    return cli_in(server, tmp_path / "work")
+
+
+def cli_in(server: Server, folder: Path) -> Cli:
+    """The CLI against `server`, run in `folder` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Cli(clean_env(server.home), folder)
 
 
 def kill_leftover_supervisors(home: Path) -> None:

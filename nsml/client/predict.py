@@ -104,30 +104,17 @@ def _row_count(data):
     return None
 
 
-def _plain(value):
-    """numpy scalars and arrays, tensors: to plain Python for JSON."""
-    for attr in ('item', 'tolist'):
-        if hasattr(value, attr):
-            try:
-                return getattr(value, attr)()
-            except (TypeError, ValueError):
-                continue
-    return str(value)
-
-
 def format_row(row):
+    """One line of the built-in format: a (probability, prediction) pair as a JSON array, a
+    bare value as it is when it reads back as itself, anything else as JSON."""
+    from nsml.client.serve import jsonable
+
+    value = jsonable(row)
     if isinstance(row, (tuple, list)) and len(row) == 2:
-        return json.dumps([_plain_any(row[0]), _plain_any(row[1])], ensure_ascii=False, default=_plain)
-    value = _plain_any(row)
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, str) and '\n' not in value and not value.startswith('['):
         return value
-    return json.dumps(value, ensure_ascii=False, default=_plain)
-
-
-def _plain_any(value):
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return _plain(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _write_builtin(output, rows):

@@ -58,7 +58,7 @@ def _answer(conn):
     try:
         request = json.loads(data)
         output = infer(request['data'])
-        reply = {'output': _jsonable(output)}
+        reply = {'output': jsonable(output)}
     except BaseException as exc:  # the user's infer raising must not end the session
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -74,18 +74,19 @@ def _line(obj):
     return json.dumps(obj, ensure_ascii=False).encode() + b'\n'
 
 
-def _jsonable(value):
-    """Tuples, numpy values and tensors as plain JSON values."""
+def jsonable(value):
+    """Tuples, numpy values and tensors as plain JSON values (also for the built-in
+    prediction format, nsml.client.predict)."""
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     for attr in ('tolist', 'item'):
         if hasattr(value, attr):
             try:
-                return _jsonable(getattr(value, attr)())
+                return jsonable(getattr(value, attr)())
             except (TypeError, ValueError):
                 continue
     return str(value)

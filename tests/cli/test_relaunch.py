@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -376,18 +377,28 @@ def test_infer_can_feed_another_dataset(server, cli):
     assert "No infer session" in check_failed(cli("infer", f"{source}/1", "--stop", check=False))
 
 
-def test_a_submit_survives_a_server_restart(tmp_path):
-    import signal
-    import time
-
+@contextmanager
+def own_server(tmp_path, *extra):
+    """A server of the test's own (to kill, or to size), with the project and the board dataset."""
     from tests.conftest import Server, kill_leftover_supervisors
 
-    srv = Server(tmp_path / "home").start()
+    srv = Server(tmp_path / "home", extra=list(extra)).start()
     try:
         work = tmp_path / "work"
         shutil.copytree(PROJECT, work)
         cli = Cli(clean_env(srv.home), work)
         cli("dataset", "push", "board", write_board_dataset(tmp_path / "data"), "-l")
+        yield srv, cli
+    finally:
+        srv.stop()
+        kill_leftover_supervisors(srv.home)
+
+
+def test_a_submit_survives_a_server_restart(tmp_path):
+    import signal
+    import time
+
+    with own_server(tmp_path) as (srv, cli):
         source = trained(srv, cli, args="--slow_infer 4")
         owner, dataset, n = source.split("/")
         sub = srv.api.post(f"/api/sessions/{owner}/{dataset}/{n}/submit", params={"checkpoint": "2"}).json()
@@ -404,27 +415,35 @@ def test_a_submit_survives_a_server_restart(tmp_path):
             time.sleep(0.3)
         assert (sub["status"], sub["score"]) == ("scored", 1.0), sub
         assert json.loads(cli("dataset", "board", "board", "-j").stdout)["rows"][0]["session"] == source
-    finally:
-        srv.stop()
-        kill_leftover_supervisors(srv.home)
 
 
 def test_an_idle_infer_session_does_not_block_a_small_machine(tmp_path):
     """On a 2-CPU server a run takes both CPUs; the infer session reserves none, so a submit
     still starts while the model is being served."""
-    from tests.conftest import Server, kill_leftover_supervisors
-
-    srv = Server(tmp_path / "home", extra=["--cpus", "2", "--memory", "4G"]).start()
-    try:
-        work = tmp_path / "work"
-        shutil.copytree(PROJECT, work)
-        cli = Cli(clean_env(srv.home), work)
-        cli("dataset", "push", "board", write_board_dataset(tmp_path / "data"), "-l")
+    with own_server(tmp_path, "--cpus", "2", "--memory", "4G") as (srv, cli):
         source = trained(srv, cli)
         assert cli("infer", f"{source}/2", input="9\n").stdout.split() == ["1"]
         assert "Score: 1.0" in submit(cli, source, "2").stdout
         held = [s for s in json.loads(cli("ps", "-j").stdout) if s["kind"] == "infer"]
         assert len(held) == 1 and held[0]["cpus"] == 0 and held[0]["memory"] == 0
-    finally:
-        srv.stop()
-        kill_leftover_supervisors(srv.home)
+
+
+def test_dataset_change_edits_the_leaderboard(cli, tmp_path):
+    cli("dataset", "push", "changing", write_board_dataset(tmp_path / "changing-data"))
+    assert "has no leaderboard" in check_failed(cli("dataset", "board", "changing", check=False))
+    assert "leaderboard mse (asc)" in cli("dataset", "change", "changing", "--metric", "mse").stdout
+    out = cli("dataset", "change", "changing", "--order", "desc", "--submit-interval", "30m").stdout
+    assert "leaderboard mse (desc)" in out
+    info = json.loads(cli("dataset", "ls", "-j").stdout)
+    changed = next(d for d in info if d["name"] == "changing")
+    assert (changed["metric"], changed["order"], changed["submit_interval"]) == ("mse", "desc", 1800.0)
+    assert "Unknown metric" in check_failed(cli("dataset", "change", "changing", "--metric", "bleu", check=False))
+    assert "no leaderboard" in cli("dataset", "change", "changing", "--metric", "none").stdout
+
+
+def test_infer_json_passes_one_value_and_prints_json(server, cli):
+    source = trained(server, cli)
+    out = cli("infer", f"{source}/2", "--json", input='["9", "1"]').stdout
+    assert json.loads(out) == [[0.9, 1], [0.9, 0]]
+    assert "not JSON" in check_failed(cli("infer", f"{source}/2", "--json", input="9 1", check=False))
+    cli("infer", f"{source}/2", "--stop")

@@ -12,7 +12,7 @@ import pytest
 
 from nsml.scheduler import sandbox
 from nsml.scheduler.machine import discover_gpus
-from tests.conftest import Cli, Server, clean_env, serve_for_module, write_dataset, write_project
+from tests.conftest import Cli, Server, cli_in, serve_for_module, write_dataset, write_project
 from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
@@ -26,9 +26,7 @@ def srv(tmp_path_factory):
 @pytest.fixture
 def mcli(srv, tmp_path) -> Cli:
     """The CLI against the module's server (tests that restart a server use conftest's cli)."""
-    work = tmp_path / "work"
-    work.mkdir()
-    return Cli(clean_env(srv.home), work)
+    return cli_in(srv, tmp_path / "work")
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S):

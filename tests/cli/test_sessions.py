@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Server, check_failed, clean_env, serve_for_module, write_project
+from tests.conftest import Cli, Server, check_failed, cli_in, serve_for_module, write_project
 from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
@@ -29,9 +29,7 @@ def srv(tmp_path_factory):
 
 @pytest.fixture
 def cli(srv, tmp_path) -> Cli:
-    work = tmp_path / "work"
-    work.mkdir()
-    return Cli(clean_env(srv.home), work)
+    return cli_in(srv, tmp_path / "work")
 
 
 def add_files(folder: Path, **files: str) -> None:
