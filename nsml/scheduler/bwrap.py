@@ -1,0 +1,207 @@
+"""The session sandbox: bubblewrap around the user process.
+
+What a session sees is listed, never subtracted: a fresh root with the system's programs and
+libraries (read-only), the platform's interpreter and the session's environment (read-only, at
+their own paths, so shebangs and `sys.prefix` keep working), its working directory at /app
+(read-write), its dataset view at /data/NAME (read-only: the view is hard links to the blob
+store, and bubblewrap's mounts cannot be remounted from inside), its spool at /run/nsml (the
+only way to its supervisor), a private /tmp, a minimal /dev plus the GPUs allocated to it, and a
+/proc of its own PID namespace. Not the NSML home, the database, the blob store, other sessions
+or other processes.
+
+Who the process is depends on who runs the platform:
+
+- **root**: bubblewrap runs privileged (no user namespace: an unprivileged user namespace would
+  only *look* like another uid), then `setpriv` drops to the session's own uid from a reserved
+  range, clears the groups, the bounding set and the inheritable capabilities, and sets
+  no_new_privs. The process is really that uid: root's 0600 files stay closed to it.
+- **an ordinary user**: bubblewrap makes an unprivileged user namespace (no capabilities that
+  count outside it, nested user namespaces disabled); the process keeps the platform's uid, so
+  only what is bound in is visible (docs/security.md says what that leaves).
+
+Pure argv building plus a probe; the supervisor runs the result.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A uid per session (never shared by two sessions, so never by two users): base + session id.
+# Far above what distributions hand to people (1000+) and to subordinate-uid ranges (100000+).
+UID_BASE = 1_000_000_000
+UID_SPAN = 1_000_000_000
+
+APP = "/app"          # NSML's working directory inside a session
+SPOOL = "/run/nsml"   # the spool: journal, checkpoints, the supervisor's socket
+DATA = "/data"        # datasets: /data/NAME
+
+# Devices CUDA needs besides one /dev/nvidiaN per allocated GPU.
+NVIDIA_SHARED = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+# Files of /etc a program needs; the rest of /etc (keys, other users' config) stays out.
+ETC_FILES = (
+    "passwd", "group", "hosts", "resolv.conf", "nsswitch.conf", "host.conf", "localtime", "ld.so.cache",
+    "ld.so.conf", "ld.so.conf.d", "ssl", "ca-certificates", "ca-certificates.conf", "alternatives",
+    "mime.types", "protocols", "services", "gai.conf", "os-release", "debian_version", "timezone",
+    "fonts", "matplotlibrc", "pip.conf", "xdg",
+)
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
+
+
+def session_uid(session_id: int) -> int:
+    return UID_BASE + session_id % UID_SPAN
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """What one sandboxed process may see and be."""
+
+    workdir: Path                      # read-write at /app
+    spool: Path                        # read-write at /run/nsml
+    readonly: tuple[str, ...] = ()     # host paths shown read-only at the same path (interpreters, envs)
+    dataset: tuple[str, Path] | None = None   # (name, view) shown read-only at /data/NAME
+    binds: tuple[tuple[str, str], ...] = ()   # more read-only (source, target) pairs
+    uid: int | None = None             # drop to this uid (the platform runs as root)
+    network: bool = False              # False: a network namespace with nothing in it
+    devices: tuple[str, ...] = ()      # device nodes (GPUs) passed through
+    shm_bytes: int | None = None       # size of /dev/shm
+    hostname: str = "nsml"
+    env: dict[str, str] = field(default_factory=dict)
+    chdir: str = APP
+
+
+def argv(conf: Confinement, command: list[str], bwrap: str = "bwrap") -> list[str]:
+    """The command line that runs `command` confined by `conf`."""
+    out = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+           "--unshare-cgroup-try", "--hostname", conf.hostname]
+    if not conf.network:
+        out.append("--unshare-net")
+    if conf.uid is None:  # unprivileged: a user namespace, and no further ones inside it
+        out += ["--unshare-user", "--disable-userns"]
+    out += _system_mounts()
+    for path in _outermost(conf.readonly):
+        out += ["--ro-bind", path, path]
+    for source, target in conf.binds:
+        out += ["--ro-bind", source, target]
+    if conf.dataset:
+        name, view = conf.dataset
+        out += ["--ro-bind", str(view), f"{DATA}/{name}"]
+    out += ["--bind", str(conf.workdir), APP, "--bind", str(conf.spool), SPOOL]
+    out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    if conf.shm_bytes:
+        out += ["--size", str(conf.shm_bytes)]
+    out += ["--tmpfs", "/dev/shm"]
+    for device in conf.devices:
+        out += ["--dev-bind", device, device]
+    out += ["--chdir", conf.chdir, "--clearenv"]
+    for key, value in conf.env.items():
+        out += ["--setenv", key, value]
+    out.append("--")
+    if conf.uid is not None:
+        out += _drop_to(conf.uid)
+    return out + list(command)
+
+
+def _drop_to(uid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def _system_mounts() -> list[str]:
+    out = []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):  # merged /usr: /lib -> usr/lib
+            out += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            out += ["--ro-bind", path, path]
+    for name in ETC_FILES:
+        path = f"/etc/{name}"
+        if os.path.lexists(path):
+            out += ["--ro-bind-try", path, path]
+    return out
+
+
+def _outermost(paths) -> list[str]:
+    """Existing paths, each once, leaving out those inside another one already listed."""
+    real = sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)} |
+                  {os.path.abspath(p) for p in paths if p and os.path.exists(p)})
+    kept: list[str] = []
+    for path in real:
+        if any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            continue
+        if path in ("/", "/usr") or path.startswith("/usr/"):
+            continue  # /usr is bound already; "/" would undo the whole sandbox
+        kept.append(path)
+    return kept
+
+
+def interpreter_paths(python: str | None = None) -> list[str]:
+    """Everything the platform's interpreter (and so a session's environment on top of it)
+    imports from: its prefixes, its sys.path folders, and this package's own source (an
+    editable install lives outside site-packages)."""
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    paths += [p for p in sys.path if p and os.path.isdir(p)]
+    import nsml
+
+    # The package folder alone: with an editable install it sits in a checkout whose tests and
+    # .git the session has no business reading.
+    paths.append(os.path.dirname(os.path.abspath(nsml.__file__)))
+    if python:
+        paths += [str(Path(python).parent.parent), os.path.dirname(os.path.realpath(python))]
+    return paths
+
+
+@dataclass(frozen=True)
+class Mode:
+    """The isolation in force, as `nsml server` prints it."""
+
+    name: str        # "bwrap+uid", "bwrap" or "none"
+    detail: str
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.name != "none"
+
+    @property
+    def drops_uid(self) -> bool:
+        return self.name == "bwrap+uid"
+
+
+def find_bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def probe() -> Mode:
+    """Which sandbox works here, found by running one (a kernel may ship bwrap and still refuse
+    user namespaces)."""
+    bwrap = find_bwrap()
+    if not bwrap:
+        return Mode("none", "bubblewrap is not installed (apt-get install bubblewrap)")
+    root = os.geteuid() == 0
+    if root and not shutil.which("setpriv"):
+        return Mode("none", "setpriv (util-linux) is missing: cannot drop to a session uid")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nsml-probe-") as tmp:
+        work, spool = Path(tmp, "app"), Path(tmp, "spool")
+        work.mkdir()
+        spool.mkdir()
+        uid = UID_BASE if root else None
+        if root:
+            os.chown(work, UID_BASE, UID_BASE)
+        conf = Confinement(workdir=work, spool=spool, uid=uid)
+        try:
+            result = subprocess.run(argv(conf, ["/bin/sh", "-c", "touch /app/ok && id -u"], bwrap),
+                                    capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return Mode("none", f"bubblewrap could not start: {exc}")
+        if result.returncode != 0 or not (work / "ok").exists():
+            why = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            return Mode("none", f"bubblewrap refused to run here ({why}); user namespaces may be off")
+        if root:
+            if result.stdout.strip() != str(UID_BASE):
+                return Mode("none", "bubblewrap ran, but the uid drop did not take effect")
+            return Mode("bwrap+uid", "bubblewrap, a uid per session, no capabilities")
+        return Mode("bwrap", "bubblewrap in a user namespace, the platform's uid (no uid per session: not root)")
