@@ -81,18 +81,20 @@ def argv(conf: Confinement, command: list[str], bwrap: str = "bwrap") -> list[st
     if conf.uid is None:  # unprivileged: a user namespace, and no further ones inside it
         out += ["--unshare-user", "--disable-userns"]
     out += _system_mounts()
+    parents = _Parents()
     for path in _outermost(conf.readonly):
-        out += ["--ro-bind", path, path]
+        out += parents.of(path) + ["--ro-bind", path, path]
     for source, target in conf.binds:
-        out += ["--ro-bind", source, target]
+        out += parents.of(target) + ["--ro-bind", source, target]
     if conf.dataset:
         name, view = conf.dataset
-        out += ["--ro-bind", str(view), f"{DATA}/{name}"]
-    out += ["--bind", str(conf.workdir), APP, "--bind", str(conf.spool), SPOOL]
-    out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        out += parents.of(f"{DATA}/{name}") + ["--ro-bind", str(view), f"{DATA}/{name}"]
+    out += ["--bind", str(conf.workdir), APP] + parents.of(SPOOL) + ["--bind", str(conf.spool), SPOOL]
+    # /tmp and /dev/shm: private, and writable by the session's uid like on any machine.
+    out += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     if conf.shm_bytes:
         out += ["--size", str(conf.shm_bytes)]
-    out += ["--tmpfs", "/dev/shm"]
+    out += ["--perms", "1777", "--tmpfs", "/dev/shm"]
     for device in conf.devices:
         out += ["--dev-bind", device, device]
     out += ["--chdir", conf.chdir, "--clearenv"]
@@ -102,6 +104,24 @@ def argv(conf: Confinement, command: list[str], bwrap: str = "bwrap") -> list[st
     if conf.uid is not None:
         out += _drop_to(conf.uid)
     return out + list(command)
+
+
+class _Parents:
+    """`--dir` arguments for the folders above a mount point, made 0755: bubblewrap makes them
+    0700 root-owned, which a session's uid could not walk through (/root/.pyenv/...)."""
+
+    def __init__(self):
+        self.made: set[str] = set()
+
+    def of(self, path: str) -> list[str]:
+        out = []
+        parts = Path(path).parts[1:-1]
+        for i in range(len(parts)):
+            folder = "/" + "/".join(parts[: i + 1])
+            if folder not in self.made and folder not in SYSTEM_DIRS and not folder.startswith("/usr/"):
+                self.made.add(folder)
+                out += ["--perms", "0755", "--dir", folder]
+        return out
 
 
 def _drop_to(uid: int) -> list[str]:
@@ -116,6 +136,7 @@ def _system_mounts() -> list[str]:
             out += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             out += ["--ro-bind", path, path]
+    out += ["--perms", "0755", "--dir", "/etc"]
     for name in ETC_FILES:
         path = f"/etc/{name}"
         if os.path.lexists(path):
@@ -205,3 +226,90 @@ def probe() -> Mode:
                 return Mode("none", "bubblewrap ran, but the uid drop did not take effect")
             return Mode("bwrap+uid", "bubblewrap, a uid per session, no capabilities")
         return Mode("bwrap", "bubblewrap in a user namespace, the platform's uid (no uid per session: not root)")
+
+
+class Confined:
+    """A running sandboxed process and its network helper (slirp4netns), ended together."""
+
+    def __init__(self, proc: subprocess.Popen, net: subprocess.Popen | None):
+        self.proc = proc
+        self.net = net
+        self.pid = proc.pid
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.proc.wait(timeout)
+        self.close()
+        return code
+
+    def poll(self) -> int | None:
+        code = self.proc.poll()
+        if code is not None:
+            self.close()
+        return code
+
+    def close(self) -> None:
+        if self.net is not None and self.net.poll() is None:
+            self.net.terminate()
+            try:
+                self.net.wait(5)
+            except subprocess.TimeoutExpired:
+                self.net.kill()
+
+
+def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None, bwrap: str = "bwrap") -> Confined:
+    """Start `command` confined by `conf`.
+
+    With `conf.network`, the process gets a network namespace of its own, connected outwards by
+    slirp4netns with the host's loopback cut off (`--disable-host-loopback`): it can download a
+    package but not talk to the API, the database or anything else listening on 127.0.0.1. The
+    user's code starts only once that network is up (bubblewrap blocks on a pipe until then).
+    Without slirp4netns a network session gets an empty namespace: offline, never the host's.
+    """
+    slirp = shutil.which("slirp4netns") if conf.network else None
+    if not slirp:
+        full = argv(_offline(conf), command, bwrap)
+        return Confined(subprocess.Popen(full, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=preexec_fn, start_new_session=True), None)
+    import json
+
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    full = argv(conf, command, bwrap)
+    full[1:1] = ["--unshare-net", "--info-fd", str(info_w), "--block-fd", str(block_r)]
+    try:
+        proc = subprocess.Popen(full, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=preexec_fn, start_new_session=True, pass_fds=(info_w, block_r))
+    finally:
+        os.close(info_w)
+        os.close(block_r)
+    net = None
+    try:
+        raw = b""
+        with os.fdopen(info_r, "rb") as info:
+            while not raw.rstrip().endswith(b"}"):
+                chunk = info.read1(4096)
+                if not chunk:
+                    break
+                raw += chunk
+        child = json.loads(raw)["child-pid"]
+        ready_r, ready_w = os.pipe()
+        cmd = [slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd", str(ready_w)]
+        if conf.uid is None:  # unprivileged: join the sandbox's user namespace to reach its netns
+            cmd += ["--userns-path", f"/proc/{child}/ns/user"]
+        net = subprocess.Popen([*cmd, str(child), "tap0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               stdin=subprocess.DEVNULL, pass_fds=(ready_w,), start_new_session=True)
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            ready.read(1)  # empty if slirp4netns failed: the session then runs offline
+    except (OSError, ValueError, KeyError):
+        pass  # bubblewrap failed before reporting its child; its exit status says why
+    finally:
+        os.write(block_w, b"go")
+        os.close(block_w)
+    return Confined(proc, net)
+
+
+def _offline(conf: Confinement) -> Confinement:
+    from dataclasses import replace
+
+    return replace(conf, network=False)
