@@ -1,0 +1,94 @@
+"""The spool: what a session's process and its supervisor exchange, in one place.
+
+The user process (hostile by assumption) writes into its spool; the supervisor reads it and
+ships it; the store ingests the journal. All three use this module for the file names, the
+record kinds and the checks, so a record the library writes is exactly what the others accept,
+and nothing the session writes can make the supervisor or the server read, upload or delete
+anything outside the spool.
+
+Journal lines (``journal.ndjson``, one JSON object per line, docs/internals.md):
+
+- ``{"k":"m","w":WALLTIME,"step":STEP,"s":SUMMARY,"v":{KEY: VALUE, ...}}`` metrics;
+- ``{"k":"c","w":WALLTIME,"name":NAME,"dir":"checkpoints/IDENT"}`` a finished checkpoint.
+
+Standard library only: the user library imports it.
+"""
+
+import math
+import os
+import re
+
+JOURNAL = "journal.ndjson"
+LOG = "output.log"
+RELAUNCH = "relaunch.json"
+PREDICTION = "prediction.txt"
+CHECKPOINTS = "checkpoints"
+USER_PID = "user.pid"
+SOCKET = "supervisor.sock"   # the user process's only way to the platform
+
+METRICS = "m"
+CHECKPOINT = "c"
+
+# Bounds on what a session may hand over in one piece. A line over MAX_LINE is skipped whole
+# (with a note in the log) rather than read into memory.
+MAX_LINE = 1 << 20
+MAX_KEY = 256
+MAX_CHECKPOINT_NAME = 255
+_IDENT = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
+
+
+class SpoolError(ValueError):
+    """A record the session wrote that the platform refuses; the message says why."""
+
+
+def checkpoint_dir(ident: str) -> str:
+    """The journal's ``dir`` for a checkpoint folder the library made under checkpoints/."""
+    if not _IDENT.fullmatch(ident) or ".." in ident:
+        raise SpoolError(f"bad checkpoint folder name {ident!r}")
+    return f"{CHECKPOINTS}/{ident}"
+
+
+def checkpoint_record(line: dict) -> tuple[str, str]:
+    """(name, dir) of a checkpoint line, checked: the name is printable text, the folder one
+    level under checkpoints/ with a plain name. Raises SpoolError."""
+    name, folder = line.get("name"), line.get("dir")
+    if not isinstance(name, str) or not name or len(name) > MAX_CHECKPOINT_NAME or "/" in name \
+            or any(ord(ch) < 32 for ch in name):
+        raise SpoolError(f"bad checkpoint name {name!r}")
+    if not isinstance(folder, str):
+        raise SpoolError(f"bad checkpoint folder {folder!r}")
+    head, _, ident = folder.partition("/")
+    if head != CHECKPOINTS:
+        raise SpoolError(f"checkpoint folder {folder!r} is not under {CHECKPOINTS}/")
+    checkpoint_dir(ident)
+    return name, folder
+
+
+def inside(spool: str, relative: str) -> str:
+    """The absolute path of `relative` in `spool`, refusing anything that leaves it: '..',
+    absolute paths, and symlinks anywhere on the way (the session could point one at the blob
+    store). Raises SpoolError."""
+    if not relative or relative.startswith("/") or "\x00" in relative:
+        raise SpoolError(f"{relative!r} is not a path inside the spool")
+    root = os.path.realpath(spool)
+    path = root
+    for part in relative.split("/"):
+        if part in ("", ".", ".."):
+            raise SpoolError(f"{relative!r} is not a plain path inside the spool")
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            raise SpoolError(f"{relative!r} goes through a symbolic link")
+    if os.path.commonpath([root, os.path.realpath(path)]) != root:
+        raise SpoolError(f"{relative!r} leaves the spool")
+    return path
+
+
+def finite_or_error(key: str, value) -> None:
+    """Metric values must be finite numbers or other JSON; NaN and infinities are refused with a
+    message naming the key (they cannot be graphed, sorted or compared)."""
+    if type(value) is float and not math.isfinite(value):
+        raise SpoolError(f"{key}={value!r} is not a finite number")
+
+
+def valid_key(key) -> bool:
+    return isinstance(key, str) and 0 < len(key) <= MAX_KEY
