@@ -49,3 +49,16 @@ def test_non_finite_values_are_named():
     for value in (float("nan"), float("inf"), -float("inf")):
         with pytest.raises(spool.SpoolError, match="loss"):
             spool.finite_or_error("loss", value)
+
+
+def test_scoped_tokens_name_one_session_attempt_and_cannot_be_forged():
+    from nsml.core import credentials
+
+    secret = b"s" * 32
+    token = credentials.session_token(secret, 12, 2)
+    assert credentials.parse_session_token(secret, token) == (12, 2)
+    assert credentials.parse_session_token(b"t" * 32, token) is None  # another server's
+    forged = token.replace(".12.", ".13.")
+    assert credentials.parse_session_token(secret, forged) is None
+    assert credentials.parse_session_token(secret, "owner-token") is None
+    assert credentials.parse_session_token(secret, "nsml-s.1.x.abc") is None
