@@ -42,9 +42,10 @@ class Server:
     token: str = ""
     extra: list = field(default_factory=list)
     env: dict = field(default_factory=dict)  # more environment for the server process
+    python: str = sys.executable  # the interpreter the server (and so the platform) runs with
 
     def start(self, timeout: float = 30) -> "Server":
-        cmd = [sys.executable, "-m", "nsml.server.main", "--home", str(self.home), "--embedded",
+        cmd = [self.python, "-m", "nsml.server.main", "--home", str(self.home), "--embedded",
                "--port", self.url.rsplit(":", 1)[1] if self.url else "0", "--cpus", "64", "--memory", "256G", *self.extra]
         (self.home / "server.json").unlink(missing_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)

@@ -21,11 +21,12 @@ def push(
     desc: str = typer.Option("", "--desc", "--description", help="A description shown by `dataset ls`."),
     private: bool = typer.Option(False, "--private", help="Only you can read, change or delete it."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="List the files that were uploaded."),
-    leaderboard: bool = typer.Option(False, "-l", "--leaderboard", help="Give it a leaderboard: submits are scored on test/ against test/test_label."),
-    metric: str = typer.Option(None, "--metric", help="Leaderboard metric: accuracy (default), mse, f1, roc-auc, or custom (evaluation.py). Implies -l."),
+    leaderboard: bool = typer.Option(False, "-l", "--leaderboard", help="Give it a leaderboard: submits are scored on test/ against test/test_label, by PATH/evaluation.py if there is one, else by accuracy."),
+    metric: str = typer.Option(None, "--metric", help="Leaderboard metric: accuracy, mse, f1, roc-auc, or custom (evaluation.py); default custom when PATH has an evaluation.py, else accuracy. Implies -l."),
     order: str = typer.Option(None, "--order", help="Leaderboard order: desc (higher is better) or asc; default by metric (mse: asc)."),
     evaluation: Path = typer.Option(None, "-e", "--evaluation", help="Evaluation script, stored as the dataset's evaluation.py (metric custom)."),
     submit_interval: str = typer.Option(None, "--submit-interval", help="Least time between one user's ranked submits, e.g. 1h, 30m, 0 (no limit, the default)."),
+    tags: list[str] = typer.Option(None, "--tag", help="A tag shown by `dataset ls`, e.g. --tag '#vision' (repeat for more; at most 7, each up to 50 characters, starting with #). A push -f without --tag keeps the old tags."),
 ):
     """Upload a folder as a dataset. The push is atomic: if it fails, nothing is kept.
 
@@ -49,15 +50,20 @@ def push(
     params.update({k: v for k, v in {"metric": metric, "order": order}.items() if v})
     if submit_interval is not None:
         params["submit_interval"] = parse_duration(submit_interval)
+    if tags:
+        params["tag"] = tags
     c = api()
     ds = upload_folder(c, f"/api/datasets/{name}", path, f"dataset {name}", params, ignore=False, extra=extra)
     if verbose:
         for f in c.get(f"/api/datasets/{name}/files"):
             render.console.print(f"  {f['path']}  {render.size(f['size'])}")
-    render.console.print(f"Dataset {ds['name']} is pushed ({ds['file_count']} files, {render.size(ds['size'])}" + (", with a hidden test split)" if ds["has_test"] else ")"))
+    render.console.print(f"Dataset {ds['name']} is pushed ({render.plural(ds['file_count'], 'file')}, {render.size(ds['size'])}" + (", with a hidden test split)" if ds["has_test"] else ")"))
     if ds["metric"]:
-        render.console.print(f"Leaderboard: {ds['metric']}, {'higher' if ds['order'] == 'desc' else 'lower'} is better"
+        how = "custom, scored by the dataset's evaluation.py" if ds["metric"] == "custom" else ds["metric"]
+        render.console.print(f"Leaderboard: {how}, {'higher' if ds['order'] == 'desc' else 'lower'} is better"
                              + (f", one ranked submit per {submit_interval}" if ds["submit_interval"] else ""))
+        if ds["metric"] != "custom" and (path / "evaluation.py").is_file():
+            render.console.print(f"Its evaluation.py is not used: --metric {ds['metric']} names a built-in metric.")
 
 
 def parse_duration(text: str) -> float:
@@ -79,20 +85,30 @@ def change(
     metric: str = typer.Option(None, "--metric", help="Leaderboard metric (accuracy, mse, f1, roc-auc, custom); 'none' removes the leaderboard."),
     order: str = typer.Option(None, "--order", help="desc (higher is better) or asc."),
     submit_interval: str = typer.Option(None, "--submit-interval", help="Least time between one user's ranked submits, e.g. 1h; 0 = no limit."),
+    tags: list[str] = typer.Option(None, "--tag", help="Replace the tags: --tag '#a' --tag '#b' (at most 7, starting with #); --tag none removes them."),
 ):
-    """Change a dataset's description or leaderboard settings (owner only)."""
+    """Change a dataset's description, tags or leaderboard settings (owner only)."""
     body = {"description": desc, "order": order}
+    if tags:
+        body["tags"] = [] if [t.lower() for t in tags] == ["none"] else tags
     if metric is not None:
         body["metric"] = "" if metric.lower() == "none" else metric
     if submit_interval is not None:
         body["submit_interval"] = parse_duration(submit_interval)
     ds = api().patch(f"/api/datasets/{name}", json={k: v for k, v in body.items() if v is not None})
     board = f"leaderboard {ds['metric']} ({ds['order']})" if ds["metric"] else "no leaderboard"
-    render.console.print(f"Dataset {ds['name']}: {board}")
+    render.console.print(f"Dataset {ds['name']}: {board}" + (f", tags {' '.join(ds['tags'])}" if ds.get("tags") else ""))
+    if metric is not None and ds["metric"]:
+        render.console.print(f"Earlier submissions are scored again with {ds['metric']} from their kept predictions; "
+                             f"those that cannot be are archived, never ranked (nsml dataset board {ds['name']}).")
 
 
 def _rows(datasets):
-    return [[d["name"], render.size(d["size"]), render.ago(d["updated"]), d["owner"], d["description"], "private" if d["private"] else ""] for d in datasets]
+    return [[d["name"], render.size(d["size"]), render.ago(d["updated"]), d["owner"], d["description"], _tag_cell(d)] for d in datasets]
+
+
+def _tag_cell(d: dict) -> str:
+    return " ".join([*d.get("tags", []), *(["private"] if d["private"] else [])])  # tags start with #
 
 
 @app.command("ls")
@@ -105,7 +121,7 @@ def ls(json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON."))
 
 
 @app.command("search")
-def search(pattern: str = typer.Argument(..., help="Name or glob, e.g. 'kin_*'."), json_out: bool = typer.Option(False, "-j", "--json")):
+def search(pattern: str = typer.Argument(..., help="Name or glob, e.g. 'kin_*'."), json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON.")):
     """Find datasets by name (glob * and ?; a plain word matches anywhere in the name)."""
     if not any(ch in pattern for ch in "*?["):
         pattern = f"*{pattern}*"
@@ -118,7 +134,7 @@ def search(pattern: str = typer.Argument(..., help="Name or glob, e.g. 'kin_*'."
 
 
 @app.command("fs")
-def fs(name: str, json_out: bool = typer.Option(False, "-j", "--json")):
+def fs(name: str = typer.Argument(..., help="Dataset name."), json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON.")):
     """List the files inside a dataset."""
     files = api().get(f"/api/datasets/{name}/files")
     if json_out:
@@ -127,14 +143,17 @@ def fs(name: str, json_out: bool = typer.Option(False, "-j", "--json")):
 
 
 @app.command("pull")
-def pull(name: str, path: Path = typer.Argument(..., help="Folder to create."), force: bool = typer.Option(False, "-f", "--force", help="Overwrite an existing folder.")):
+def pull(name: str = typer.Argument(..., help="Dataset name."), path: Path = typer.Argument(..., help="Folder to create."), force: bool = typer.Option(False, "-f", "--force", help="Overwrite an existing folder.")):
     """Download a dataset into a folder."""
     files = download_tar(api(), f"/api/datasets/{name}/archive", path, f"dataset {name}", force)
-    render.console.print(f"Dataset {name} pulled into {path} ({len(files)} files)")
+    render.console.print(f"Dataset {name} pulled into {path} ({render.plural(len(files), 'file')})")
 
 
 @app.command("rm")
-def rm(name: str):
-    """Delete a dataset."""
-    api().delete(f"/api/datasets/{name}")
+def rm(
+    name: str = typer.Argument(..., help="Dataset name."),
+    force: bool = typer.Option(False, "-f", "--force", help="Remove it even though sessions were run on it (they keep their logs and checkpoints but can no longer be forked or submitted)."),
+):
+    """Delete a dataset (its owner only)."""
+    api().delete(f"/api/datasets/{name}", params={"force": force})
     render.console.print(f"Dataset {name} is removed")

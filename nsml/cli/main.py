@@ -8,14 +8,17 @@ from rich.text import Text
 
 from nsml.core.errors import NsmlError
 
-from . import datasets, models, relaunch, server, sessions, web
+from . import datasets, models, relaunch, server, sessions, usage, web
 from .render import err_console
+from .usage import ClickException, NoArgsIsHelpError, UsageError
+
+usage.install()  # classic help: SESSION, [PATH], no <bool> (see usage.py)
 
 app = typer.Typer(
     name="nsml",
     help="NSML: push datasets, run training code as sessions, watch logs and metrics, keep checkpoints.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
 )
 app.add_typer(datasets.app, name="dataset")
@@ -26,6 +29,7 @@ relaunch.register(app, datasets.app)
 app.command("login")(server.login)
 app.command("logout")(server.logout)
 app.command("web")(web.web)
+app.command("credit")(server.credit)
 
 
 def _version(value: bool):
@@ -43,16 +47,35 @@ def _version(value: bool):
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and the server in use.")):
+def _root(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Show the version and the server in use.")):
     pass
+
+
+def command():
+    """The whole command tree as Click runs it, with its help text unwrapped."""
+    return usage.polish(typer.main.get_command(app))
 
 
 def main() -> None:
     code = 0
     try:
-        app()
+        # standalone_mode=False: usage errors come here as exceptions, to be printed as one line.
+        result = command().main(prog_name="nsml", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except NoArgsIsHelpError as exc:  # `nsml` or `nsml dataset` alone: the list of commands
+        sys.stdout.write(exc.format_message())
+        code = 0
+    except UsageError as exc:
+        err_console.print(Text.assemble(("nsml:", "red"), f" {usage.one_line(exc)}"))
+        code = exc.exit_code  # 2, as for every Unix tool's usage errors
+    except ClickException as exc:
+        err_console.print(Text.assemble(("nsml:", "red"), f" {exc.format_message()}"))
+        code = exc.exit_code
+    except typer.Abort:
+        err_console.print(Text.assemble(("nsml:", "red"), " aborted"))
+        code = 1
     except NsmlError as exc:
         err_console.print(Text.assemble(("nsml:", "red"), f" {exc}"))
         code = 1

@@ -13,7 +13,7 @@ app = typer.Typer(help="List, download and delete a session's checkpoints.", no_
 
 
 @app.command("ls")
-def ls(session: str = typer.Argument(..., help="OWNER/DATASET/N"), json_out: bool = typer.Option(False, "-j", "--json")):
+def ls(session: str = typer.Argument(..., help="OWNER/DATASET/N"), json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON.")):
     """List checkpoints: name, last modified, seconds since the previous one, summary, size."""
     ckpts = api().get(session_path(session) + "/checkpoints")
     if json_out:
@@ -27,7 +27,9 @@ def ls(session: str = typer.Argument(..., help="OWNER/DATASET/N"), json_out: boo
 @app.command("rm")
 def rm(session: str = typer.Argument(..., help="OWNER/DATASET/N"), checkpoint: str = typer.Argument(..., help="Name or glob, e.g. '2*' or '*'.")):
     """Delete one checkpoint, or every checkpoint matching a glob."""
-    api().delete(session_path(session) + "/checkpoints", params={"pattern": checkpoint})
+    removed = api().delete(session_path(session) + "/checkpoints", params={"pattern": checkpoint})["removed"]
+    word = "checkpoint" if len(removed) == 1 else "checkpoints"
+    render.console.print(f"Removed {word} {', '.join(removed)} of {session}")
 
 
 @app.command("pull")
@@ -41,4 +43,4 @@ def pull(
     path = path or Path(checkpoint)
     url = f"{session_path(session)}/checkpoints/{quote(checkpoint, safe='')}/archive"
     files = download_tar(api(), url, path, f"checkpoint {checkpoint}", force)
-    render.console.print(f"Checkpoint {checkpoint} of {session} pulled into {path} ({len(files)} files)")
+    render.console.print(f"Checkpoint {checkpoint} of {session} pulled into {path} ({render.plural(len(files), 'file')})")

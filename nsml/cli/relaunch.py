@@ -35,13 +35,16 @@ def submit(
     session: str = typer.Argument(..., help="Session whose checkpoint to score."),
     checkpoint: str = typer.Argument(..., help="Checkpoint to score (see `nsml model ls SESSION`)."),
     test: bool = typer.Option(False, "-t", "--test", help="Run the whole pipeline to debug it; the score is not ranked."),
+    batch_size: int = typer.Option(None, "-b", "--batch-size", metavar="N",
+                                   help="Batch size, passed as batch_size=N to the dataset's data loader and to your infer where they take a batch_size parameter (against OOM or timeouts)."),
 ):
     """Score a checkpoint on the dataset's hidden test set and put it on the leaderboard.
 
     The code is relaunched with --pause 1 --mode test; nsml.paused() loads the checkpoint and
     predicts the test data, which the dataset's evaluation then scores."""
     c = api()
-    sub = c.post(session_path(session) + "/submit", params={"checkpoint": checkpoint, "test": test})
+    params = {"checkpoint": checkpoint, "test": test, **({"batch_size": batch_size} if batch_size is not None else {})}
+    sub = c.post(session_path(session) + "/submit", params=params)
     render.err_console.print(f"Submit of {session} checkpoint {sub['checkpoint']} runs as {sub['runner']}")
     shown, queued_since = "", time.monotonic()
     with render.err_console.status("") as spinner:
@@ -159,19 +162,44 @@ def _stop_infer(c, session: str, checkpoint: str | None) -> None:
 def board(
     name: str = typer.Argument(..., help="Dataset name."),
     every: bool = typer.Option(False, "--all", help="Every submission, not just each user's best."),
+    archived: bool = typer.Option(False, "--archived", help="The archived submissions: scored another way (an earlier metric or test split) and not scorable again."),
     json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON."),
 ):
-    """Show a dataset's leaderboard: each user's best score (or --all submissions)."""
+    """Show a dataset's leaderboard: each user's best score (or --all submissions).
+
+    Only scores computed the board's current way are ranked: after a metric change the kept
+    predictions are scored again, and what cannot be is archived (--archived)."""
     data = api().get(f"/api/datasets/{name}/board", params={"all": every})
     if json_out:
         return render.as_json(data)
+    if archived:
+        _archived(data)
+        return
     order = "Descending" if data["order"] == "desc" else "Ascending"
     render.console.print(f"{data['dataset']} · {data['metric']} · {order}" + (" · all submissions" if every else ""))
     if not data["rows"]:
         render.console.print("No scored submissions yet: nsml submit SESSION CHECKPOINT")
+    else:
+        render.table(["Rank", "User", "Score", "Session", "Checkpoint", "Count", "Time"],
+                     [[r["rank"], r["owner"], render.value(r["score"]), r["session"] + (" (removed)" if r.get("removed") else ""),
+                       r["checkpoint"], r["count"], render.ago(r["created"])] for r in data["rows"]])
+    if n := data.get("rescoring"):
+        render.console.print(f"{render.plural(n, 'earlier submission')} {'is' if n == 1 else 'are'} being scored again with "
+                             f"{data['metric']}; shown once scored.")
+    if n := len(data.get("archived", [])):
+        render.console.print(f"{render.plural(n, 'submission')} scored another way {'is' if n == 1 else 'are'} archived, not ranked: "
+                             f"nsml dataset board --archived {data['dataset']}")
+
+
+def _archived(data: dict) -> None:
+    rows = data.get("archived", [])
+    render.console.print(f"{data['dataset']} · archived: scored another way than {data['metric']}, never ranked")
+    if not rows:
+        render.console.print("No archived submissions.")
         return
-    render.table(["Rank", "User", "Score", "Session", "Checkpoint", "Count", "Time"],
-                 [[r["rank"], r["owner"], render.value(r["score"]), r["session"], r["checkpoint"], r["count"], render.ago(r["created"])] for r in data["rows"]])
+    render.table(["User", "Score", "Scored with", "Session", "Checkpoint", "Why", "Time"],
+                 [[r["owner"], render.value(r["score"]), r["scored_with"] or "?", r["session"], r["checkpoint"], r["reason"],
+                   render.ago(r["created"])] for r in rows])
 
 
 def register(app: typer.Typer, dataset_app: typer.Typer) -> None:

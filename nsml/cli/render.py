@@ -40,6 +40,11 @@ def size(n: int) -> str:
     return format_size(n)
 
 
+def plural(n: int, word: str) -> str:
+    """'1 file', '2 files', '0 files'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.6g}" if math.isfinite(v) else str(v)

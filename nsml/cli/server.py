@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -91,12 +92,18 @@ def _ended(pid: int) -> bool:
 
 
 def login(
-    url: str = typer.Argument(..., help="Server address, e.g. http://gpu-box:18553"),
-    token: str = typer.Option(None, "--token", help="Token printed by `nsml server` (asked for if omitted)."),
+    url: str = typer.Argument(..., help="Server address, e.g. http://gpu-box:18553", metavar="URL"),
+    token: str = typer.Option(None, "--token", help="Token printed by `nsml server` (asked for if omitted, on a terminal)."),
 ):
     """Use a remote (team) server from now on, instead of the private background one."""
     url = url.rstrip("/")
-    token = token or typer.prompt("Token", hide_input=True)
+    if "://" not in url:
+        raise CliError(f"'{url}' is not a server address; write it like http://gpu-box:18553.")
+    _check_server(url)  # before asking for a token: a typo in the URL is found first
+    if not token:
+        if not sys.stdin.isatty():
+            raise CliError(f"No --token given and no terminal to ask for one; run nsml login {url} --token TOKEN (the token `nsml server` printed).")
+        token = typer.prompt("Token", hide_input=True)
     try:
         resp = httpx.get(url + "/api/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     except httpx.HTTPError as exc:
@@ -114,6 +121,31 @@ def login(
         json.dump({"url": url, "token": token}, f)
     os.replace(tmp, path)
     render.console.print(f"Welcome to NSML, {user}! Commands now use {url}")
+
+
+def _check_server(url: str) -> None:
+    """The address answers, and what answers is an NSML server (its /api/health says so)."""
+    try:
+        resp = httpx.get(url + "/api/health", timeout=10)
+    except httpx.HTTPError as exc:
+        raise CliError(f"Cannot reach {url}: {exc or type(exc).__name__}; check the address and that `nsml server` runs there.") from exc
+    try:
+        is_nsml = resp.status_code == 200 and resp.json().get("service") == "nsml"
+    except (ValueError, AttributeError):
+        is_nsml = False
+    if not is_nsml:
+        raise CliError(f"{url} answers, but it is not an NSML server (no NSML health answer at {url}/api/health); check the address and port.")
+
+
+def credit():
+    """Show your GPU credit (NSML's hackathon quota of GPU time)."""
+    from .connection import api
+
+    data = api().get("/api/credit")
+    if data["enabled"]:
+        render.console.print(f"User : {data['user']}  credit: {data['credit']:g}")
+    else:
+        render.console.print(f"User : {data['user']}  credit: off ({data['message'] or 'this server does not limit GPU time'})")
 
 
 def logout():

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from nsml.core.naming import NO_DATASET
+from nsml.core.resources import parse_size
+
 from . import render
 from .connection import CliError, api, session_path
 from .transfer import download_tar, upload_folder
@@ -14,24 +17,28 @@ FOLLOW_POLL = 0.3
 
 
 def run(
-    dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset the session reads (see `nsml dataset ls`)."),
+    dataset: str = typer.Option(None, "-d", "--dataset", help="Dataset the session reads (see `nsml dataset ls`); without it the session has none and is named OWNER/.nodata/N."),
     entry: str = typer.Option("main.py", "-e", "--entry", help="Python file to run, relative to the current folder."),
     args: str = typer.Option("", "-a", "--args", help='Arguments for the entry file, e.g. "--lr 0.01 --epochs 5".'),
     gpus: int = typer.Option(None, "-g", "--gpus", help="GPUs to allocate (default: 1 when the server has GPUs, else 0)."),
     cpus: float = typer.Option(None, "-c", "--cpus", help="CPUs to allocate (default 2, or fewer on a smaller machine)."),
     memory: str = typer.Option(None, "--memory", help="Memory to allocate, e.g. 8G (default 24G, or less on a smaller machine)."),
+    shm_size: str = typer.Option(None, "--shm-size", help="Shared memory (/dev/shm) for the session, e.g. 2G (default 1G, at most --memory)."),
     memo: str = typer.Option("", "-m", "--memo", help="A description of this session."),
     folder: Path = typer.Option(Path("."), "--path", help="Folder to upload instead of the current one."),
 ):
-    """Upload the current folder (minus .nsmlignore) and start ENTRY as a new session."""
+    """Upload the current folder (minus .nsmlignore and the default ignores) and start ENTRY as a new session."""
     if not (folder / entry).is_file():
         py = sorted(p.name for p in folder.glob("*.py"))
         hint = f" Python files here: {', '.join(py[:8])}." if py else " There is no .py file here."
         raise CliError(f"Entry file '{entry}' does not exist in {folder.resolve()}; choose one with -e.{hint}")
-    params = {"dataset": dataset, "entry": entry, "args": args, "memo": memo}
-    params.update({k: v for k, v in {"gpus": gpus, "cpus": cpus, "memory": memory}.items() if v is not None})
+    params = {"entry": entry, "args": args, "memo": memo}
+    params.update({k: v for k, v in {"dataset": dataset, "gpus": gpus, "cpus": cpus, "memory": memory, "shm_size": shm_size}.items() if v is not None})
+    if shm_size is not None:
+        parse_size(shm_size)  # a clear error before uploading anything
     c = api()
-    c.get(f"/api/datasets/{dataset}")  # "did you mean" before uploading anything
+    if dataset is not None:
+        c.get(f"/api/datasets/{dataset}")  # "did you mean" before uploading anything
     session = upload_folder(c, "/api/sessions", folder, "code", params)
     render.console.print(f"Session {session['name']} is started")
 
@@ -76,7 +83,10 @@ def logs(
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until the session ends."),
     tail: int = typer.Option(None, "-n", "--tail", help="Only the last N lines."),
 ):
-    """Print a session's stdout and stderr (live with -f; also after it ended)."""
+    """Print a session's stdout and stderr (live with -f; also after it ended).
+
+    With -f it exits once the session ends: with status 0 if the session exited cleanly, 1 if it
+    failed or was stopped."""
     c = api()
     path = session_path(session) + "/logs"
     params = {"tail": tail} if tail is not None else {"offset": 0}
@@ -96,6 +106,8 @@ def logs(
             render.err_console.print(f"Session {s['name']} failed: {s['error'].splitlines()[0] if s['error'] else 'exit code ' + str(s['exit_code'])}")
         elif follow and s["status"] == "stopped":
             render.err_console.print(f"Session {s['name']} was stopped")
+        if follow and s["status"] in ("failed", "stopped"):
+            raise typer.Exit(1)  # so `nsml logs -f S && nsml submit S ...` stops at a failed run
 
 
 def stop(session: str = typer.Argument(..., help="OWNER/DATASET/N")):
@@ -112,23 +124,37 @@ def stop(session: str = typer.Argument(..., help="OWNER/DATASET/N")):
 
 
 def rm(
-    patterns: list[str] = typer.Argument(..., help="Session names or globs, e.g. 'alice/digits/*'."),
+    patterns: list[str] = typer.Argument(..., help="Session names or globs, e.g. 'alice/digits/*'.", metavar="SESSION"),
     force: bool = typer.Option(False, "-f", "--force", help="Also remove running sessions (they are killed)."),
+    skip: bool = typer.Option(False, "-s", "--skip", help="Skip the deletion from storage: the sessions leave every listing, but their code, outputs, logs and checkpoints stay usable by name (model pull, fork, submit, nsml.load) until removed again without -s."),
 ):
-    """Delete sessions with their logs, metrics, checkpoints and files."""
-    removed = api().delete("/api/sessions", params={"pattern": patterns, "force": force})["removed"]
+    """Delete sessions with their logs, metrics, checkpoints and files (or, with -s, only take
+    them out of the listings)."""
+    removed = api().delete("/api/sessions", params={"pattern": patterns, "force": force, "skip": skip})["removed"]
     for name in removed:
-        render.console.print(f"Session {name} is removed")
+        render.console.print(f"Session {name} is removed" + (" from the listings (its stored files are kept)" if skip else ""))
 
 
-def memo(session: str = typer.Argument(..., help="OWNER/DATASET/N"), text: str = typer.Argument(..., help="The new description.")):
+def memo(session: str = typer.Argument(..., help="OWNER/DATASET/N"), text: str = typer.Argument(..., help="The new description ('' clears it).")):
     """Set a session's description."""
-    api().patch(session_path(session) + "/memo", json={"memo": text})
+    s = api().patch(session_path(session) + "/memo", json={"memo": text})
+    render.console.print(f"Memo of {s['name']} is {'set' if text else 'cleared'}")
 
 
 def command(session: str = typer.Argument(..., help="OWNER/DATASET/N")):
-    """Print the command the session was started with."""
-    render.console.print(api().get(session_path(session))["command"])
+    """Print the command the session was started with, and (as a comment) its resources."""
+    s = api().get(session_path(session))
+    render.console.print(s["command"])
+    render.console.print("# " + resources(s))
+
+
+def resources(s: dict) -> str:
+    """'1 GPU, 2 CPU, 24.00 GB memory, 1.00 GB shared memory, dataset digits'."""
+    parts = [f"{s['gpus']} GPU", f"{s['cpus']:g} CPU", f"{render.size(s['memory'])} memory"]
+    if s.get("shm_size"):
+        parts.append(f"{render.size(s['shm_size'])} shared memory")
+    parts.append(f"dataset {s['dataset']}" if s["dataset"] != NO_DATASET else "no dataset")
+    return ", ".join(parts)
 
 
 def pull(
@@ -139,7 +165,7 @@ def pull(
     """Download the code a session was started with."""
     path = path or Path(session.replace("/", "_"))
     files = download_tar(api(), session_path(session) + "/code", path, "code", force)
-    render.console.print(f"Code of {session} pulled into {path} ({len(files)} files)")
+    render.console.print(f"Code of {session} pulled into {path} ({render.plural(len(files), 'file')})")
 
 
 def download(
@@ -148,11 +174,28 @@ def download(
     force: bool = typer.Option(False, "-f", "--force", help="Replace an existing folder."),
     single: str = typer.Option(None, "-s", "--single", help="Only this file or folder, e.g. '/app/model.txt' or 'results/'."),
 ):
-    """Download the files a session wrote in its working directory (all, or one with -s)."""
+    """Download the files a session wrote in its working directory (all, or one with -s).
+
+    As in NSML, names may hold only letters, digits, spaces and . _ - + [ ] { } ( ) '"""
     path = path or Path(session.replace("/", "_") + "_output")
+    if single:
+        check_file_name(single, "-s")
+    check_file_name(path.name, "PATH")
     params = {"only": single} if single else None
     files = download_tar(api(), session_path(session) + "/outputs", path, "outputs", force, params=params)
-    render.console.print(f"{len(files)} files of {session} downloaded into {path}")
+    render.console.print(f"{render.plural(len(files), 'file')} of {session} downloaded into {path}")
+
+
+FILE_NAME_PUNCTUATION = set(" ._-+[]{}()'")
+
+
+def check_file_name(name: str, what: str) -> None:
+    """NSML's whitelist for download names: letters, digits, space and . _ - + [ ] { } ( ) '
+    ('/' separates the folders of a path)."""
+    for ch in name:
+        if not (ch.isalnum() or ch in FILE_NAME_PUNCTUATION or ch == "/"):
+            raise CliError(f"{what} '{name}' contains {ch!r}, which download does not allow; "
+                           "names may hold only letters, digits, spaces and . _ - + [ ] { } ( ) '.")
 
 
 def register(app: typer.Typer) -> None:

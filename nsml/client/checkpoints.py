@@ -85,6 +85,11 @@ def infer(data, **kwargs):
     return fn(data, **kwargs)
 
 
+def bound_infer():
+    """The bound infer function, or None (the submit protocol inspects its signature)."""
+    return _bound['infer']
+
+
 def checkpoint_name(checkpoint, legacy, caller, default_now):
     """The checkpoint's name as a string; also accepts the old keyword ``iteration=``."""
     if legacy:
@@ -120,9 +125,34 @@ def _pick(role, explicit):
         return explicit, {}
     if _bound[role] is not None:
         return _bound[role], _bound_kwargs
+    if not _bound_kwargs:
+        # Nothing bound at all: NSML's tutorials call nsml.save(10) before (or without) bind.
+        return (_save_nothing if role == 'save' else _load_nothing), {}
     from nsml.client import defaults
 
     return getattr(defaults, role), {'objects': _bound_kwargs}
+
+
+_warned_nothing_bound = []  # once per process: a script saving every epoch gets one line
+
+
+def _save_nothing(directory):
+    """The save with nothing bound: the checkpoint is kept, empty, with one warning."""
+    if not _warned_nothing_bound:
+        _warned_nothing_bound.append(True)
+        print('nsml.save: nothing is bound, so checkpoints are kept empty; to save the model, '
+              'bind a save function (nsml.bind(save=..., load=...)) or the objects to pickle '
+              '(nsml.bind(model=model)) before saving', file=sys.stderr, flush=True)
+
+
+def _load_nothing(directory):
+    """The load with nothing bound: an empty checkpoint loads as nothing; anything else needs
+    the load function (or the objects) that match its save."""
+    if os.listdir(directory):
+        from nsml.client import defaults
+
+        return defaults.load(directory, {})
+    return {}
 
 
 def _save_to_spool(name, fn, kwargs):
@@ -171,7 +201,7 @@ def _run_save(fn, directory, kwargs, name):
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)  # nothing half-written is left behind
         raise
-    if not os.listdir(directory):
+    if not os.listdir(directory) and fn is not _save_nothing:  # that one warned already
         # Kept (a script may bind a do-nothing save on purpose) but worth a word.
         print(f'nsml.save: the save function wrote no files for checkpoint {name}',
               file=sys.stderr)

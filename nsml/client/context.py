@@ -30,7 +30,7 @@ class Context:
     __slots__ = ('is_on_nsml', 'session_name', 'dataset_name', 'dataset_path', 'has_dataset',
                  'gpu_num', 'spool', 'server_url', 'token', 'nfs_output',
                  'parallel_world', 'parallel_ports', 'my_rank', 'relaunch', 'source_session',
-                 'source_checkpoint', 'paused_timeout')
+                 'source_checkpoint', 'paused_timeout', 'submit_batch_size')
 
     def __init__(self, environ):
         get = environ.get
@@ -57,6 +57,8 @@ class Context:
         self.source_session = get('NSML_SOURCE_SESSION', '')
         self.source_checkpoint = get('NSML_SOURCE_CHECKPOINT', '')
         self.paused_timeout = _int(get('NSML_PAUSED_TIMEOUT'), 0)
+        # `nsml submit -b N`: passed as batch_size= where the loader or infer takes one; 0: not given.
+        self.submit_batch_size = _int(get('NSML_SUBMIT_BATCH_SIZE'), 0)
 
     @property
     def writes_spool(self):

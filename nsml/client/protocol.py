@@ -66,8 +66,8 @@ def _submit():
 
     _load_source(CONTEXT.source_checkpoint)
     output = spool_path(PREDICTION_FILE)
-    predict.write_predictions(output, CONTEXT.dataset_path, _step)
-    record_stage('done')
+    written = predict.write_predictions(output, CONTEXT.dataset_path, _step, CONTEXT.submit_batch_size or None)
+    record_stage('done', predictions=written)  # the evaluator reads the file by its format
     journal.flush()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -117,8 +117,9 @@ def spool_path(name):
     return os.path.join(CONTEXT.spool or '.', name)
 
 
-def record_stage(stage, error=''):
-    """Write the step reached (atomically: the supervisor may read it at any moment)."""
+def record_stage(stage, error='', **extra):
+    """Write the step reached (atomically: the supervisor may read it at any moment), and
+    anything the server needs to know with it (``extra``)."""
     _stage['now'] = stage
     if not CONTEXT.spool:
         return
@@ -126,7 +127,7 @@ def record_stage(stage, error=''):
     path = spool_path(STAGE_FILE)
     tmp = f'{path}.{os.getpid()}.tmp'
     with open(tmp, 'w') as f:
-        json.dump({'stage': stage, 'error': error}, f)
+        json.dump({'stage': stage, 'error': error, **extra}, f)
     os.replace(tmp, path)
 
 

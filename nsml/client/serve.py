@@ -7,25 +7,17 @@ models are rarely thread-safe.
 """
 
 import json
-import os
-import socket
 import sys
 
 from nsml.client.checkpoints import infer
+from nsml.core.wire import encode_line as _line, listen, read_line
 
 SOCKET_FILE = 'infer.sock'
 MAX_REQUEST = 64 << 20
 
 
 def serve_forever(path, record_stage):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    os.chmod(path, 0o600)
-    listener.listen(16)
+    listener = listen(path)
     record_stage('serving')
     print('nsml: the model is loaded; serving inference requests', flush=True)
     while True:
@@ -35,19 +27,6 @@ def serve_forever(path, record_stage):
                 _answer(conn)
             except OSError:
                 continue  # the caller went away; wait for the next one
-
-
-def read_line(conn, limit=None):
-    """Bytes up to and including the first newline (or the end); None past `limit` bytes."""
-    data = bytearray()
-    while not data.endswith(b'\n'):
-        chunk = conn.recv(1 << 16)
-        if not chunk:
-            break
-        data += chunk
-        if limit is not None and len(data) > limit:
-            return None
-    return bytes(data)
 
 
 def _answer(conn):
@@ -68,10 +47,6 @@ def _answer(conn):
         print(f'nsml: infer failed:\n{text}', file=sys.stderr, flush=True)
         reply = {'error': text}
     conn.sendall(_line(reply))
-
-
-def _line(obj):
-    return json.dumps(obj, ensure_ascii=False).encode() + b'\n'
 
 
 def jsonable(value):

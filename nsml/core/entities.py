@@ -29,6 +29,7 @@ class Dataset:
     metric: str = ""  # '' = no leaderboard; accuracy, mse, f1, roc-auc or custom (evaluation.py)
     order: str = "desc"  # which scores rank first: desc (higher is better) or asc
     submit_interval: float = 0.0  # minimum seconds between an owner's ranked submits; 0 = no limit
+    tags: tuple[str, ...] = ()  # '#word' labels shown by `dataset ls` (at most 7)
 
     @property
     def has_leaderboard(self) -> bool:
@@ -63,10 +64,19 @@ class Session:
     kind: str = "normal"  # normal (run), fork, submit, submit_test, infer
     source: str = ""  # for fork/submit/infer: the session whose code and checkpoint it relaunched
     source_checkpoint: str = ""
+    shm_size: int = 0  # bytes of shared memory asked for with run --shm-size; 0 = the default
+    batch_size: int = 0  # submit -b N: passed to the data loader / infer that take one; 0 = not given
+    removed: float | None = None  # when `rm -s` took it out of listings (its stored files kept)
 
     @property
     def name(self) -> str:
         return f"{self.owner}/{self.dataset}/{self.number}"
+
+    @property
+    def has_dataset(self) -> bool:
+        from .naming import NO_DATASET
+
+        return self.dataset != NO_DATASET
 
     @property
     def command(self) -> str:
@@ -123,6 +133,9 @@ class Submission:
     score: float | None
     created: float
     finished: float | None
+    scoring: str = ""  # how the score was computed (nsml.core.scoring.scoring_key)
+    prediction_format: str = ""  # what wrote the predictions (nsml.client.predict's *_FORMAT)
+    rescore_error: str = ""  # "KEY\tmessage": re-scoring it under KEY failed
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ DATASET_NAME_MAX = 20
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _OWNER_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _CHECKPOINT_RE = re.compile(r"^[^/\\\x00]+$")
+# The dataset part of the name of a session run without -d (alice/.nodata/1): '.' is not allowed
+# in dataset names, so no dataset can ever be called this.
+NO_DATASET = ".nodata"
 
 
 def check_dataset_name(name: str) -> str:

@@ -2,11 +2,15 @@
 
 A prediction line is either a bare value (``cat``, ``3``, ``0.25``) or a JSON pair
 ``[probability, prediction]``: the built-in writer stores what ``infer`` returned in NSML's
-format, ``[(probability, prediction), ...]``. Accuracy, MSE and F1 score the prediction;
-ROC-AUC ranks by the probability (or by the prediction when it is the only value).
-Pure functions of text: the evaluator process feeds them file contents.
+format, ``[(probability, prediction), ...]``. Files written by NSML's legacy protocol (a
+``test_data_loader``: one ``str(prediction)`` per line) are read with ``plain=True``: each line
+is the prediction as it is, so a prediction that is itself a two-element list stays one.
+Accuracy, MSE and F1 score the prediction; ROC-AUC ranks by the probability (or by the
+prediction when it is the only value). Pure functions of text: the evaluator process feeds them
+file contents.
 """
 
+import hashlib
 import json
 import math
 
@@ -36,10 +40,32 @@ def check_metric(metric: str, order: str) -> tuple[str, str]:
     return metric, order
 
 
-def parse_prediction_line(line: str) -> tuple[float | None, str]:
+def scoring_key(metric: str, files: dict[str, str]) -> str:
+    """What a board's scores depend on, as ``METRIC:CODE:TEST``: the metric, the evaluator's code
+    (a custom metric's top-level .py files) and the test split, each by a short digest of the
+    files' sha256 (`files`: the dataset's paths → sha256). Scores with the same key are
+    comparable; a submission scored under another key is re-scored or archived, never mixed."""
+    def digest(paths) -> str:
+        text = "\n".join(f"{p} {files[p]}" for p in sorted(paths))
+        return hashlib.sha256(text.encode()).hexdigest()[:12] if text else "-"
+
+    code = digest(p for p in files if "/" not in p and p.endswith(".py") and p != "data_loader.py") if metric == "custom" else "-"
+    return f"{metric}:{code}:{digest(p for p in files if p.startswith('test/'))}"
+
+
+def key_metric(key: str) -> str:
+    """The metric part of a scoring key ('' for scores recorded before keys existed)."""
+    return key.split(":", 1)[0]
+
+
+def same_test_split(key: str, other: str) -> bool:
+    return bool(key and other) and key.rsplit(":", 1)[-1] == other.rsplit(":", 1)[-1]
+
+
+def parse_prediction_line(line: str, plain: bool = False) -> tuple[float | None, str]:
     """(probability or None, prediction as text) for one line of a prediction file."""
     text = line.strip()
-    if text.startswith("["):
+    if text.startswith("[") and not plain:
         try:
             pair = json.loads(text)
         except ValueError:
@@ -65,9 +91,10 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def score(metric: str, predictions_text: str, labels_text: str) -> float:
-    """The metric's value; ScoringError when the files do not line up or cannot be read."""
-    rows = [parse_prediction_line(line) for line in _lines(predictions_text)]
+def score(metric: str, predictions_text: str, labels_text: str, plain: bool = False) -> float:
+    """The metric's value; ScoringError when the files do not line up or cannot be read.
+    `plain`: the file holds one prediction per line and nothing else (NSML's legacy format)."""
+    rows = [parse_prediction_line(line, plain) for line in _lines(predictions_text)]
     labels = [line.strip() for line in _lines(labels_text)]
     if not rows:
         raise ScoringError("The prediction file is empty: infer returned nothing.")

@@ -164,11 +164,9 @@ def interpreter_paths(python: str | None = None) -> list[str]:
     editable install lives outside site-packages)."""
     paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
     paths += [p for p in sys.path if p and os.path.isdir(p)]
-    import nsml
-
     # The package folder alone: with an editable install it sits in a checkout whose tests and
     # .git the session has no business reading.
-    paths.append(os.path.dirname(os.path.abspath(nsml.__file__)))
+    paths.append(str(Path(__file__).resolve().parents[1]))
     if python:
         paths += [str(Path(python).parent.parent), os.path.dirname(os.path.realpath(python))]
     return paths

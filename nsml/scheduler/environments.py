@@ -1,18 +1,25 @@
 """Python environments for sessions: the base interpreter plus the project's requirements.
 
 `setup.py` is read, never executed (its install_requires are taken from the syntax tree), then
-`requirements.txt`. Packages are installed into a virtualenv that sees the base interpreter's
-site-packages, so what is already installed is reused rather than downloaded again. Each
-environment is keyed by a hash of its requirement list and kept, so a second run with the same
-requirements starts at once.
+`requirements.txt`. Packages are installed into a virtualenv layered on the interpreter the
+platform itself runs with: a `.pth` file in the new environment adds the platform's own site
+folders (with `site.addsitedir`, so their `.pth` files run too: editable installs of `nsml`
+work), after the environment's own. A session therefore imports `nsml` and everything installed
+next to the platform (torch, say) whether the platform runs from a virtualenv or not
+(`venv --system-site-packages` would only add the *base* interpreter's packages), and pip sees
+what is installed there as satisfied instead of installing it again. Each environment is keyed
+by a hash of the platform interpreter and the requirement list and kept, so a second run with the
+same requirements starts at once.
 """
 
 import ast
 import fcntl
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +27,9 @@ from pathlib import Path
 
 from nsml.core.errors import InvalidInput
 
+# Bumped when the layout of a built environment changes, so older ones are not reused.
+LAYOUT = 2
+PLATFORM_PTH = "_nsml_platform.pth"
 # Names users still write that pip no longer accepts.
 RENAMED = {"sklearn": "scikit-learn"}
 _IMAGE_RE = re.compile(r"^\s*#\s*nsml\s*:\s*(\S+)")
@@ -79,9 +89,30 @@ def read_spec(code_dir: Path) -> EnvSpec:
     return EnvSpec(tuple(_rename(r) for r in requirements), read_first_line_image(found))
 
 
+def platform_site_dirs() -> list[str]:
+    """The site folders the platform's interpreter imports from, in its own order (the user's
+    site first where it is enabled, as `site` does): a virtualenv's site-packages, and the base
+    interpreter's too where that virtualenv includes them."""
+    dirs = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+    dirs += site.getsitepackages()
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
 def env_key(spec: EnvSpec) -> str:
-    base = f"{sys.executable}|{sys.version}|" + "\n".join(spec.requirements)
+    """Changes with the platform interpreter (its executable, prefix, version and site folders)
+    and with the requirement list, order included."""
+    platform = [str(LAYOUT), sys.executable, sys.prefix, sys.version, *platform_site_dirs()]
+    base = "|".join(platform) + "|" + "\n".join(spec.requirements)
     return hashlib.sha256(base.encode()).hexdigest()[:16]
+
+
+def _layer_on_platform(env: Path) -> None:
+    """Make the new environment see the platform's site folders, after its own."""
+    own = env / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"  # venv's layout
+    # One line: a .pth line that starts with `import` is executed (lines that are paths are only
+    # added, and their own .pth files would not run).
+    line = f"import site; list(map(site.addsitedir, {platform_site_dirs()!r}))\n"
+    (own / PLATFORM_PTH).write_text(line)
 
 
 def python_for(spec: EnvSpec, envs_root: Path, log) -> str:
@@ -101,9 +132,14 @@ def python_for(spec: EnvSpec, envs_root: Path, log) -> str:
         if (final / ".ready").exists():
             return str(python)
         shutil.rmtree(final, ignore_errors=True)
+        if importlib.util.find_spec("pip") is None:
+            raise InvalidInput(f"The platform's interpreter ({sys.executable}) has no pip, so the project's requirements "
+                               "cannot be installed; its administrator can add it: python -m ensurepip.")
         log.write(f"[nsml] installing requirements: {' '.join(spec.requirements)}\n".encode())
         log.flush()
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(final)], check=True, stdout=log, stderr=subprocess.STDOUT)
+        # pip comes from the platform's site folders, through the layer.
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(final)], check=True, stdout=log, stderr=subprocess.STDOUT)
+        _layer_on_platform(final)
         result = subprocess.run(
             [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *spec.requirements],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PIP_PROGRESS_BAR": "off"},

@@ -75,6 +75,7 @@ class LocalExecutor:
             # Every dataset's hidden test split is in the blob store: out of the session's sight.
             "hidden": [str(self.blobs.root)] if self.readonly_mounts else [],
             "kind": session.kind,
+            "shm_size": session.shm_size,  # run --shm-size: the size of the sandbox's /dev/shm
             "paused_timeout": self.paused_timeout if session.kind in SUBMIT_KINDS + ("infer",) else None,
         }
         spec_path = run_dir / "spec.json"
@@ -93,7 +94,7 @@ class LocalExecutor:
         env.update(
             NSML_IS_ON_NSML="1",
             NSML_SESSION_NAME=session.name,
-            NSML_DATASET_NAME=session.dataset,
+            NSML_DATASET_NAME=session.dataset if session.has_dataset else "",
             NSML_DATASET_PATH=str(data_path or ""),
             NSML_HAS_DATASET="1" if data_path else "0",
             NSML_GPU_NUM=str(len(gpu_ids)),
@@ -110,6 +111,8 @@ class LocalExecutor:
                 NSML_SOURCE_CHECKPOINT=session.source_checkpoint,
                 NSML_PAUSED_TIMEOUT=str(int(self.paused_timeout)),
             )
+        if session.batch_size:  # submit -b N (nsml.client.predict)
+            env["NSML_SUBMIT_BATCH_SIZE"] = str(session.batch_size)
         if session.kind == "infer":
             env["NSML_INFER_SOCKET"] = str(self.infer_socket(session))
         return env

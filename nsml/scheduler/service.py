@@ -77,9 +77,9 @@ class Scheduler:
     def _launch(self, session: Session, gpu_ids: tuple[int, ...]) -> None:
         try:
             code = self.store.files(session.code_fileset_id)
-            try:
-                dataset = self.store.get_dataset(session.dataset)
-                dataset_files = self.store.files(dataset.fileset_id)
+            try:  # a session run without -d has none: nothing is mounted, HAS_DATASET is false
+                dataset = self.store.get_dataset(session.dataset) if session.has_dataset else None
+                dataset_files = self.store.files(dataset.fileset_id) if dataset else []
             except NotFound:
                 self.fail(session, f"Dataset '{session.dataset}' was removed before the session started.")
                 return

@@ -21,20 +21,31 @@ MAX_CHUNK = 8 << 20
 
 
 def start_user_process(spec: dict) -> subprocess.Popen:
-    preexec = None
-    if spec.get("readonly") or spec.get("hidden"):  # the dataset view, read-only even for root (see sandbox.py)
-        from nsml.scheduler.sandbox import preexec_readonly
-
-        preexec = preexec_readonly(spec.get("readonly", []), spec.get("hidden", []))
     with open(Path(spec["spool"]) / "output.log", "ab") as log:  # the child keeps its own copy
         return subprocess.Popen(
             spec["argv"], cwd=spec["workdir"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=user_preexec(spec),
         )
 
 
+def user_preexec(spec: dict):
+    """What the user process (and `nsml sh`) runs under: the dataset view read-only even for
+    root, the blob store hidden (see sandbox.py); None where nothing is to be hidden."""
+    if not (spec.get("readonly") or spec.get("hidden")):
+        return None
+    from nsml.scheduler.sandbox import preexec_readonly
+
+    return preexec_readonly(spec.get("readonly", []), spec.get("hidden", []))
+
+
 class Shipper:
-    """Sends new bytes of the spool's files to the server; resumes from the server's offsets."""
+    """Sends new bytes of the spool's files to the server; resumes from the server's offsets.
+
+    A resumed session's new attempt starts with fresh spool files, while the server's log and
+    journal go on from where the earlier attempts left them: `log_base` and `journal_base` (the
+    server's offsets when this attempt was launched) are where byte 0 of the local files lands.
+    Offsets below are the server's; a local file is read at offset - base.
+    """
 
     def __init__(self, spec: dict):
         import httpx  # imported after the user process started: it is the slow part
@@ -44,8 +55,10 @@ class Shipper:
         self.base = f"/api/sessions/{spec['session']}"
         self.client = httpx.Client(timeout=60, headers={"Authorization": f"Bearer {spec['token']}"})
         self.url = spec["server_url"]
-        self.log_offset = spec.get("log_offset", 0)
-        self.journal_offset = spec.get("journal_offset", 0)
+        self.log_base = spec.get("log_base", 0)
+        self.journal_base = spec.get("journal_base", 0)
+        self.log_offset = self.log_base
+        self.journal_offset = self.journal_base
         self.gone = False  # the server deleted the session
 
     def _post(self, path: str, tar: list | None = None, **kwargs):
@@ -72,11 +85,11 @@ class Shipper:
                 if resp.status_code < 500 and resp.status_code not in (401, 422):
                     return resp
             except httpx.TransportError:
-                self._refresh_url()
+                self.refresh_url()
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _refresh_url(self) -> None:
+    def refresh_url(self) -> None:
         """An embedded server restarted on another port writes its new address here."""
         server_file = self.spec.get("server_file")
         if server_file:
@@ -89,22 +102,22 @@ class Shipper:
     # writes faster than one round trip must not keep the shipper on one file forever.
     def ship_log(self) -> None:
         path = self.spool / "output.log"
-        target = _size(path)
+        target = self.log_base + _size(path)
         while not self.gone and target > self.log_offset:
             with open(path, "rb") as f:
-                f.seek(self.log_offset)
+                f.seek(self.log_offset - self.log_base)
                 data = f.read(min(MAX_CHUNK, target - self.log_offset))
             resp = self._post(f"/logs?offset={self.log_offset}", content=data)
             if resp is not None:
-                self.log_offset = resp.json()["offset"]
+                self.log_offset = max(self.log_base, resp.json()["offset"])
 
     def ship_journal(self) -> None:
         path = self.spool / "journal.ndjson"
-        target = _size(path)
+        target = self.journal_base + _size(path)
         chunk = MAX_CHUNK
         while not self.gone and target > self.journal_offset:
             with open(path, "rb") as f:
-                f.seek(self.journal_offset)
+                f.seek(self.journal_offset - self.journal_base)
                 data = f.read(min(chunk, target - self.journal_offset))
             end = data.rfind(b"\n") + 1
             if end == 0:
@@ -136,7 +149,7 @@ class Shipper:
         if resp is None:
             return False
         if resp.status_code == 409:  # the server knows a different offset; resume from its
-            self.journal_offset = resp.json().get("offset", self.journal_offset)
+            self.journal_offset = max(self.journal_base, resp.json().get("offset", self.journal_offset))
             return False
         self.journal_offset = resp.json()["offset"]
         return self.journal_offset == expected
@@ -247,6 +260,10 @@ def main(spec_path: str) -> int:
     proc = start_user_process(spec)
     Path(spec["spool"], "user.pid").write_text(str(proc.pid))
     shipper = Shipper(spec)
+    from nsml.scheduler.channel import Channel
+
+    channel = Channel(spec, shipper, preexec=user_preexec(spec))  # nsml exec and nsml sh
+    channel.start()
     signalled = killed = False
     deadline = time.monotonic() + spec["paused_timeout"] if spec.get("paused_timeout") else None
     timed_out = False
@@ -269,11 +286,13 @@ def main(spec_path: str) -> int:
         shipper.ship_log()
         shipper.ship_journal()
         if shipper.gone:  # the session was removed on the server: nothing left to serve
+            channel.close()
             _kill_group(proc.pid, signal.SIGKILL)
             return 0
         if code is not None:
             break
         time.sleep(POLL_SECONDS)
+    channel.close()
     _kill_group(proc.pid, signal.SIGKILL)  # children the entry file left behind
     shipper.ship_log()
     shipper.ship_journal()

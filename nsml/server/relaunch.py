@@ -17,10 +17,11 @@ from nsml.core.entities import Checkpoint, Session, Submission
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.resources import Resources, check_request
 from nsml.core.states import ACTIVE, FINAL
-from nsml.client.serve import read_line
+from nsml.core.wire import read_line
 from nsml.scheduler import evaluator
 from nsml.scheduler.local import SUBMIT_KINDS
 
+from . import rescoring
 from .api.sessions import tail_lines
 from .state import ServerState
 
@@ -41,7 +42,7 @@ def pick_checkpoint(st: ServerState, session: Session, name: str | None) -> Chec
 
 def relaunch(
     st: ServerState, source: Session, kind: str, checkpoint: str, user: str, args: str | None = None,
-    resources: Resources | None = None, dataset: str | None = None,
+    resources: Resources | None = None, dataset: str | None = None, batch_size: int = 0,
 ) -> Session:
     if source.code_fileset_id is None:
         raise Conflict(f"Session {source.name}'s code is still uploading; try again in a moment.")
@@ -54,15 +55,22 @@ def relaunch(
     session = st.store.create_session(
         user, dataset or source.dataset, source.entry, source.args if args is None else args, resources, memo,
         source.image, source.code_fileset_id, kind=kind, source=source.name, source_checkpoint=checkpoint,
+        shm_size=source.shm_size, batch_size=batch_size,
     )
     st.scheduler.wake()
     return session
 
 
 # -- submit ---------------------------------------------------------------------------------------
-def start_submit(st: ServerState, source: Session, checkpoint: str, test: bool, user: str) -> Submission:
+def start_submit(st: ServerState, source: Session, checkpoint: str, test: bool, user: str, batch_size: int | None = None) -> Submission:
+    """`batch_size` (submit -b): passed to the dataset's data loader and the bound infer where
+    their signatures take a batch_size (nsml.client.predict)."""
+    if batch_size is not None and batch_size < 1:
+        raise InvalidInput(f"The batch size must be a positive number of rows (-b 32, say), not {batch_size}.")
     if source.owner != user:
         raise Forbidden(f"Session {source.name} belongs to {source.owner}; you can submit only your own sessions.")
+    if not source.has_dataset:
+        raise InvalidInput(f"Session {source.name} was run without a dataset (-d), so there is no leaderboard to submit it to.")
     dataset = st.store.get_dataset(source.dataset)
     if not dataset.has_leaderboard:
         raise InvalidInput(
@@ -78,7 +86,7 @@ def start_submit(st: ServerState, source: Session, checkpoint: str, test: bool, 
                 f"Dataset '{dataset.name}' takes one ranked submit per {_duration(dataset.submit_interval)} from each user; "
                 f"you can submit again in {_duration(wait)}. `nsml submit -t` (not ranked) is not limited."
             )
-    runner = relaunch(st, source, "submit_test" if test else "submit", ckpt.name, user)
+    runner = relaunch(st, source, "submit_test" if test else "submit", ckpt.name, user, batch_size=batch_size or 0)
     return st.store.create_submission(dataset.name, user, source.name, ckpt.name, test, runner.id)
 
 
@@ -92,9 +100,10 @@ def _duration(seconds: float) -> str:
 
 
 def prediction_path(st: ServerState, session: Session) -> Path:
-    folder = Path(st.settings.home) / "predictions"
-    folder.mkdir(exist_ok=True)
-    return folder / f"{session.id}.txt"
+    """Where the predictions of submit session `session` are kept: by submission, so they outlive
+    the submit session (`nsml rm`) and the board can be re-scored when its metric changes."""
+    submission = st.store.submission_of_runner(session.id)
+    return rescoring.prediction_file(st, submission) if submission else rescoring.predictions_dir(st) / f"{session.id}.txt"
 
 
 def on_exit(st: ServerState, session: Session, exit_code: int, stopped: bool, relaunch_state: dict | None) -> None:
@@ -112,7 +121,8 @@ def on_exit(st: ServerState, session: Session, exit_code: int, stopped: bool, re
         step, error = problem
         st.store.finish_submission(submission.id, "failed", step=step, error=error)
         return
-    if st.store.finish_submission(submission.id, "evaluating") is not None:
+    written = str(stage.get("predictions", ""))[:8]  # the format nsml.client.predict wrote
+    if st.store.finish_submission(submission.id, "evaluating", prediction_format=written) is not None:
         threading.Thread(target=_evaluate, args=(st, submission, session), name=f"nsml-eval-{submission.id}", daemon=True).start()
 
 
@@ -160,14 +170,12 @@ def _log_tail(st: ServerState, session: Session) -> str:
 def _evaluate(st: ServerState, submission: Submission, session: Session) -> None:
     try:
         dataset = st.store.get_dataset(submission.dataset)
-        files = {f.path: st.blobs.path(f.sha256) for f in st.store.files(dataset.fileset_id)}
         prediction = prediction_path(st, session)
         if not prediction.is_file():
             raise evaluator.EvaluationFailed("The submit session wrote no predictions.")
-        score = evaluator.evaluate(dataset.metric, dataset.name, files, prediction, st.settings.evaluation_timeout)
-        if score != score:  # NaN ranks nowhere
-            raise evaluator.EvaluationFailed("The evaluation produced NaN.")
-        st.store.finish_submission(submission.id, "scored", score=score)
+        key, score = rescoring.score_now(st, dataset, st.store.get_submission(submission.id), prediction)
+        st.store.finish_submission(submission.id, "scored", score=score, scoring=key)
+        rescoring.rescore_later(st, dataset.name)  # the board may have changed while it was evaluated
     except evaluator.EvaluationFailed as exc:
         st.store.finish_submission(submission.id, "failed", step="evaluate", error=str(exc))
     except Exception as exc:  # an internal error must still end the submission

@@ -31,10 +31,11 @@ class DatasetPublic(BaseModel):
     metric: str  # '' when the dataset has no leaderboard
     order: str
     submit_interval: float
+    tags: list[str] = []  # '#word' labels
 
     @classmethod
     def of(cls, d: Dataset) -> "DatasetPublic":
-        return cls(**{k: getattr(d, k) for k in cls.model_fields})
+        return cls(**{k: list(v) if isinstance(v := getattr(d, k), tuple) else v for k in cls.model_fields})
 
 
 class FilePublic(BaseModel):
@@ -67,6 +68,8 @@ class SessionPublic(BaseModel):
     kind: str  # normal, fork, submit, submit_test, infer
     source: str  # the session a fork/submit/infer relaunched
     source_checkpoint: str
+    shm_size: int = 0  # bytes asked for with run --shm-size (0: the default)
+    removed: float | None = None  # when `rm -s` took it out of listings (its stored files are kept)
 
     @classmethod
     def of(cls, s: Session) -> "SessionPublic":
@@ -76,7 +79,7 @@ class SessionPublic(BaseModel):
             started=s.started, ended=s.ended, memo=s.memo, error=s.error, image=s.image,
             cpus=s.resources.cpus, memory=s.resources.memory, gpus=s.resources.gpus, gpu_ids=s.gpu_ids,
             summary=finite(s.summary), last_values=finite(s.last_values), kind=s.kind, source=s.source,
-            source_checkpoint=s.source_checkpoint,
+            source_checkpoint=s.source_checkpoint, shm_size=s.shm_size, removed=s.removed,
         )
 
 
@@ -153,6 +156,20 @@ class BoardRowPublic(BaseModel):
     checkpoint: str
     count: int
     created: float
+    removed: bool = False  # the session was removed (rm): the row stays, without a link to it
+
+
+class ArchivedRowPublic(BaseModel):
+    """A submission scored another way than the board now scores (nsml.server.rescoring), which
+    cannot be scored again: kept apart, never ranked."""
+
+    owner: str
+    score: float
+    scored_with: str  # the metric its score was computed with ('' if unknown)
+    reason: str
+    session: str
+    checkpoint: str
+    created: float
 
 
 class BoardPublic(BaseModel):
@@ -161,6 +178,8 @@ class BoardPublic(BaseModel):
     order: str
     all: bool  # every submission, or each owner's best
     rows: list[BoardRowPublic]
+    rescoring: int = 0  # submissions scored another way, being scored again with this metric
+    archived: list[ArchivedRowPublic] = []  # scored another way and not scorable again: not ranked
 
 
 class DatasetChange(BaseModel):
@@ -168,6 +187,17 @@ class DatasetChange(BaseModel):
     metric: str | None = None  # '' removes the leaderboard
     order: str | None = None
     submit_interval: float | None = None
+    tags: list[str] | None = None  # replaces the tags; [] removes them
+
+
+class Credit(BaseModel):
+    """A user's GPU credit (`nsml credit`). Until a fair-share scheduler limits GPU time,
+    credits are off: `enabled` is false and `credit` is None."""
+
+    user: str
+    enabled: bool
+    credit: float | None = None  # GPU-minutes left, when enabled
+    message: str = ""
 
 
 class InferRequest(BaseModel):

@@ -173,7 +173,7 @@ def test_push_without_train_test_layout_rules(server, cli, tmp_path):
     (tmp_path / "only_train" / "train").mkdir(parents=True)
     (tmp_path / "only_train" / "train" / "x").write_text("x")
     out = cli("dataset", "push", "plain", tmp_path / "only_train").stdout
-    assert out.strip() == "Dataset plain is pushed (1 files, 1 B)"
+    assert out.strip() == "Dataset plain is pushed (1 file, 1 B)"
     assert datasets(server)["plain"]["has_test"] is False
 
 

@@ -145,7 +145,7 @@ def test_model_rm_by_name_and_glob(trained, srv, cli):
     def names():
         return [c["name"] for c in json.loads(cli("model", "ls", "-j", name).stdout)]
 
-    assert cli("model", "rm", name, "best").stdout == ""  # silent on success
+    assert cli("model", "rm", name, "best").stdout == f"Removed checkpoint best of {name}\n"  # says what it did
     assert names() == ["0", "1", "2", "10", "odd name #1?%"]
     cli("model", "rm", name, "odd name #1?%")
     cli("model", "rm", name, "1*")

@@ -108,13 +108,13 @@ def test_run_numbers_args_entry_and_memo(srv, cli):
     assert "OTHER alice/numa/2" in cli("logs", second).stdout
     assert "ARGS ['--epochs=3']" in cli("logs", third).stdout
 
-    assert cli("command", first).stdout.strip() == "python main.py --lr 0.01 --name 'two words'"
-    assert cli("command", second).stdout.strip() == "python other.py"
+    assert cli("command", first).stdout.splitlines()[0] == "python main.py --lr 0.01 --name 'two words'"
+    assert cli("command", second).stdout.splitlines()[0] == "python other.py"
     s2 = srv.session(second)
     assert (s2["cpus"], s2["memory"]) == (1.0, 1 << 30)
 
     assert "first try" in cli("ps", "-a", "-d", "numa").stdout
-    assert cli("memo", first, "a better description").stdout == ""
+    assert cli("memo", first, "a better description").stdout == f"Memo of {first} is set\n"
     listing = cli("ps", "-a", "-d", "numa").stdout
     assert "a better description" in listing and "first try" not in listing
     assert srv.session(first)["memo"] == "a better description"

@@ -149,9 +149,25 @@ def test_default_save_and_load_restore_bound_objects_in_place():
     assert restored['model'] is model and restored['plain'] is plain and restored['table'] is table
 
 
-def test_default_save_with_nothing_bound_says_what_to_do():
-    with pytest.raises(RuntimeError, match=r'nothing to save.*nsml\.bind'):
-        nsml.save(1)
+def test_save_with_nothing_bound_keeps_an_empty_checkpoint_and_warns_once(workdir):
+    """NSML's tutorials call nsml.save(10) without bind: kept, one warning per process."""
+    proc = run_python('''
+        import nsml
+        for epoch in range(3):
+            nsml.save(epoch)
+        print(nsml.load(2))
+    ''', workdir)
+    assert sorted(os.listdir(os.path.join(workdir, 'nsml_checkpoints'))) == ['0', '1', '2']
+    assert os.listdir(os.path.join(workdir, 'nsml_checkpoints', '2')) == []
+    assert proc.stderr.count('nsml.save: nothing is bound, so checkpoints are kept empty') == 1, proc.stderr
+    assert 'wrote no files' not in proc.stderr
+    assert proc.stdout.splitlines()[-1] == '{}'  # an empty checkpoint loads as nothing
+
+
+def test_load_with_nothing_bound_of_a_checkpoint_with_files_says_what_to_do():
+    nsml.save(1, save_fn=write_state('v'))
+    with pytest.raises(RuntimeError, match=r'no model\.pkl'):
+        nsml.load(1)
 
 
 def test_default_load_of_a_foreign_checkpoint_says_what_to_do():

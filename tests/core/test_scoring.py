@@ -60,3 +60,14 @@ def test_metric_names_and_orders():
 
 def test_nan_is_not_a_probability():
     assert parse_prediction_line('[NaN, 1]') == (None, "1")
+
+
+def test_the_legacy_plain_format_is_read_verbatim():
+    """NSML's test_data_loader protocol writes str(prediction) per line (nsml.client.predict)."""
+    from nsml.client.predict import plain_row
+
+    rows = [(0.9, 1), (0.2, [1, 2]), 3, (0.5, "cat"), (0.1, 2.0)]
+    text = "".join(plain_row(r) + "\n" for r in rows)
+    assert text == "1\n[1, 2]\n3\ncat\n2.0\n"
+    assert score("accuracy", text, "1\n[1, 2]\n3\ncat\n2\n", plain=True) == 1.0
+    assert score("accuracy", text, "1\n[1, 2]\n3\ncat\n2\n") == 0.8  # read as pairs, [1, 2] is a pair

@@ -5,10 +5,11 @@ from fastapi import APIRouter, Depends, Request
 from nsml.core import scoring
 from nsml.core.errors import InvalidInput
 
+from .. import rescoring
 from ..auth import current_user
-from ..schemas import BoardPublic, BoardRowPublic, DatasetChange, DatasetPublic, SubmissionPublic
+from ..schemas import ArchivedRowPublic, BoardPublic, BoardRowPublic, DatasetChange, DatasetPublic, SubmissionPublic
 from ..state import state
-from .datasets import _check_owner, check_board_layout, visible_dataset
+from .datasets import _check_owner, check_board_layout, check_tags, visible_dataset
 
 router = APIRouter(prefix="/api/datasets", tags=["leaderboards"])
 
@@ -21,9 +22,22 @@ def board(name: str, request: Request, all: bool = False, user: str = Depends(cu
     dataset = visible_dataset(st, name, user)
     if not dataset.has_leaderboard:
         raise InvalidInput(f"Dataset '{name}' has no leaderboard; its owner can add one with nsml dataset change --metric accuracy {name}.")
-    rows = st.store.board(dataset.name, dataset.order, every=all)
+    key = rescoring.current_key(st, dataset)
+    rows = st.store.board(dataset.name, dataset.order, every=all, scoring=key)
+    pending, archived = 0, []
+    for s in st.store.scored_otherwise(dataset.name, key):
+        why = rescoring.standing(st, s, key)
+        if why == rescoring.PENDING:
+            pending += 1
+        else:
+            archived.append(ArchivedRowPublic(owner=s.owner, score=s.score, scored_with=scoring.key_metric(s.scoring), reason=why,
+                                              session=s.session, checkpoint=s.checkpoint, created=s.created))
+    if pending:  # also picks up a pass a server restart cut short
+        rescoring.rescore_later(st, dataset.name)
+    listed = {s.name for s in st.store.list_sessions(dataset=dataset.name)}  # a removed one is not linked
     return BoardPublic(dataset=dataset.name, metric=dataset.metric, order=dataset.order, all=all,
-                       rows=[BoardRowPublic(**r.__dict__) for r in rows])
+                       rows=[BoardRowPublic(**r.__dict__, removed=r.session not in listed) for r in rows],
+                       rescoring=pending, archived=archived)
 
 
 @router.get("/{name}/submissions", response_model=list[SubmissionPublic])
@@ -55,8 +69,13 @@ def change(name: str, body: DatasetChange, request: Request, user: str = Depends
             fields.update(metric=metric, order=order)
         else:
             fields["metric"] = ""
+    if body.tags is not None:
+        fields["tags"] = check_tags(body.tags)
     if body.submit_interval is not None:
         if body.submit_interval < 0:
             raise InvalidInput("submit_interval must be 0 (no limit) or a number of seconds.")
         fields["submit_interval"] = body.submit_interval
-    return DatasetPublic.of(st.store.change_dataset(dataset.name, **fields))
+    changed = st.store.change_dataset(dataset.name, **fields)
+    if changed.has_leaderboard:  # a new metric: the kept predictions are scored again
+        rescoring.rescore_later(st, changed.name)
+    return DatasetPublic.of(changed)

@@ -4,12 +4,12 @@ A private dataset is visible only to its owner (others get the same answer as fo
 does not exist); any dataset can be replaced or removed only by its owner.
 """
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from nsml.core import naming, scoring
 from nsml.core.entities import Dataset
-from nsml.core.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, not_found
+from nsml.core.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound, not_found
 from nsml.store.archive import Member, stream_tar
 
 from ..auth import current_user
@@ -18,22 +18,44 @@ from ..state import state
 from ..uploads import forget, receive_tar
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
+MAX_TAGS = 7  # NSML's limits: at most 7 tags, each at most 50 characters, starting with '#'
+MAX_TAG_LENGTH = 50
+
+
+def check_tags(tags: list[str]) -> list[str]:
+    """Tags as given (duplicates dropped), or a clear error for the first bad one."""
+    out: list[str] = []
+    for tag in tags:
+        if not tag.startswith("#") or len(tag) < 2:
+            raise InvalidInput(f"Tag '{tag}' must start with '#' followed by a word, e.g. --tag '#vision' (quote it: the shell reads # as a comment).")
+        if len(tag) > MAX_TAG_LENGTH:
+            raise InvalidInput(f"Tag '{tag[:20]}…' is {len(tag)} characters long; the limit is {MAX_TAG_LENGTH}.")
+        if any(ch.isspace() or ch == "," for ch in tag):
+            raise InvalidInput(f"Tag '{tag}' contains a space or a comma; give each tag with its own --tag.")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise InvalidInput(f"{len(out)} tags given; a dataset has at most {MAX_TAGS}.")
+    return out
 
 
 @router.post("/{name}", response_model=DatasetPublic, status_code=201)
 async def push_dataset(
     name: str, request: Request, force: bool = False, description: str = "", private: bool = False,
     leaderboard: bool = False, metric: str = "", order: str = "", submit_interval: float | None = None,
-    user: str = Depends(current_user),
+    tag: list[str] | None = Query(default=None), user: str = Depends(current_user),
 ) -> DatasetPublic:
     """Body: an uncompressed tar of the dataset folder. The dataset appears only once every file
     is stored; with force=true it replaces an existing one at that moment, not before.
 
     `leaderboard` (implied by `metric`): submits are scored on test/ against test/test_label with
-    `metric` (accuracy, mse, f1, roc-auc, or custom = the dataset's evaluation.py), ranked by
+    `metric` (accuracy, mse, f1, roc-auc, or custom = the dataset's evaluation.py; without a
+    metric, custom when the dataset ships an evaluation.py, else accuracy), ranked by
     `order` (asc or desc; default by metric); `submit_interval`: seconds between one user's
-    ranked submits (0: no limit). A forced push without these keeps the old leaderboard settings."""
+    ranked submits (0: no limit). A forced push without these keeps the old leaderboard settings;
+    without `tag` it keeps the old tags."""
     naming.check_dataset_name(name)
+    tags = check_tags(tag) if tag is not None else None
     st = state(request)
     board = _board_settings(leaderboard, metric, order, submit_interval)
     old = _find(st, name)
@@ -46,18 +68,24 @@ async def push_dataset(
         if not any(e.path.startswith("train/") for e in entries):
             raise InvalidInput(f"Dataset '{name}' has no train/ folder; put the training files under train/.")
         replaced = _find(st, name) if force else None  # read again: it may have changed meanwhile
+        if board is not None and not board[0]:  # -l alone: the dataset's own evaluation.py if it ships one
+            board = ("custom" if any(e.path == "evaluation.py" for e in entries) else "accuracy", *board[1:])
         if board is None and replaced is not None:
             board = (replaced.metric, replaced.order, replaced.submit_interval)
         metric, order, interval = board or ("", "desc", 0.0)
         if metric:
             check_board_layout(name, {e.path for e in entries}, metric)
         old_shas = st.store.fileset_shas(replaced.fileset_id) if replaced else set()
-        dataset = st.store.put_dataset(name, user, description, private, entries, force, metric, order, interval)
+        dataset = st.store.put_dataset(name, user, description, private, entries, force, metric, order, interval, tags=tags)
     except BaseException:
         forget(st.blobs, created)
         raise
     st.blobs.delete_unused(old_shas)
     st.prune_dataset_views()
+    if replaced is not None and dataset.has_leaderboard:  # a new metric, evaluator or test split
+        from .. import rescoring
+
+        rescoring.rescore_later(st, dataset.name)
     return DatasetPublic.of(dataset)
 
 
@@ -67,10 +95,11 @@ def _board_settings(leaderboard: bool, metric: str, order: str, submit_interval:
         return None
     if not (leaderboard or metric):
         raise InvalidInput("--order and --submit-interval apply to a leaderboard; add --leaderboard (or --metric).")
-    try:
-        metric, order = scoring.check_metric(metric or "accuracy", order)
+    try:  # no metric named: custom or accuracy, once the files show whether evaluation.py ships
+        named, order = scoring.check_metric(metric or "accuracy", order)  # both rank higher first
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    metric = named if metric else ""
     if submit_interval is not None and submit_interval < 0:
         raise InvalidInput("--submit-interval must be 0 (no limit) or a number of seconds.")
     return metric, order, submit_interval or 0.0
@@ -140,10 +169,19 @@ def pull_dataset(name: str, request: Request, user: str = Depends(current_user))
 
 
 @router.delete("/{name}")
-def remove_dataset(name: str, request: Request, user: str = Depends(current_user)) -> dict:
+def remove_dataset(name: str, request: Request, force: bool = False, user: str = Depends(current_user)) -> dict:
+    """Remove a dataset (owner only). One that sessions were run on needs force=true: those
+    sessions keep their code, logs and checkpoints, but can no longer be forked or submitted."""
     st = state(request)
     dataset = visible_dataset(st, name, user)
     _check_owner(dataset, user, "remove")
+    users = st.store.list_sessions(dataset=dataset.name)
+    if users and not force:
+        n = len(users)
+        raise Conflict(
+            f"Dataset '{name}' is used by {n} session{'s' if n != 1 else ''} (e.g. {users[-1].name}); "
+            f"remove {'them' if n != 1 else 'it'} first, or remove the dataset anyway with nsml dataset rm -f {name}."
+        )
     shas = st.store.fileset_shas(dataset.fileset_id)
     st.store.delete_dataset(name)
     st.blobs.delete_unused(shas)

@@ -42,11 +42,15 @@ def fork(
 
 
 @router.post("/sessions" + SESSION + "/submit", response_model=SubmissionPublic, status_code=201)
-def submit(owner: str, dataset: str, number: int, checkpoint: str, request: Request, test: bool = False, user: str = Depends(current_user)) -> SubmissionPublic:
+def submit(
+    owner: str, dataset: str, number: int, checkpoint: str, request: Request, test: bool = False,
+    batch_size: int | None = None, user: str = Depends(current_user),
+) -> SubmissionPublic:
     """Score a checkpoint on the dataset's hidden test split (`test`: the same, never ranked).
-    Poll GET /api/submissions/{id} for its progress and score."""
+    `batch_size`: passed as batch_size= to the dataset's data loader and the bound infer where
+    they take one. Poll GET /api/submissions/{id} for its progress and score."""
     st = state(request)
-    submission = relaunch.start_submit(st, session_of(st, owner, dataset, number), checkpoint, test, user)
+    submission = relaunch.start_submit(st, session_of(st, owner, dataset, number), checkpoint, test, user, batch_size)
     return _public(st, submission)
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from nsml.core import naming
 from nsml.core.errors import Conflict, InvalidInput, NotFound
-from nsml.core.resources import Resources, check_request, parse_size
+from nsml.core.resources import Resources, check_request, format_size, parse_size
 from nsml.core.states import ACTIVE, FINAL, Status
 from nsml.scheduler.environments import read_first_line_image
 
@@ -23,6 +23,7 @@ router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 SESSION = "/{owner}/{dataset}/{number}"
 DEFAULT_CPUS = 2.0
 DEFAULT_MEMORY = 24 << 30
+DEFAULT_SHM = 1 << 30  # NSML's --shm-size default, 1G
 
 
 def session_of(st: ServerState, owner: str, dataset: str, number: int):
@@ -31,18 +32,26 @@ def session_of(st: ServerState, owner: str, dataset: str, number: int):
 
 @router.post("", response_model=SessionPublic, status_code=201)
 async def run_session(
-    request: Request, dataset: str, entry: str = "main.py", args: str = "", gpus: int | None = None,
-    cpus: float | None = None, memory: str | None = None, memo: str = "", user: str = Depends(current_user),
+    request: Request, dataset: str = "", entry: str = "main.py", args: str = "", gpus: int | None = None,
+    cpus: float | None = None, memory: str | None = None, memo: str = "", shm_size: str | None = None,
+    user: str = Depends(current_user),
 ) -> SessionPublic:
-    """Body: an uncompressed tar of the code folder. Starts when resources allow (status queued first)."""
+    """Body: an uncompressed tar of the code folder. Starts when resources allow (status queued first).
+
+    Without `dataset` the session has none (HAS_DATASET false) and is named
+    OWNER/.nodata/N (naming.NO_DATASET). `shm_size`: shared memory for /dev/shm (default 1G,
+    at most the session's memory)."""
     st = state(request)
-    visible_dataset(st, dataset, user)  # a clear "did you mean" before any byte is uploaded
+    dataset = dataset.strip() or naming.NO_DATASET
+    if dataset != naming.NO_DATASET:
+        visible_dataset(st, dataset, user)  # a clear "did you mean" before any byte is uploaded
     request_res = Resources(
         cpus=cpus if cpus is not None else min(DEFAULT_CPUS, st.capacity.cpus),
         memory=parse_size(memory) if memory else min(DEFAULT_MEMORY, st.capacity.memory),
         gpus=gpus if gpus is not None else min(1, st.capacity.gpus),
     )
     check_request(request_res, st.capacity)
+    shm = shm_bytes(shm_size, request_res.memory)
     entry = entry.strip()
     check_args(args)
     files, created = await receive_tar(request, st.blobs, "the code")
@@ -55,12 +64,25 @@ async def run_session(
         if not entry.endswith(".py"):
             raise InvalidInput(f"Entry file '{entry}' is not a Python file; NSML runs Python entry files only.")
         image = read_first_line_image({f.path: st.blobs.path(f.sha256) for f in files})
-        session = st.store.create_session(user, dataset, entry, args, request_res, memo, image, files)
+        session = st.store.create_session(user, dataset, entry, args, request_res, memo, image, files, shm_size=shm)
     except BaseException:
         forget(st.blobs, created)
         raise
     st.scheduler.wake()
     return SessionPublic.of(session)
+
+
+def shm_bytes(shm_size: str | None, memory: int) -> int:
+    """--shm-size in bytes, checked like --memory: a size, more than 0, within the memory."""
+    if not shm_size:
+        return min(DEFAULT_SHM, memory)
+    shm = parse_size(shm_size)
+    if shm <= 0:
+        raise InvalidInput(f"--shm-size {shm_size} is not more than 0; write it like 512M or 1G.")
+    if shm > memory:
+        raise InvalidInput(f"--shm-size {shm_size} is more than the session's memory ({format_size(memory)}); "
+                           f"lower --shm-size or raise --memory.")
+    return shm
 
 
 def check_args(args: str) -> None:
@@ -85,9 +107,15 @@ def list_sessions(
 
 @router.delete("", response_model=Removed)
 def remove_sessions(
-    request: Request, pattern: list[str] = Query(default=[]), force: bool = False, _user: str = Depends(current_user),
+    request: Request, pattern: list[str] = Query(default=[]), force: bool = False, skip: bool = False,
+    _user: str = Depends(current_user),
 ) -> Removed:
-    """Remove sessions matching glob patterns; running ones only with force=true (they are killed)."""
+    """Remove sessions matching glob patterns; running ones only with force=true (they are killed).
+
+    skip=true (NSML's `rm -s`, "skip the deletion from storage"): the sessions leave every listing
+    (ps, the dashboard, globs) but their code, outputs, logs and checkpoints stay stored, so
+    `model pull`, `nsml.load(session=...)`, `fork` and `submit` still work by name; removing one
+    again by name without skip deletes it for good."""
     st = state(request)
     if not pattern:
         raise InvalidInput("Name the sessions to remove, e.g. alice/digits/3 or 'alice/digits/*'.")
@@ -101,8 +129,18 @@ def remove_sessions(
     if running and not force:
         raise Conflict(f"{', '.join(sorted(running))} {'is' if len(running) == 1 else 'are'} still running; stop it first or use rm -f.")
     for s in targets.values():
-        _remove(st, s)
+        if skip:
+            _hide(st, s)
+        else:
+            _remove(st, s)
     return Removed(removed=sorted(s.name for s in targets.values()))
+
+
+def _hide(st: ServerState, session) -> None:
+    if session.status in ACTIVE:  # rm -s -f: the session ends now, its files stay
+        st.store.move_session(session.id, Status.STOPPED, ended=time.time())
+        st.executor.kill(session)
+    st.store.update_session(session.id, removed=time.time())
 
 
 def _remove(st: ServerState, session) -> None:

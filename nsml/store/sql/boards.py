@@ -14,7 +14,8 @@ def _to_submission(row: SubmissionRow, runner: str) -> Submission:
     return Submission(
         id=row.id, dataset=row.dataset, owner=row.owner, session=row.session, checkpoint=row.checkpoint,
         test=row.test, runner=runner, runner_id=row.runner_id, status=row.status, step=row.step, error=row.error, score=row.score,
-        created=row.created, finished=row.finished,
+        created=row.created, finished=row.finished, scoring=row.scoring, prediction_format=row.prediction_format,
+        rescore_error=row.rescore_error,
     )
 
 
@@ -71,6 +72,26 @@ class BoardsMixin:
             return orm.scalar(select(func.max(SubmissionRow.created)).where(
                 SubmissionRow.dataset == dataset, SubmissionRow.owner == owner, SubmissionRow.test.is_(False)))
 
+    def scored_otherwise(self, dataset: str, scoring: str) -> list[Submission]:
+        """Ranked (not -t) scored submissions whose score was computed another way than `scoring`,
+        oldest first: to re-score, or to show as archived."""
+        with self._read() as orm:
+            rows = orm.scalars(select(SubmissionRow).where(
+                SubmissionRow.dataset == dataset, SubmissionRow.test.is_(False), SubmissionRow.status == "scored",
+                SubmissionRow.scoring != scoring).order_by(SubmissionRow.id))
+            return [self._submission(orm, r) for r in rows]
+
+    def rescore_submission(self, submission_id: int, scoring: str, score: float | None = None, error: str = "") -> None:
+        """A scored submission scored again under `scoring`; or, with `error`, why it could not be."""
+        with self._write() as orm:
+            row = orm.get(SubmissionRow, submission_id)
+            if row is None or row.status != "scored":
+                return
+            if error:
+                row.rescore_error = f"{scoring}\t{error}"
+            else:
+                row.score, row.scoring, row.rescore_error = score, scoring, ""
+
     def list_submissions(self, dataset: str, owner: str | None = None, limit: int = 100) -> list[Submission]:
         query = select(SubmissionRow).where(SubmissionRow.dataset == dataset)
         if owner:
@@ -79,12 +100,17 @@ class BoardsMixin:
             rows = orm.scalars(query.order_by(SubmissionRow.id.desc()).limit(limit))
             return [self._submission(orm, r) for r in rows]
 
-    def board(self, dataset: str, order: str, every: bool = False) -> list[BoardRow]:
-        """Ranked scored submissions: each owner's best (ties: the earlier one), or every one."""
+    def board(self, dataset: str, order: str, every: bool = False, scoring: str | None = None) -> list[BoardRow]:
+        """Ranked scored submissions: each owner's best (ties: the earlier one), or every one;
+        with `scoring`, only those scored that way (nsml.core.scoring.scoring_key): scores
+        computed another way are never ranked together."""
+        query = select(SubmissionRow).where(
+            SubmissionRow.dataset == dataset, SubmissionRow.test.is_(False),
+            SubmissionRow.status == "scored", SubmissionRow.score.is_not(None))
+        if scoring is not None:
+            query = query.where(SubmissionRow.scoring == scoring)
         with self._read() as orm:
-            rows = list(orm.scalars(select(SubmissionRow).where(
-                SubmissionRow.dataset == dataset, SubmissionRow.test.is_(False),
-                SubmissionRow.status == "scored", SubmissionRow.score.is_not(None))))
+            rows = list(orm.scalars(query))
         sign = -1 if order == "desc" else 1
         rows.sort(key=lambda r: (sign * r.score, r.created, r.id))
         counts: dict[str, int] = {}

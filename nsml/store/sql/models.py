@@ -60,6 +60,7 @@ class DatasetRow(Base):
     metric: Mapped[str] = mapped_column(String(16), default="")
     order: Mapped[str] = mapped_column(String(4), default="desc")
     submit_interval: Mapped[float] = mapped_column(Float, default=0.0)  # seconds between real submits per owner
+    tags: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of '#word' tags (0004)
 
 
 class SessionCounterRow(Base):
@@ -109,6 +110,11 @@ class SessionRow(Base):
     kind: Mapped[str] = mapped_column(String(16), default="normal")
     source: Mapped[str] = mapped_column(String(160), default="")
     source_checkpoint: Mapped[str] = mapped_column(String(256), default="")
+    # run --shm-size in bytes (0: the default); when `rm -s` took it out of listings, its
+    # stored code, outputs and checkpoints kept (0004).
+    shm_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    batch_size: Mapped[int] = mapped_column(Integer, default=0)  # submit -b (0: not given) (0004)
+    removed: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SessionEventRow(Base):
@@ -151,6 +157,11 @@ class SubmissionRow(Base):
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     created: Mapped[float] = mapped_column(Float)
     finished: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # How the score was computed (nsml.core.scoring.scoring_key; '' before 0004), the format of
+    # the prediction file (nsml.client.predict), why re-scoring under a newer key failed ("KEY\tmessage").
+    scoring: Mapped[str] = mapped_column(String(96), default="")
+    prediction_format: Mapped[str] = mapped_column(String(8), default="")
+    rescore_error: Mapped[str] = mapped_column(Text, default="")
 
 
 class CheckpointRow(Base):

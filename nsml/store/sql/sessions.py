@@ -24,7 +24,8 @@ def to_session(row: SessionRow) -> Session:
         supervisor_pid=row.supervisor_pid, summary=json.loads(row.summary),
         last_values=json.loads(row.last_values), journal_offset=row.journal_offset,
         log_offset=row.log_offset, gpu_ids=row.gpu_ids, kind=row.kind, source=row.source,
-        source_checkpoint=row.source_checkpoint,
+        source_checkpoint=row.source_checkpoint, shm_size=row.shm_size, removed=row.removed,
+        batch_size=row.batch_size,
     )
 
 
@@ -37,7 +38,8 @@ class SessionsMixin:
     def create_session(
         self, owner: str, dataset: str, entry: str, args: str, resources: Resources,
         memo: str, image: str, code: list[FileEntry] | int,
-        kind: str = "normal", source: str = "", source_checkpoint: str = "",
+        kind: str = "normal", source: str = "", source_checkpoint: str = "", shm_size: int = 0,
+        batch_size: int = 0,
     ) -> Session:
         """A queued session; `code` is the uploaded files, or the code fileset of the session a
         fork/submit/infer relaunches (shared, not copied)."""
@@ -53,7 +55,8 @@ class SessionsMixin:
                 status=Status.QUEUED.value, cpus=resources.cpus, memory=resources.memory, gpus=resources.gpus,
                 created=time.time(), memo=memo, image=image, code_fileset_id=code_id,
                 summary="{}", last_values="{}", error="", gpu_ids="",
-                kind=kind, source=source, source_checkpoint=source_checkpoint,
+                kind=kind, source=source, source_checkpoint=source_checkpoint, shm_size=shm_size,
+                batch_size=batch_size,
             )
             orm.add(row)
             orm.flush()
@@ -85,9 +88,12 @@ class SessionsMixin:
 
     def list_sessions(
         self, statuses: set[Status] | None = None, dataset: str | None = None,
-        owner: str | None = None, limit: int | None = None,
+        owner: str | None = None, limit: int | None = None, removed: bool = False,
     ) -> list[Session]:
+        """Newest first; sessions taken out of listings by `rm -s` only with removed=True."""
         query = select(SessionRow).order_by(SessionRow.created.desc(), SessionRow.id.desc())
+        if not removed:
+            query = query.where(SessionRow.removed.is_(None))
         if statuses:
             query = query.where(SessionRow.status.in_([s.value for s in statuses]))
         if dataset:

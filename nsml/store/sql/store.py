@@ -1,6 +1,7 @@
 """SqlStore: every read and write of metadata. Returns nsml.core entities, never ORM rows."""
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterable
@@ -149,14 +150,15 @@ class SqlStore(ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin)
             name=row.name, owner=row.owner, description=row.description, private=row.private,
             size=fs.size, file_count=fs.file_count, created=row.created, updated=row.updated,
             fileset_id=row.fileset_id, has_test=row.has_test, metric=row.metric, order=row.order,
-            submit_interval=row.submit_interval,
+            submit_interval=row.submit_interval, tags=tuple(json.loads(row.tags or "[]")),
         )
 
     def put_dataset(
         self, name: str, owner: str, description: str, private: bool, entries: list[FileEntry], force: bool,
-        metric: str = "", order: str = "desc", submit_interval: float = 0.0,
+        metric: str = "", order: str = "desc", submit_interval: float = 0.0, tags: Iterable[str] | None = None,
     ) -> Dataset:
-        """Register a fully stored dataset in one transaction; with force, replace the old one."""
+        """Register a fully stored dataset in one transaction; with force, replace the old one
+        (tags None: keep the replaced dataset's tags)."""
         naming.check_dataset_name(name)
         has_test = any(e.path.startswith("test/") for e in entries)
         now = time.time()
@@ -176,19 +178,21 @@ class SqlStore(ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin)
             row.description, row.private, row.fileset_id = description, private, fileset_id
             row.has_test, row.updated = has_test, now
             row.metric, row.order, row.submit_interval = metric, order, submit_interval
+            if tags is not None or row.tags is None:
+                row.tags = json.dumps(list(tags or ()))
             orm.flush()
             if old_fileset is not None:
                 self._drop_fileset(orm, old_fileset)
             return self._dataset(row, orm.get(FilesetRow, fileset_id))
 
     def change_dataset(self, name: str, **fields) -> Dataset:
-        """Set description / metric / order / submit_interval."""
+        """Set description / metric / order / submit_interval / tags (a list of strings)."""
         with self._write() as orm:
             row = orm.scalar(select(DatasetRow).where(DatasetRow.name == name))
             if row is None:
                 raise not_found("Dataset", name, list(orm.scalars(select(DatasetRow.name))))
             for key, value in fields.items():
-                setattr(row, key, value)
+                setattr(row, key, json.dumps(list(value)) if key == "tags" else value)
             row.updated = time.time()
             return self._dataset(row, orm.get(FilesetRow, row.fileset_id))
 

@@ -72,8 +72,9 @@ class ViewsMixin:
         owner: str | None = None, offset: int = 0, limit: int = 50,
     ) -> tuple[int, list[Session]]:
         """(how many match, one page of them newest first). `q` matches, case-insensitively,
-        part of the name owner/dataset/N, the memo or the arguments."""
-        where = []
+        part of the name owner/dataset/N, the memo or the arguments. Sessions `rm -s` took out of
+        listings are left out."""
+        where = [SessionRow.removed.is_(None)]
         if q:
             pattern = _like(q)
             name = SessionRow.owner + "/" + SessionRow.dataset + "/" + cast(SessionRow.number, String)

@@ -10,7 +10,7 @@ NSML.diff = {
     const c = d.counts;
     box.append(NSML.el("div", { class: "diff-summary" },
       NSML.el("a", { href: NSML.urls.session(d.a.name), text: d.a.name }), " ⟷ ", NSML.el("a", { href: NSML.urls.session(d.b.name), text: d.b.name }),
-      NSML.el("span", { class: "muted", text: ` · ${c.changed} changed, ${c.added} added, ${c.removed} removed, ${c.same} unchanged files` }),
+      NSML.el("span", { class: "muted", text: ` · ${c.changed} changed, ${c.added} added, ${c.removed} removed, ${c.same} unchanged file${c.same === 1 ? "" : "s"}` }),
       NSML.el("a", { class: "small", href: NSML.urls.compare([d.a.name, d.b.name]), text: " · overlay their graphs →" })));
     const args = NSML.el("table", { class: "grid args-diff" },
       NSML.el("thead", {}, NSML.el("tr", {}, NSML.el("th", { text: "argument" }), NSML.el("th", { text: d.a.name }), NSML.el("th", { text: d.b.name }))),
@@ -22,7 +22,7 @@ NSML.diff = {
     if (!changed.length) box.append(NSML.el("div", { class: "muted pad", text: "The uploaded code is identical." }));
     for (const f of changed) box.append(this.file(f));
     const same = d.files.filter((f) => f.status === "same");
-    if (same.length) box.append(NSML.el("details", { class: "small muted" }, NSML.el("summary", { text: `${same.length} unchanged files` }),
+    if (same.length) box.append(NSML.el("details", { class: "small muted" }, NSML.el("summary", { text: `${same.length} unchanged file${same.length === 1 ? "" : "s"}` }),
       NSML.el("div", { class: "mono", text: same.map((f) => f.path).join("  ") })));
   },
 

@@ -132,8 +132,8 @@ NSML.graph = {
     const counts = Object.values(this.data.series).flatMap((m) => Object.values(m));
     const total = counts.reduce((a, c) => a + c.count, 0), sent = counts.reduce((a, c) => a + c.x.length, 0);
     const exact = counts.every((c) => c.exact);
-    NSML.clear(this.status).append(`${shown} session${shown === 1 ? "" : "s"} · ${keys.length} metrics · `,
-      exact ? `${total} points` : `${sent} of ${total} points (min/max per pixel column)`,
+    NSML.clear(this.status).append(`${shown} session${shown === 1 ? "" : "s"} · ${keys.length} metric${keys.length === 1 ? "" : "s"} · `,
+      exact ? `${total} point${total === 1 ? "" : "s"}` : `${sent} of ${total} points (min/max per pixel column)`,
       this.data.xmin !== null && this.data.xmin !== undefined ? " · zoomed" : "",
       this.active().length ? NSML.el("span", { class: "live", text: " · live" }) : "",
       this.data.missing.length ? NSML.el("span", { class: "bad", text: ` · not found: ${this.data.missing.join(", ")}` }) : "");

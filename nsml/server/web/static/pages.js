@@ -52,7 +52,7 @@ NSML.pages.dataset = async function (main) {
   NSML.clear(main).append(NSML.el("div", { class: "page-head" },
     NSML.el("h1", {}, d.name, d.private ? NSML.el("span", { class: "badge", text: "private" }) : null),
     NSML.el("div", { class: "meta" }, NSML.el("span", { text: d.description || "No description." }),
-      NSML.el("span", { class: "muted", text: `${d.owner} · ${d.file_count} files · ${NSML.fmt.bytes(d.size)} · updated ${NSML.fmt.ago(d.updated)}${d.has_test ? " · hidden test split" : ""}` }))), bar, body);
+      NSML.el("span", { class: "muted", text: `${d.owner} · ${d.file_count} file${d.file_count === 1 ? "" : "s"} · ${NSML.fmt.bytes(d.size)} · updated ${NSML.fmt.ago(d.updated)}${d.has_test ? " · hidden test split" : ""}` }))), bar, body);
   const show = (tab) => {
     NSML.state.set({ tab: tab === "board" ? null : tab });
     NSML.clear(bar).append(NSML.tabs([["board", "Leaderboard"], ["files", "Files"], ["sessions", "Sessions"]], tab, show));
@@ -80,7 +80,8 @@ NSML.datasetTabs = {
       NSML.el("thead", {}, NSML.el("tr", {}, ...["#", "owner", `${board.metric} (${board.order === "asc" ? "lower" : "higher"} is better)`, "session", "checkpoint", "submissions", "when"].map((h) => NSML.el("th", { text: h })))),
       NSML.el("tbody", {}, ...board.rows.map((r) => NSML.el("tr", {},
         NSML.el("td", { text: r.rank }), NSML.el("td", { text: r.owner }), NSML.el("td", { class: "mono", text: NSML.fmt.num(r.score) }),
-        NSML.el("td", {}, NSML.el("a", { href: NSML.urls.session(r.session), text: r.session })), NSML.el("td", { class: "mono", text: r.checkpoint }),
+        NSML.el("td", {}, r.removed ? NSML.el("span", { class: "muted", title: "this session was removed", text: `${r.session} (removed)` })
+          : NSML.el("a", { href: NSML.urls.session(r.session), text: r.session })), NSML.el("td", { class: "mono", text: r.checkpoint }),
         NSML.el("td", { text: r.count }), NSML.el("td", { title: NSML.fmt.time(r.created), text: NSML.fmt.ago(r.created) }))))));
   },
 

@@ -14,7 +14,7 @@ NSML.pages.session = async function (main) {
   const renderHead = () => {
     const active = s.status === "running" || s.status === "queued";
     NSML.clear(head).append(
-      NSML.el("h1", {}, NSML.el("a", { href: NSML.urls.dataset(s.dataset), class: "muted", text: `${s.owner}/${s.dataset}/` }), String(s.number), " ", NSML.badge(s.status)),
+      NSML.el("h1", {}, NSML.el("a", { href: s.dataset === ".nodata" ? NSML.urls.home({ dataset: s.dataset }) : NSML.urls.dataset(s.dataset), class: "muted", title: s.dataset === ".nodata" ? "run without a dataset" : "", text: `${s.owner}/${s.dataset}/` }), String(s.number), " ", NSML.badge(s.status)),
       NSML.el("div", { class: "meta" },
         NSML.el("code", { text: s.command }),
         NSML.el("span", { class: "muted", text: `created ${NSML.fmt.ago(s.created)}` }),
