@@ -99,7 +99,7 @@ def change(
     board = f"leaderboard {ds['metric']} ({ds['order']})" if ds["metric"] else "no leaderboard"
     render.console.print(f"Dataset {ds['name']}: {board}" + (f", tags {' '.join(ds['tags'])}" if ds.get("tags") else ""))
     if metric is not None and ds["metric"]:
-        render.console.print(f"Earlier submissions are scored again with {ds['metric']} from their kept predictions; "
+        render.console.print(f"Submissions scored another way are scored again with {ds['metric']} from their kept predictions; "
                              f"those that cannot be are archived, never ranked (nsml dataset board {ds['name']}).")
 
 

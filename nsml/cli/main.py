@@ -8,7 +8,7 @@ from rich.text import Text
 
 from nsml.core.errors import NsmlError
 
-from . import datasets, models, relaunch, server, sessions, usage, web
+from . import datasets, interactive, models, relaunch, server, sessions, usage, web
 from .render import err_console
 from .usage import ClickException, NoArgsIsHelpError, UsageError
 
@@ -26,6 +26,7 @@ app.add_typer(models.app, name="model")
 app.add_typer(server.app, name="server")
 sessions.register(app)
 relaunch.register(app, datasets.app)
+interactive.register(app)
 app.command("login")(server.login)
 app.command("logout")(server.logout)
 app.command("web")(web.web)

@@ -31,6 +31,16 @@ def fork(
     render.console.print(f"Session {new['name']} is started (forked from {session} at checkpoint {new['source_checkpoint']})")
 
 
+def resume(session: str = typer.Argument(..., help="A stopped or failed session, e.g. alice/digits/3.")):
+    """Restart a stopped or failed session from its latest checkpoint, under the same name.
+
+    The new attempt relaunches the code with its original arguments plus --pause 1 --iteration
+    CHECKPOINT, so nsml.paused() loads it and training goes on; its log and metrics continue
+    those of the earlier attempts."""
+    s = api().post(session_path(session) + "/resume")
+    render.console.print(f"Session {s['name']} is resumed from checkpoint {s['resumed_from']} (attempt {s['attempt']})")
+
+
 def submit(
     session: str = typer.Argument(..., help="Session whose checkpoint to score."),
     checkpoint: str = typer.Argument(..., help="Checkpoint to score (see `nsml model ls SESSION`)."),
@@ -204,6 +214,7 @@ def _archived(data: dict) -> None:
 
 def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
     app.command("fork")(fork)
+    app.command("resume")(resume)
     app.command("submit")(submit)
     app.command("infer")(infer)
     dataset_app.command("board")(board)

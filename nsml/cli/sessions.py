@@ -59,8 +59,11 @@ def ps(
     rows = []
     for s in sessions:
         status = s["status"].capitalize()
-        if s["status"] == "failed" and s["exit_code"] is not None:
-            status += f" ({s['exit_code']})"
+        notes = [str(s["exit_code"])] if s["status"] == "failed" and s["exit_code"] is not None else []
+        if s.get("attempt", 1) > 1:  # nsml resume ran it again
+            notes.append(f"attempt {s['attempt']}")
+        if notes:
+            status += f" ({', '.join(notes)})"
         info = render.summary(s["summary"]) or render.summary(s["last_values"])
         if s["status"] == "failed" and s["error"]:
             info = s["error"].splitlines()[-1][:120]

@@ -67,6 +67,8 @@ class Session:
     shm_size: int = 0  # bytes of shared memory asked for with run --shm-size; 0 = the default
     batch_size: int = 0  # submit -b N: passed to the data loader / infer that take one; 0 = not given
     removed: float | None = None  # when `rm -s` took it out of listings (its stored files kept)
+    attempt: int = 1  # `nsml resume` runs the session again as attempt 2, 3, …, under the same name
+    resumed_from: str = ""  # the checkpoint the latest resume restarted from ('' for attempt 1)
 
     @property
     def name(self) -> str:

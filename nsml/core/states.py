@@ -13,6 +13,10 @@ class Status(StrEnum):
 
 FINAL = frozenset({Status.EXITED, Status.FAILED, Status.STOPPED})
 ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
+# `nsml resume` queues an ended session again, as its next attempt under the same name. That is
+# its own transition (SessionsMixin.start_attempt), not one of can_move's: nothing else may bring
+# an ended session back. An exited session finished its work; fork it to train further.
+RESUMABLE = frozenset({Status.STOPPED, Status.FAILED})
 
 _ALLOWED = {
     Status.QUEUED: {Status.RUNNING, Status.FAILED, Status.STOPPED},

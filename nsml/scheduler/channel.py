@@ -6,7 +6,9 @@ server. A daemon thread long-polls ``GET /api/sessions/S/channel/next`` with the
 credentials and gets one request at a time, ``{"id", "kind", "payload"}``; each is handled in a
 worker thread (at most ``MAX_WORKERS`` at once) and its result, a JSON object, is posted to
 ``POST /api/sessions/S/channel/ID/result``. ``HANDLERS`` maps a request kind to the function that
-answers it, so infer can join as one more kind (issue 11).
+answers it, so infer can join as one more kind (issue 11). A result with ``"failure"`` (one line)
+means the request could not be carried out (no scope registered, the process ended, a time
+limit); the server turns it into an error for the caller.
 
 - ``sh``: the supervisor runs ``/bin/sh -c COMMAND`` in the session's working directory (its
   /app), with the session's environment and the same dataset view and hidden blob store as the
@@ -96,13 +98,13 @@ class Channel:
             kind = request.get("kind")
             handler = HANDLERS.get(kind)
             if self.closed.is_set():
-                result = {"ok": False, "error": ENDED}
+                result = {"failure": ENDED}
             elif handler is None:
-                result = {"ok": False, "error": f"this session's supervisor does not handle {kind!r} requests"}
+                result = {"failure": f"this session's supervisor does not handle {kind!r} requests"}
             else:
                 result = handler(self, request.get("payload") or {})
         except Exception as exc:  # a bug here must still answer, or the caller waits in vain
-            result = {"ok": False, "error": f"the supervisor failed: {type(exc).__name__}: {exc}"}
+            result = {"failure": f"the supervisor failed: {type(exc).__name__}: {exc}"}
         finally:
             self.slots.release()
         self._post_result(str(request.get("id", "")), result)
@@ -138,7 +140,7 @@ class Channel:
                 start_new_session=True, preexec_fn=self.preexec,
             )
         except OSError as exc:
-            return {"ok": False, "error": f"the command could not start: {exc}"}
+            return {"failure": f"the command could not start: {exc}"}
         with self.lock:
             self.processes.add(proc)
         out, err = _Capped(proc.stdout), _Capped(proc.stderr)
@@ -168,17 +170,16 @@ class Channel:
         try:
             info = json.loads((Path(self.spec["spool"]) / "repl.json").read_text())
         except (OSError, ValueError):
-            return {"ok": False, "output": "", "error": NO_SCOPE, "no_scope": True}
+            return {"failure": NO_SCOPE}
         try:
             return ask(info["socket"], {"code": str(payload.get("code", ""))}, timeout=timeout, limit=8 * MAX_OUTPUT)
         except TimeoutError:
-            return {"ok": False, "output": "", "timed_out": True,
-                    "error": f"the code did not finish within {timeout:g} s (it goes on running in the session; "
-                             "nsml exec --timeout sets the limit)"}
+            return {"failure": f"the code did not finish within {timeout:g} s (it goes on running in the session; "
+                               "nsml exec --timeout sets the limit)"}
         except OSError:
-            return {"ok": False, "output": "", "error": ENDED + " or stopped listening for nsml exec"}
+            return {"failure": ENDED + " or stopped listening for nsml exec"}
         except (ValueError, KeyError, TypeError) as exc:
-            return {"ok": False, "output": "", "error": f"the session's answer could not be read: {exc}"}
+            return {"failure": f"the session's answer could not be read: {exc}"}
 
 
 HANDLERS = {"sh": Channel.run_shell, "exec": Channel.forward_exec}

@@ -47,14 +47,19 @@ class LocalExecutor:
     def spool(self, session: Session) -> Path:
         return self.run_dir(session) / "spool"
 
-    def launch(self, session: Session, gpu_ids: tuple[int, ...], code: list[FileEntry], dataset: Dataset | None, dataset_files: list[FileEntry]) -> int:
-        """Prepare the session's directories and environment and start its supervisor; returns its pid."""
+    def launch(self, session: Session, gpu_ids: tuple[int, ...], code: list[FileEntry], dataset: Dataset | None, dataset_files: list[FileEntry],
+               outputs: list[FileEntry] = ()) -> int:
+        """Prepare the session's directories and environment and start its supervisor; returns its pid.
+
+        `outputs`: for a resumed session, the files its earlier attempts wrote, put back over the
+        code so the new attempt finds its working directory as the last one left it (and ships
+        them again with its own at the end: outputs are replaced as a whole)."""
         run_dir = self.run_dir(session)
         workdir, spool = run_dir / "app", run_dir / "spool"
         shutil.rmtree(run_dir, ignore_errors=True)
         workdir.mkdir(parents=True)
         (spool / "checkpoints").mkdir(parents=True)
-        for entry in code:
+        for entry in [*code, *outputs]:
             target = workdir / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.blobs.path(entry.sha256), target)
@@ -75,6 +80,9 @@ class LocalExecutor:
             # Every dataset's hidden test split is in the blob store: out of the session's sight.
             "hidden": [str(self.blobs.root)] if self.readonly_mounts else [],
             "kind": session.kind,
+            # Where this attempt's log and journal continue the server's (0 but for a resume).
+            "log_base": session.log_offset,
+            "journal_base": session.journal_offset,
             "shm_size": session.shm_size,  # run --shm-size: the size of the sandbox's /dev/shm
             "paused_timeout": self.paused_timeout if session.kind in SUBMIT_KINDS + ("infer",) else None,
         }
@@ -104,7 +112,9 @@ class LocalExecutor:
             CUDA_VISIBLE_DEVICES=",".join(str(g) for g in gpu_ids),
             PYTHONUNBUFFERED="1",
         )
-        if session.kind != "normal":  # what nsml.paused() acts on (nsml.client.protocol)
+        # What nsml.paused() acts on (nsml.client.protocol). A resumed attempt has none of it:
+        # `--pause 1 --iteration C` alone makes paused() load the session's own checkpoint C.
+        if session.kind != "normal" and not session.resumed_from:
             env.update(
                 NSML_RELAUNCH=session.kind,
                 NSML_SOURCE_SESSION=session.source,
@@ -271,6 +281,8 @@ def visible_in_view(path: str, submit: bool) -> bool:
 
 def reserved_args(session: Session) -> list[str]:
     """What NSML appends to the entry's arguments when it relaunches a session."""
+    if session.resumed_from:  # nsml resume, of a run or a fork: its own latest checkpoint
+        return ["--pause", "1", "--iteration", session.resumed_from]
     if session.kind == "fork":
         return ["--pause", "1", "--iteration", session.source_checkpoint]
     if session.kind in SUBMIT_KINDS:

@@ -83,7 +83,9 @@ class Scheduler:
             except NotFound:
                 self.fail(session, f"Dataset '{session.dataset}' was removed before the session started.")
                 return
-            pid = self.executor.launch(session, gpu_ids, code, dataset, dataset_files)
+            # A resumed session finds the files its earlier attempts wrote in its working directory.
+            outputs = self.store.files(session.outputs_fileset_id) if session.resumed_from and session.outputs_fileset_id else []
+            pid = self.executor.launch(session, gpu_ids, code, dataset, dataset_files, outputs)
             try:
                 session = self.store.update_session(session.id, supervisor_pid=pid)
             except NotFound:  # removed while it was being prepared

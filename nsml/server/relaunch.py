@@ -1,4 +1,5 @@
-"""Fork, submit and infer: new sessions that relaunch a session's code at one of its checkpoints.
+"""Fork, submit and infer: new sessions that relaunch a session's code at one of its checkpoints;
+resume: the same session again, as its next attempt, from its latest checkpoint.
 
 The relaunched process gets the original entry and arguments plus the reserved ones (see
 nsml.scheduler.local.reserved_args), and ``nsml.paused()`` does the rest inside it
@@ -8,6 +9,7 @@ process has written its predictions: the evaluator scores them outside the user'
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 from nsml.core.entities import Checkpoint, Session, Submission
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.resources import Resources, check_request
-from nsml.core.states import ACTIVE, FINAL
+from nsml.core.states import ACTIVE, FINAL, RESUMABLE
 from nsml.core.wire import read_line
 from nsml.scheduler import evaluator
 from nsml.scheduler.local import SUBMIT_KINDS
@@ -59,6 +61,60 @@ def relaunch(
     )
     st.scheduler.wake()
     return session
+
+
+# -- resume ---------------------------------------------------------------------------------------
+RESUMABLE_KINDS = ("normal", "fork")  # training sessions; a submit or infer is started afresh
+
+
+def resume_session(st: ServerState, session: Session) -> Session:
+    """Queue a stopped or failed session again, under its name, as its next attempt: relaunched
+    with its original arguments plus `--pause 1 --iteration C` (C: its latest checkpoint), so
+    nsml.paused() loads C and training goes on. Its log continues after a marker line, its
+    metrics in the same series, its status history keeps the earlier attempts.
+
+    The one way an ended session comes back: `nsml resume` now; paused, preempted and lost
+    sessions later."""
+    if session.status in ACTIVE:
+        raise Conflict(f"Session {session.name} is {session.status.value}; nsml resume restarts a stopped or failed session "
+                       f"(nsml stop {session.name} first to restart it).")
+    if session.kind not in RESUMABLE_KINDS:
+        again = "nsml submit" if session.kind in SUBMIT_KINDS else "nsml infer"
+        raise InvalidInput(f"Session {session.name} is a {session.kind} session; nsml resume restarts training sessions "
+                           f"(run or fork). Start it again with {again}.")
+    if session.status not in RESUMABLE:
+        raise Conflict(f"Session {session.name} has exited: it finished its work, so there is nothing to resume. "
+                       f"Train further with nsml fork {session.name} (from its latest checkpoint).")
+    checkpoints = st.store.list_checkpoints(session.id)
+    if not checkpoints:
+        raise Conflict(f"Session {session.name} has no checkpoint to resume from (its script never called nsml.save()). "
+                       f"Start it afresh with nsml run.")
+    if session.code_fileset_id is None:
+        raise Conflict(f"Session {session.name}'s code was never stored; start it afresh with nsml run.")
+    check_request(session.resources, st.capacity)
+    latest = max(checkpoints, key=lambda c: c.created).name
+    note = f"resumed from checkpoint {latest} (attempt {session.attempt + 1})"
+    path = st.logs_dir / f"{session.id}.log"
+    with st.log_lock:  # the ended attempt shipped all its log already; nothing else writes it
+        size = path.stat().st_size if path.exists() else 0
+        marker = f"[nsml] {note}\n".encode()
+        if size and not _ends_with_newline(path, size):
+            marker = b"\n" + marker
+        with open(path, "ab") as f:
+            f.write(marker)
+        resumed = st.store.start_attempt(session.id, latest, size + len(marker), note)
+        if resumed is None:  # resumed (or removed) by someone else meanwhile: take the marker back
+            os.truncate(path, size)
+    if resumed is None:
+        raise Conflict(f"Session {session.name} was just resumed or removed by another command; see nsml ps -a.")
+    st.scheduler.wake()
+    return resumed
+
+
+def _ends_with_newline(path: Path, size: int) -> bool:
+    with open(path, "rb") as f:
+        f.seek(size - 1)
+        return f.read(1) == b"\n"
 
 
 # -- submit ---------------------------------------------------------------------------------------
@@ -108,6 +164,8 @@ def prediction_path(st: ServerState, session: Session) -> Path:
 
 def on_exit(st: ServerState, session: Session, exit_code: int, stopped: bool, relaunch_state: dict | None) -> None:
     """A relaunched session ended: record why a relaunch failed; score a submit that finished."""
+    if session.resumed_from:
+        return  # a resumed fork is trained on its own checkpoint; its exit is an ordinary one
     stage = relaunch_state or {}
     problem = _failure(st, session, exit_code, stopped, stage)
     if problem and session.kind in ("fork", "infer"):

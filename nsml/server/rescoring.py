@@ -45,7 +45,19 @@ def prediction_file(st: ServerState, submission: Submission) -> Path:
 
 
 def current_key(st: ServerState, dataset: Dataset) -> str:
-    return scoring.scoring_key(dataset.metric, {f.path: f.sha256 for f in st.store.files(dataset.fileset_id)})
+    """The dataset's scoring key. A dataset version's files never change, so the key is kept per
+    version (name, fileset, push time: SQLite may reuse the id of a removed fileset) and metric:
+    a board view of a large dataset does not list its files each time."""
+    cache_key = (id(st), dataset.name, dataset.fileset_id, dataset.updated, dataset.metric)
+    if (key := _keys.get(cache_key)) is None:
+        key = scoring.scoring_key(dataset.metric, {f.path: f.sha256 for f in st.store.files(dataset.fileset_id)})
+        if len(_keys) > 256:
+            _keys.clear()
+        _keys[cache_key] = key
+    return key
+
+
+_keys: dict[tuple, str] = {}
 
 
 def score_now(st: ServerState, dataset: Dataset, submission: Submission, prediction: Path) -> tuple[str, float]:
@@ -53,7 +65,7 @@ def score_now(st: ServerState, dataset: Dataset, submission: Submission, predict
     from nsml.client.predict import PLAIN_FORMAT
 
     entries = st.store.files(dataset.fileset_id)
-    key = scoring.scoring_key(dataset.metric, {f.path: f.sha256 for f in entries})
+    key = current_key(st, dataset)
     files = {f.path: st.blobs.path(f.sha256) for f in entries}
     score = evaluator.evaluate(dataset.metric, dataset.name, files, prediction, st.settings.evaluation_timeout,
                                plain=submission.prediction_format == PLAIN_FORMAT)

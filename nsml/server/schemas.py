@@ -70,6 +70,8 @@ class SessionPublic(BaseModel):
     source_checkpoint: str
     shm_size: int = 0  # bytes asked for with run --shm-size (0: the default)
     removed: float | None = None  # when `rm -s` took it out of listings (its stored files are kept)
+    attempt: int = 1  # nsml resume: 2, 3, … (the same session, run again)
+    resumed_from: str = ""  # the checkpoint the latest resume restarted from
 
     @classmethod
     def of(cls, s: Session) -> "SessionPublic":
@@ -80,6 +82,7 @@ class SessionPublic(BaseModel):
             cpus=s.resources.cpus, memory=s.resources.memory, gpus=s.resources.gpus, gpu_ids=s.gpu_ids,
             summary=finite(s.summary), last_values=finite(s.last_values), kind=s.kind, source=s.source,
             source_checkpoint=s.source_checkpoint, shm_size=s.shm_size, removed=s.removed,
+            attempt=s.attempt, resumed_from=s.resumed_from,
         )
 
 

@@ -71,3 +71,18 @@ def test_the_legacy_plain_format_is_read_verbatim():
     assert text == "1\n[1, 2]\n3\ncat\n2.0\n"
     assert score("accuracy", text, "1\n[1, 2]\n3\ncat\n2\n", plain=True) == 1.0
     assert score("accuracy", text, "1\n[1, 2]\n3\ncat\n2\n") == 0.8  # read as pairs, [1, 2] is a pair
+
+
+def test_scoring_key_names_what_a_score_depends_on():
+    from nsml.core.scoring import key_metric, same_test_split, scoring_key
+
+    files = {"train/x": "a", "test/test_data": "b", "test/test_label": "c", "evaluation.py": "d", "data_loader.py": "e"}
+    accuracy = scoring_key("accuracy", files)
+    assert key_metric(accuracy) == "accuracy" and accuracy != scoring_key("f1", files)
+    assert scoring_key("accuracy", {**files, "evaluation.py": "z", "train/x": "y"}) == accuracy  # not used by accuracy
+    custom = scoring_key("custom", files)
+    assert custom != scoring_key("custom", {**files, "evaluation.py": "z"})  # another evaluator
+    assert custom == scoring_key("custom", {**files, "data_loader.py": "z"})  # predicts, does not score
+    relabelled = scoring_key("accuracy", {**files, "test/test_label": "x"})
+    assert relabelled != accuracy and not same_test_split(relabelled, accuracy) and same_test_split(custom, accuracy)
+    assert not same_test_split("", accuracy)

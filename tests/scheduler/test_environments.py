@@ -72,3 +72,14 @@ def test_env_key_depends_on_the_requirements_and_their_order():
 def test_no_requirements_means_the_base_interpreter(tmp_path):
     assert python_for(EnvSpec((), ""), tmp_path / "envs", None) == sys.executable
     assert not (tmp_path / "envs").exists()
+
+
+def test_env_key_depends_on_the_platform_interpreter(monkeypatch):
+    """An environment layered on one platform interpreter is never reused for another."""
+    spec = EnvSpec(("numpy",), "")
+    key = env_key(spec)
+    monkeypatch.setattr(sys, "prefix", sys.prefix + "-other-venv")
+    assert env_key(spec) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(sys, "executable", sys.executable + "-other")
+    assert env_key(spec) != key

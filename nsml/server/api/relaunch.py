@@ -1,8 +1,9 @@
-"""Fork, submit and infer: relaunch a session's code at one of its checkpoints."""
+"""Fork, submit, infer and resume: relaunch a session's code at one of its checkpoints."""
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from nsml.core.errors import Forbidden
 from nsml.core.resources import Resources, parse_size
 
 from .. import relaunch
@@ -11,7 +12,7 @@ from ..schemas import InferRequest, InferResponse, SessionPublic, SubmissionPubl
 from ..state import state
 from .sessions import SESSION, check_args, session_of
 
-router = APIRouter(prefix="/api", tags=["fork, submit, infer"])
+router = APIRouter(prefix="/api", tags=["fork, submit, infer, resume"])
 INFER_WAIT = 30.0  # seconds one request waits for a model that is still loading
 
 
@@ -39,6 +40,17 @@ def fork(
         check_args(args)
     session = relaunch.relaunch(st, source, "fork", ckpt.name, user, args=args, resources=_resources(st, source, gpus, cpus, memory))
     return SessionPublic.of(session)
+
+
+@router.post("/sessions" + SESSION + "/resume", response_model=SessionPublic)
+def resume(owner: str, dataset: str, number: int, request: Request, user: str = Depends(current_user)) -> SessionPublic:
+    """Restart a stopped or failed session from its latest checkpoint, under the same name, as its
+    next attempt: relaunched with its arguments plus `--pause 1 --iteration CHECKPOINT`. Owner only."""
+    st = state(request)
+    session = session_of(st, owner, dataset, number)
+    if session.owner != user:
+        raise Forbidden(f"Session {session.name} belongs to {session.owner}; you can resume only your own sessions.")
+    return SessionPublic.of(relaunch.resume_session(st, session))
 
 
 @router.post("/sessions" + SESSION + "/submit", response_model=SubmissionPublic, status_code=201)

@@ -115,6 +115,10 @@ class SessionRow(Base):
     shm_size: Mapped[int] = mapped_column(BigInteger, default=0)
     batch_size: Mapped[int] = mapped_column(Integer, default=0)  # submit -b (0: not given) (0004)
     removed: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # `nsml resume`: the attempt now running or last run (1 for the first), and the checkpoint
+    # the latest resume restarted from ('' before any) (0004).
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    resumed_from: Mapped[str] = mapped_column(String(256), default="")
 
 
 class SessionEventRow(Base):

@@ -9,7 +9,7 @@ from nsml.core import naming
 from nsml.core.entities import Checkpoint, FileEntry, Session, SessionEvent
 from nsml.core.errors import NotFound, not_found
 from nsml.core.resources import Resources
-from nsml.core.states import Status, can_move
+from nsml.core.states import RESUMABLE, Status, can_move
 
 from .models import CheckpointRow, PointRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionRow
 
@@ -25,7 +25,7 @@ def to_session(row: SessionRow) -> Session:
         last_values=json.loads(row.last_values), journal_offset=row.journal_offset,
         log_offset=row.log_offset, gpu_ids=row.gpu_ids, kind=row.kind, source=row.source,
         source_checkpoint=row.source_checkpoint, shm_size=row.shm_size, removed=row.removed,
-        batch_size=row.batch_size,
+        batch_size=row.batch_size, attempt=row.attempt, resumed_from=row.resumed_from,
     )
 
 
@@ -144,6 +144,24 @@ class SessionsMixin:
             for key, value in fields.items():
                 setattr(row, key, value)
             orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=new.value, note=fields.get("error", "")))
+            return to_session(row)
+
+    def start_attempt(self, session_id: int, resumed_from: str, log_offset: int, note: str) -> Session | None:
+        """Queue a stopped or failed session again as its next attempt (`nsml resume`), keeping
+        its name, metrics, checkpoints, outputs and status history; None if its status does
+        not allow it (any more). `log_offset`: the server's log size where the new attempt's
+        log begins."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id)
+            if row is None or Status(row.status) not in RESUMABLE:
+                return None
+            row.status = Status.QUEUED.value
+            row.attempt += 1
+            row.resumed_from = resumed_from
+            row.log_offset = log_offset
+            row.started = row.ended = row.exit_code = row.supervisor_pid = None
+            row.error = row.gpu_ids = ""
+            orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=row.status, note=note))
             return to_session(row)
 
     def session_events(self, session_id: int) -> list[SessionEvent]:

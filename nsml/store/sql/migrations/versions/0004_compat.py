@@ -34,11 +34,19 @@ def upgrade() -> None:
     with op.batch_alter_table('sessions') as batch:
         batch.add_column(sa.Column('batch_size', sa.Integer(), nullable=False, server_default='0'))
     # --- sessions (resume) ---
-    pass
+    # Which attempt of the session runs (`nsml resume` starts the next one under the same name)
+    # and the checkpoint the latest resume started from ('' for a first attempt).
+    with op.batch_alter_table('sessions') as batch:
+        batch.add_column(sa.Column('attempt', sa.Integer(), nullable=False, server_default='1'))
+        batch.add_column(sa.Column('resumed_from', sa.String(length=256), nullable=False, server_default=''))
 
 
 def downgrade() -> None:
     # Reverse order of upgrade().
+    # --- sessions (resume) --- (reverse)
+    with op.batch_alter_table('sessions') as batch:
+        batch.drop_column('resumed_from')
+        batch.drop_column('attempt')
     # --- boards (metric changes) --- (reverse)
     with op.batch_alter_table('sessions') as batch:
         batch.drop_column('batch_size')
