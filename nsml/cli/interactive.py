@@ -13,13 +13,13 @@ _REST = {"allow_interspersed_args": False}
 
 def exec_(
     session: str = typer.Argument(..., help="A running session, e.g. alice/digits/3."),
-    code: list[str] = typer.Argument(..., metavar="EXPR...", help="An expression or statements; several words are joined with spaces."),
+    code: list[str] = typer.Argument(..., metavar="EXPR", help="An expression or statements; several words are joined with spaces."),
     timeout: float = typer.Option(30.0, "-t", "--timeout", help="Seconds the code may run in the session."),
 ):
-    """Evaluate Python in the scope a running session registered with nsml.report(scope=locals())
-    or nsml.paused(scope=locals()), e.g. nsml exec alice/digits/3 config.
+    """Evaluate Python in the scope a running session registered.
 
-    An expression prints its repr; statements print what they print (nsml exec S 'print(epoch)');
+    The scope is the one the script gave nsml.report(scope=locals()) or
+    nsml.paused(scope=locals()), e.g. nsml exec alice/digits/3 config. An expression prints its repr; statements print what they print (nsml exec S 'print(epoch)');
     an exception prints its traceback on stderr and exits with status 1. Assignments stay
     visible to later nsml exec calls."""
     if timeout <= 0 or timeout > 600:
@@ -34,13 +34,12 @@ def exec_(
 
 def sh(
     session: str = typer.Argument(..., help="A running session, e.g. alice/digits/3."),
-    command: list[str] = typer.Argument(..., metavar="CMD...", help="The command; its words are joined with spaces and run by /bin/sh, as ssh does."),
+    command: list[str] = typer.Argument(..., metavar="CMD", help="The command; its words are joined with spaces and run by /bin/sh, as ssh does."),
     timeout: float = typer.Option(60.0, "-t", "--timeout", help="Seconds before the command is ended."),
 ):
-    """Run a shell command in a running session's working directory (/app), e.g.
-    nsml sh alice/digits/3 ls -la; prints its output and exits with its exit code.
+    """Run a shell command in a running session's working directory (/app).
 
-    Quote what the local shell must not expand: nsml sh S 'ls *.pt | wc -l'."""
+    E.g. nsml sh alice/digits/3 ls -la; prints its output and exits with its exit code. Quote what the local shell must not expand: nsml sh S 'ls *.pt | wc -l'."""
     if timeout <= 0 or timeout > 600:
         raise CliError("--timeout must be more than 0 and at most 600 seconds.")
     answer = api().post(session_path(session) + "/sh", json={"command": " ".join(command), "timeout": timeout}, timeout=timeout + 30)

@@ -171,8 +171,11 @@ class Channel:
             info = json.loads((Path(self.spec["spool"]) / "repl.json").read_text())
         except (OSError, ValueError):
             return {"failure": NO_SCOPE}
+        path = self._exec_socket(info)
+        if path is None:
+            return {"failure": "the session's nsml exec listener is not where the platform expects it (its repl.json was changed)"}
         try:
-            return ask(info["socket"], {"code": str(payload.get("code", ""))}, timeout=timeout, limit=8 * MAX_OUTPUT)
+            return ask(path, {"code": str(payload.get("code", ""))}, timeout=timeout, limit=8 * MAX_OUTPUT)
         except TimeoutError:
             return {"failure": f"the code did not finish within {timeout:g} s (it goes on running in the session; "
                                "nsml exec --timeout sets the limit)"}
@@ -180,6 +183,29 @@ class Channel:
             return {"failure": ENDED + " or stopped listening for nsml exec"}
         except (ValueError, KeyError, TypeError) as exc:
             return {"failure": f"the session's answer could not be read: {exc}"}
+
+
+    def _exec_socket(self, info) -> str | None:
+        """The socket named by repl.json, if it is one the library can have made: repl.json is
+        written by the user's process, which must not point the supervisor at other sockets."""
+        import stat
+        import tempfile
+
+        path = info.get("socket") if isinstance(info, dict) else None
+        if not isinstance(path, str):
+            return None
+        folder, name = os.path.split(path)
+        where = os.path.realpath(folder)
+        expected = where == os.path.realpath(self.spec["spool"]) and name == "repl.sock"
+        temporary = os.path.dirname(where) == os.path.realpath(tempfile.gettempdir()) \
+            and os.path.basename(where).startswith("nsml-exec-") and name == "s"
+        try:
+            found = os.lstat(path)
+        except OSError:
+            return None
+        if not (expected or temporary) or not stat.S_ISSOCK(found.st_mode) or found.st_uid != os.getuid():
+            return None
+        return path
 
 
 HANDLERS = {"sh": Channel.run_shell, "exec": Channel.forward_exec}

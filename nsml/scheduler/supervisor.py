@@ -3,8 +3,9 @@
 Started by the local executor as `python -m nsml.scheduler.supervisor SPEC.json` in a process
 group of its own, so it outlives a server restart. It starts the user process at once (before
 importing anything slow), then ships the log, the metrics journal and checkpoints by byte
-offset, retrying while the server is away. SIGTERM means `nsml stop`: it forwards the signal to
-the user's process group, and kills it after a grace period.
+offset, retrying while the server is away, and holds the channel on which `nsml exec` and
+`nsml sh` requests reach the session (channel.py). SIGTERM means `nsml stop`: it forwards the
+signal to the user's process group, and kills it after a grace period.
 """
 
 import json

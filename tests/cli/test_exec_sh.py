@@ -167,3 +167,73 @@ def test_bad_requests_are_one_line(cli, session):
     assert "Nothing to evaluate" in check_failed(cli("exec", session, " ", check=False))
     assert "--timeout" in check_failed(cli("exec", "-t", "0", session, "1", check=False))
     assert "does not exist" in check_failed(cli("exec", session.rsplit("/", 1)[0] + "/999", "1", check=False))
+
+
+def test_exec_time_limit_and_a_session_that_does_not_answer(server, cli, session):
+    import json
+    import os
+    import signal
+    import subprocess
+
+    line = check_failed(cli("exec", "-t", "1", session, "time.sleep(3)", check=False))
+    assert line == (f"nsml: {session}: the code did not finish within 1 s (it goes on running in the session; "
+                    "nsml exec --timeout sets the limit)")
+    # A supervisor that does not take requests (frozen here): the server gives up on its own.
+    spec = next(p for p in server.home.glob("runs/*/spec.json") if json.loads(p.read_text())["session"] == session)
+    pids = subprocess.run(["pgrep", "-f", f"nsml.scheduler.supervisor {spec}"], capture_output=True, text=True).stdout.split()
+    assert len(pids) == 1
+    os.kill(int(pids[0]), signal.SIGSTOP)
+    try:
+        line = check_failed(cli("exec", "-t", "1", session, "1", check=False))
+    finally:
+        os.kill(int(pids[0]), signal.SIGCONT)
+    assert line == f"nsml: Session {session} did not answer within 11 s."
+    assert cli("exec", session, "1 + 2").stdout == "3\n"  # and it answers again once it runs
+
+
+def test_sh_sees_what_the_session_sees(server, cli, session):
+    from nsml.scheduler.sandbox import readonly_mounts_work
+
+    if not readonly_mounts_work():
+        pytest.skip("no private mount namespaces here: the blob store is not hidden from sessions either")
+    # The blob store holds every dataset's hidden test labels: as hidden from sh as from the script.
+    assert cli("sh", session, f"ls -A {server.home / 'blobs'} | wc -l").stdout.strip() == "0"
+    assert "Read-only" in cli("sh", session, 'touch "$NSML_DATASET_PATH/x"', check=False).stderr
+
+
+def test_off_the_platform_a_scope_costs_nothing_more(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import clean_env
+
+    code = ("import sys, threading, nsml\n"
+            "def main():\n"
+            "    x = 1\n"
+            "    nsml.report(scope=locals(), step=0, loss=0.5)\n"
+            "main()\n"
+            "print(sorted(t.name for t in threading.enumerate()), 'socket' in sys.modules, 'nsml.client.repl' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean_env(tmp_path / "home"),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["step=0, loss=0.5", "['MainThread'] False False"]
+    assert list(tmp_path.iterdir()) == []  # no socket, no repl.json
+
+
+def test_exec_in_a_home_too_deep_for_a_socket_path(tmp_path):
+    """Unix socket paths hold about 100 bytes: under a deep NSML_HOME the script listens in a
+    private temporary folder instead, and the supervisor still finds it (and only it)."""
+    from tests.conftest import Server, kill_leftover_supervisors
+
+    srv = Server(tmp_path / ("deep-" * 20) / "home").start()
+    try:
+        cli = cli_in(srv, tmp_path / "work")
+        write_project(cli.cwd, TRAIN)
+        push_dataset(cli, "execdata")
+        name = running(srv, cli)
+        assert cli("exec", name, "step >= 0").stdout == "True\n"
+        (info,) = srv.home.glob("runs/*/spool/repl.json")
+        assert "/nsml-exec-" in info.read_text()
+        cli("stop", name)
+    finally:
+        srv.stop()
+        kill_leftover_supervisors(srv.home)
