@@ -44,7 +44,7 @@ def resume(session: str = typer.Argument(..., help="A stopped or failed session,
 def submit(
     session: str = typer.Argument(..., help="Session whose checkpoint to score."),
     checkpoint: str = typer.Argument(..., help="Checkpoint to score (see `nsml model ls SESSION`)."),
-    test: bool = typer.Option(False, "-t", "--test", help="Run the whole pipeline to debug it; the score is not ranked."),
+    test: bool = typer.Option(False, "-t", "--test", help="Run the whole pipeline to debug it: says whether the evaluator returned a score, never which, nor ranks it (a few per hour)."),
     batch_size: int = typer.Option(None, "-b", "--batch-size", metavar="N",
                                    help="Batch size, passed as batch_size=N to the dataset's data loader and to your infer where they take a batch_size parameter (against OOM or timeouts)."),
 ):
@@ -67,13 +67,18 @@ def submit(
                 shown = step
             time.sleep(POLL)
             sub = c.get(f"/api/submissions/{sub['id']}")
+    if sub.get("notice"):
+        render.err_console.print(Text.assemble(("Warning: ", "yellow"), sub["notice"]))
     if sub["status"] == "failed":
         step = f"{sub['step']} failed" if sub["step"] else "the submit failed"
         render.err_console.print(Text.assemble(("Error: ", "red"), f"{step} ({sub['runner']}):"))
         render.err_console.print(Text(sub["error"]))
         raise typer.Exit(1)
+    if sub["test"]:  # the server never tells a test submit's score: it would be an oracle on the labels
+        render.console.print("Test submit OK: the evaluator returned a score (not shown for test submits, which are not ranked)")
+        return
     render.console.print(f"Score: {sub['score']}")
-    render.console.print("Done" + (" (test run: not ranked)" if sub["test"] else ""))
+    render.console.print("Done")
 
 
 def _holders(c) -> str:

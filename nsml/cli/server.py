@@ -26,6 +26,8 @@ def server(
     cpus: float = typer.Option(None, "--cpus", help="CPUs sessions may use in total (default: all)."),
     memory: str = typer.Option(None, "--memory", help="Memory sessions may use in total (default: all)."),
     gpus: int = typer.Option(None, "--gpus", help="GPUs sessions may use (default: all found)."),
+    sandbox: str = typer.Option("auto", "--sandbox", help="Session sandbox: auto (bubblewrap; a team server refuses to start without it), bwrap, or none (sessions run unconfined: only for a machine you alone use)."),
+    no_session_network: bool = typer.Option(False, "--no-session-network", help="Training sessions get no network either (submit and infer sessions never have any)."),
 ):
     """Run a server in the foreground. Without this, `nsml` commands start a private one in the background."""
     if ctx.invoked_subcommand:
@@ -45,7 +47,8 @@ def server(
         )
     token = read_or_create_token(h)
     settings = Settings(home=h, db_url=db, host=host, port=port, token=token, cpus=cpus,
-                        memory=parse_size(memory) if memory else None, gpus=gpus)
+                        memory=parse_size(memory) if memory else None, gpus=gpus, sandbox=sandbox,
+                        session_network=not no_session_network)
 
     def announce(bound: Settings) -> None:  # only once the port is ours
         shown = local_url(bound).replace("127.0.0.1", "localhost") if host in ("127.0.0.1", "0.0.0.0") else bound.url

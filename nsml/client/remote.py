@@ -32,6 +32,10 @@ def download_checkpoint(session, name, directory, server_url=None, token=None):
     """Extract checkpoint ``name`` of ``session`` into the existing ``directory``."""
     server_url = (server_url or CONTEXT.server_url).rstrip('/')
     token = token if token is not None else CONTEXT.token
+    if not server_url and CONTEXT.spool and session:
+        gateway = os.path.join(CONTEXT.spool, 'supervisor.sock')  # nsml.core.spool.SOCKET
+        if os.path.exists(gateway):  # sandboxed: no token here, the supervisor fetches it
+            return _download_via_supervisor(gateway, session, name, directory)
     if not server_url:
         raise RuntimeError('nsml.load: loading a checkpoint of a session needs the NSML server, '
                            'and NSML_SERVER_URL is not set (run the script on NSML, or load a '
@@ -59,6 +63,30 @@ def download_checkpoint(session, name, directory, server_url=None, token=None):
     except urllib.error.URLError as exc:
         raise ConnectionError(f'nsml.load: cannot reach the NSML server at {server_url}: '
                               f'{exc.reason}') from None
+
+
+def _download_via_supervisor(gateway, session, name, directory):
+    import shutil
+
+    from nsml.core import wire
+
+    try:
+        answer = wire.ask(gateway, {'op': 'load', 'session': session, 'checkpoint': name}, timeout=TIMEOUT_S * 10)
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f'nsml.load: the session\'s supervisor did not answer: {exc}') from None
+    if 'dir' not in answer:
+        detail, status = answer.get('error', 'no answer'), answer.get('status')
+        if status == 404:
+            raise CheckpointNotFoundError(f'nsml.load: {detail}')
+        if status in (401, 403):
+            raise PermissionError(f'nsml.load: the server refused access to {session}: {detail}')
+        raise RuntimeError(f'nsml.load: checkpoint {name!r} of {session}: {detail}')
+    source = os.path.join(CONTEXT.spool, answer['dir'])
+    try:
+        for entry in os.listdir(source):
+            shutil.move(os.path.join(source, entry), os.path.join(directory, entry))
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
 
 
 def _detail(error):

@@ -43,7 +43,32 @@ def listen(path, backlog=16) -> socket.socket:
     return listener
 
 
-def ask(path, request, timeout=None, limit=None):
+def connect(conn, path, owner=None) -> None:
+    """Connect `conn` to the Unix socket at `path`, however deep the path (sockaddr_un holds about
+    100 bytes: a longer one is reached through an open descriptor of its folder).
+
+    `owner`: the uid that must own the socket. A socket in a session's spool is the session's
+    to replace, with a link to some other socket among them; it is checked first (the caller
+    sends nothing secret: a race can at worst misdirect one request).
+    """
+    import stat
+
+    path = os.fspath(path)
+    if owner is not None:
+        found = os.lstat(path)
+        if not stat.S_ISSOCK(found.st_mode) or found.st_uid != owner:
+            raise OSError(f'{path} is not a socket of uid {owner}')
+    if len(os.fsencode(path)) < 100:
+        conn.connect(path)
+        return
+    folder = os.open(os.path.dirname(path) or '.', os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        conn.connect(f'/proc/self/fd/{folder}/{os.path.basename(path)}')
+    finally:
+        os.close(folder)
+
+
+def ask(path, request, timeout=None, limit=None, owner=None):
     """Send one request to the listener at `path` and return its decoded answer.
 
     Raises OSError when nobody listens or the time runs out, ValueError when the answer is not
@@ -51,7 +76,7 @@ def ask(path, request, timeout=None, limit=None):
     """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
-        conn.connect(str(path))
+        connect(conn, path, owner)
         conn.sendall(encode_line(request))
         reply = read_line(conn, limit)
     if reply is None:

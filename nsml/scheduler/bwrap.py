@@ -54,6 +54,18 @@ def session_uid(session_id: int) -> int:
     return UID_BASE + session_id % UID_SPAN
 
 
+# A submit's evaluator (a dataset's evaluation.py) runs as a uid of its own, from the block at the
+# top of the reserved range, just above the sessions' block: never a uid a session can have, so
+# no session process can read or signal an evaluation. It ends below 2**31, where tools that
+# read uids as signed 32-bit numbers still work.
+EVALUATOR_UID_BASE = UID_BASE + UID_SPAN
+EVALUATOR_UID_SPAN = 100_000_000
+
+
+def evaluator_uid(submission_id: int) -> int:
+    return EVALUATOR_UID_BASE + submission_id % EVALUATOR_UID_SPAN
+
+
 @dataclass(frozen=True)
 class Confinement:
     """What one sandboxed process may see and be."""
@@ -81,6 +93,9 @@ def argv(conf: Confinement, command: list[str], bwrap: str = "bwrap") -> list[st
     if conf.uid is None:  # unprivileged: a user namespace, and no further ones inside it
         out += ["--unshare-user", "--disable-userns"]
     out += _system_mounts()
+    # /proc, /dev and /tmp first: a bind below /tmp (an environment under a home in /tmp) must
+    # land on the private /tmp, not be covered by it.
+    out += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     parents = _Parents()
     for path in _outermost(conf.readonly):
         out += parents.of(path) + ["--ro-bind", path, path]
@@ -91,7 +106,6 @@ def argv(conf: Confinement, command: list[str], bwrap: str = "bwrap") -> list[st
         out += parents.of(f"{DATA}/{name}") + ["--ro-bind", str(view), f"{DATA}/{name}"]
     out += ["--bind", str(conf.workdir), APP] + parents.of(SPOOL) + ["--bind", str(conf.spool), SPOOL]
     # /tmp and /dev/shm: private, and writable by the session's uid like on any machine.
-    out += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     if conf.shm_bytes:
         out += ["--size", str(conf.shm_bytes)]
     out += ["--perms", "1777", "--tmpfs", "/dev/shm"]
@@ -111,7 +125,7 @@ class _Parents:
     0700 root-owned, which a session's uid could not walk through (/root/.pyenv/...)."""
 
     def __init__(self):
-        self.made: set[str] = set()
+        self.made: set[str] = {"/tmp", "/dev", "/proc"}
 
     def of(self, path: str) -> list[str]:
         out = []
@@ -227,12 +241,16 @@ def probe() -> Mode:
 
 
 class Confined:
-    """A running sandboxed process and its network helper (slirp4netns), ended together."""
+    """A running sandboxed process and its network helper (slirp4netns), ended together.
 
-    def __init__(self, proc: subprocess.Popen, net: subprocess.Popen | None):
+    `child_pid` is the host pid of the sandbox's first process (bubblewrap's init; the command
+    is its child), 0 if bubblewrap failed before starting it."""
+
+    def __init__(self, proc: subprocess.Popen, net: subprocess.Popen | None, child_pid: int):
         self.proc = proc
         self.net = net
         self.pid = proc.pid
+        self.child_pid = child_pid
 
     def wait(self, timeout: float | None = None) -> int:
         code = self.proc.wait(timeout)
@@ -254,7 +272,8 @@ class Confined:
                 self.net.kill()
 
 
-def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None, bwrap: str = "bwrap") -> Confined:
+def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None, bwrap: str = "bwrap",
+          marker: dict[str, str] | None = None) -> Confined:
     """Start `command` confined by `conf`.
 
     With `conf.network`, the process gets a network namespace of its own, connected outwards by
@@ -262,25 +281,36 @@ def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None
     package but not talk to the API, the database or anything else listening on 127.0.0.1. The
     user's code starts only once that network is up (bubblewrap blocks on a pipe until then).
     Without slirp4netns a network session gets an empty namespace: offline, never the host's.
+
+    `marker`: environment of the bubblewrap process itself (not of the sandbox, which starts
+    from a clean one), so the platform can recognise it in /proc.
     """
-    slirp = shutil.which("slirp4netns") if conf.network else None
-    if not slirp:
-        full = argv(_offline(conf), command, bwrap)
-        return Confined(subprocess.Popen(full, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=preexec_fn, start_new_session=True), None)
     import json
 
+    slirp = shutil.which("slirp4netns") if conf.network else None
     info_r, info_w = os.pipe()
-    block_r, block_w = os.pipe()
-    full = argv(conf, command, bwrap)
-    full[1:1] = ["--unshare-net", "--info-fd", str(info_w), "--block-fd", str(block_r)]
+    fds = [info_w]
+    extra = ["--info-fd", str(info_w)]
+    block_r = block_w = None
+    if slirp:
+        block_r, block_w = os.pipe()
+        fds.append(block_r)
+        extra += ["--unshare-net", "--block-fd", str(block_r)]
+    full = argv(conf if slirp else _offline(conf), command, bwrap)
+    full[1:1] = extra
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(marker or {})}
     try:
-        proc = subprocess.Popen(full, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=preexec_fn, start_new_session=True, pass_fds=(info_w, block_r))
+        proc = subprocess.Popen(full, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                preexec_fn=preexec_fn, start_new_session=True, pass_fds=tuple(fds))
+    except BaseException:
+        for fd in (info_r, block_w):
+            if fd is not None:
+                os.close(fd)
+        raise
     finally:
-        os.close(info_w)
-        os.close(block_r)
-    net = None
+        for fd in fds:
+            os.close(fd)
+    child, net = 0, None
     try:
         raw = b""
         with os.fdopen(info_r, "rb") as info:
@@ -289,22 +319,32 @@ def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None
                 if not chunk:
                     break
                 raw += chunk
-        child = json.loads(raw)["child-pid"]
-        ready_r, ready_w = os.pipe()
-        cmd = [slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd", str(ready_w)]
-        if conf.uid is None:  # unprivileged: join the sandbox's user namespace to reach its netns
-            cmd += ["--userns-path", f"/proc/{child}/ns/user"]
-        net = subprocess.Popen([*cmd, str(child), "tap0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               stdin=subprocess.DEVNULL, pass_fds=(ready_w,), start_new_session=True)
-        os.close(ready_w)
-        with os.fdopen(ready_r, "rb") as ready:
-            ready.read(1)  # empty if slirp4netns failed: the session then runs offline
+        child = int(json.loads(raw)["child-pid"]) if raw else 0
+        if slirp and child:
+            net = _connect(slirp, child, conf.uid is None)
     except (OSError, ValueError, KeyError):
         pass  # bubblewrap failed before reporting its child; its exit status says why
     finally:
-        os.write(block_w, b"go")
-        os.close(block_w)
-    return Confined(proc, net)
+        if block_w is not None:
+            os.write(block_w, b"go")
+            os.close(block_w)
+    return Confined(proc, net, child)
+
+
+def _connect(slirp: str, child: int, unprivileged: bool) -> subprocess.Popen | None:
+    """slirp4netns into the sandbox's network namespace; returns once the network is up."""
+    ready_r, ready_w = os.pipe()
+    cmd = [slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd", str(ready_w)]
+    if unprivileged:  # join the sandbox's user namespace to reach its netns
+        cmd += ["--userns-path", f"/proc/{child}/ns/user"]
+    try:
+        net = subprocess.Popen([*cmd, str(child), "tap0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               stdin=subprocess.DEVNULL, pass_fds=(ready_w,), start_new_session=True)
+    finally:
+        os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        ready.read(1)  # empty if slirp4netns failed: the session then runs offline
+    return net
 
 
 def _offline(conf: Confinement) -> Confinement:

@@ -133,11 +133,16 @@ class Channel:
         """
         command = str(payload.get("command", ""))
         timeout = _clamp(payload.get("timeout"), SH_TIMEOUT, SH_TIMEOUT_MAX)
+        argv, cwd = ["/bin/sh", "-c", command], self.spec["workdir"]
+        if self.spec.get("sandbox"):  # the session's sandbox: its uid, its view, no network
+            from nsml.scheduler import bwrap, userproc
+
+            argv = bwrap.argv(userproc.confinement(self.spec, network=False), argv)
         try:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", command], cwd=self.spec["workdir"], env=self.spec["env"],
+                argv, cwd=cwd, env=self.spec["env"] if not self.spec.get("sandbox") else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True, preexec_fn=self.preexec,
+                start_new_session=True, preexec_fn=None if self.spec.get("sandbox") else self.preexec,
             )
         except OSError as exc:
             return {"failure": f"the command could not start: {exc}"}
@@ -194,6 +199,19 @@ class Channel:
         path = info.get("socket") if isinstance(info, dict) else None
         if not isinstance(path, str):
             return None
+        box = self.spec.get("sandbox")
+        if box:  # named as the session sees it: /run/nsml/repl.sock
+            from nsml.scheduler import userproc
+
+            path = userproc.host_path(self.spec, path)
+            if path is None or os.path.basename(path) != "repl.sock":
+                return None
+            try:
+                found = os.lstat(path)
+            except OSError:
+                return None
+            owner = box.get("uid") if box.get("uid") is not None else os.getuid()
+            return path if stat.S_ISSOCK(found.st_mode) and found.st_uid == owner else None
         folder, name = os.path.split(path)
         where = os.path.realpath(folder)
         expected = where == os.path.realpath(self.spec["spool"]) and name == "repl.sock"

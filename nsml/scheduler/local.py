@@ -17,29 +17,45 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nsml.core.entities import Dataset, FileEntry, Session
 from nsml.store.blobs import BlobStore
 
-from . import environments, sandbox
+from . import bwrap, environments, limits, sandbox
 
 
 class LocalExecutor:
-    def __init__(self, home: Path, blobs: BlobStore, server_url: str, token: str, server_file: Path | None = None, paused_timeout: float = 300.0):
+    def __init__(self, home: Path, blobs: BlobStore, server_url: str, token: str | Callable[[Session], str],
+                 server_file: Path | None = None, paused_timeout: float = 300.0, isolation: bwrap.Mode | None = None,
+                 network: bool = True):
         self.home = Path(home).resolve()  # the supervisor runs in the run dir: paths must be absolute
         self.blobs = blobs
         self.server_url = server_url
-        self.token = token
+        # What a session's supervisor authenticates with: a token scoped to that session
+        # (nsml.core.credentials), or, for callers that have none, one token for all.
+        self.token_for = token if callable(token) else (lambda _session, t=token: t)
         self.server_file = server_file
         self.paused_timeout = paused_timeout  # how long a relaunched script may take to reach nsml.paused()
+        self.isolation = isolation or bwrap.Mode("none", "not sandboxed")
+        self.network = network  # training sessions get outbound network (never the host's loopback)
         self._readonly_mounts: bool | None = None  # probed on first launch
+        self._limits: limits.Backend | None = None
 
     @property
     def readonly_mounts(self) -> bool:
+        if self.isolation.sandboxed:
+            return True  # bubblewrap's read-only binds: the view cannot be written or remounted
         if self._readonly_mounts is None:
             self._readonly_mounts = sandbox.readonly_mounts_work()
         return self._readonly_mounts
+
+    @property
+    def limits(self) -> limits.Backend:
+        if self._limits is None:
+            self._limits = limits.detect() if os.geteuid() == 0 else limits.Backend("rlimit")
+        return self._limits
 
     def run_dir(self, session: Session) -> Path:
         return self.home / "runs" / str(session.id)
@@ -64,21 +80,27 @@ class LocalExecutor:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.blobs.path(entry.sha256), target)
         data_path = self.dataset_view(dataset, dataset_files, submit=session.kind in SUBMIT_KINDS) if dataset else None
-        with open(spool / "output.log", "ab") as log:
+        with open(run_dir / "output.log", "ab") as log:
             python = environments.python_for(environments.read_spec(workdir), self.home / "envs", log)
+        confined = self.isolation.sandboxed
         spec = {
             "session": session.name,
             "server_url": self.server_url,
             "server_file": str(Path(self.server_file).resolve()) if self.server_file else None,
-            "token": self.token,
+            "token": self.token_for(session),
             "workdir": str(workdir),
             "spool": str(spool),
+            # Out of the spool, which the session can write: it must not swap the log for a link.
+            "log": str(run_dir / "output.log"),
+            "user_pid": str(run_dir / "user.pid"),
             "argv": [python, session.entry, *shlex.split(session.args), *reserved_args(session)],
             "env": self.session_env(session, gpu_ids, data_path, spool),
             "code_files": {e.path: e.sha256 for e in code},
-            "readonly": [str(data_path)] if data_path and self.readonly_mounts else [],
+            "readonly": [str(data_path)] if data_path and self.readonly_mounts and not confined else [],
             # Every dataset's hidden test split is in the blob store: out of the session's sight.
-            "hidden": [str(self.blobs.root)] if self.readonly_mounts else [],
+            "hidden": [str(self.blobs.root)] if self.readonly_mounts and not confined else [],
+            "sandbox": self.confinement(session, gpu_ids, workdir, spool, dataset, data_path, python) if confined else None,
+            "limits": self.session_limits(session),
             "kind": session.kind,
             # Where this attempt's log and journal continue the server's (0 but for a resume).
             "log_base": session.log_offset,
@@ -86,6 +108,8 @@ class LocalExecutor:
             "shm_size": session.shm_size,  # run --shm-size: the size of the sandbox's /dev/shm
             "paused_timeout": self.paused_timeout if session.kind in SUBMIT_KINDS + ("infer",) else None,
         }
+        if confined:  # the session's own interpreter first, as an activated venv would have it
+            spec["env"]["PATH"] = f"{Path(python).parent}:{DEFAULT_PATH}"
         spec_path = run_dir / "spec.json"
         spec_path.write_text(json.dumps(spec))
         spec_path.chmod(0o600)  # it holds the token
@@ -97,8 +121,42 @@ class LocalExecutor:
             )
         return proc.pid
 
+    def confinement(self, session: Session, gpu_ids: tuple[int, ...], workdir: Path, spool: Path, dataset: Dataset | None,
+                    data_path: Path | None, python: str) -> dict:
+        """The sandbox of one session (nsml.scheduler.bwrap.Confinement's fields, as JSON for the
+        supervisor). Its files become the session uid's: the code it may change, the spool it
+        writes; nothing else on the machine is that uid's."""
+        uid = bwrap.session_uid(session.id) if self.isolation.drops_uid else None
+        if uid is not None:
+            for path in (workdir, spool):
+                _chown_tree(path, uid)
+        devices = [f"/dev/nvidia{g}" for g in gpu_ids]
+        if gpu_ids:
+            devices += [d for d in bwrap.NVIDIA_SHARED if os.path.exists(d)]
+        return {
+            "workdir": str(workdir), "spool": str(spool), "uid": uid,
+            "readonly": bwrap.interpreter_paths(python),
+            "dataset": [dataset.name, str(data_path)] if dataset and data_path else None,
+            # Submit and infer sessions hold the hidden test data: no network at all for them.
+            "network": self.network and session.kind not in SUBMIT_KINDS + ("infer",),
+            "devices": devices,
+            "shm_bytes": session.shm_size or None,
+        }
+
+    def session_limits(self, session: Session) -> dict:
+        r = session.resources
+        return {"memory_bytes": r.memory or None, "cpus": r.cpus or None, "pids": PIDS_PER_SESSION}
+
     def session_env(self, session: Session, gpu_ids: tuple[int, ...], data_path: Path | None, spool: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NSML_")}
+        confined = self.isolation.sandboxed
+        if confined:
+            # Nothing of the server's own environment (its credentials, its paths) goes in.
+            env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+            env.update(HOME="/tmp", PATH=DEFAULT_PATH)
+            data_path = Path(bwrap.DATA) / session.dataset if data_path else None
+            spool = Path(bwrap.SPOOL)
+        else:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("NSML_")}
         env.update(
             NSML_IS_ON_NSML="1",
             NSML_SESSION_NAME=session.name,
@@ -107,11 +165,11 @@ class LocalExecutor:
             NSML_HAS_DATASET="1" if data_path else "0",
             NSML_GPU_NUM=str(len(gpu_ids)),
             NSML_SPOOL=str(spool),
-            NSML_SERVER_URL=self.server_url,
-            NSML_TOKEN=self.token,
             CUDA_VISIBLE_DEVICES=",".join(str(g) for g in gpu_ids),
             PYTHONUNBUFFERED="1",
         )
+        if not confined:  # unsandboxed: the library reaches the server itself (docs/security.md)
+            env.update(NSML_SERVER_URL=self.server_url, NSML_TOKEN=self.token_for(session))
         # What nsml.paused() acts on (nsml.client.protocol). A resumed attempt has none of it:
         # `--pause 1 --iteration C` alone makes paused() load the session's own checkpoint C.
         if session.kind != "normal" and not session.resumed_from:
@@ -124,18 +182,28 @@ class LocalExecutor:
         if session.batch_size:  # submit -b N (nsml.client.predict)
             env["NSML_SUBMIT_BATCH_SIZE"] = str(session.batch_size)
         if session.kind == "infer":
-            env["NSML_INFER_SOCKET"] = str(self.infer_socket(session))
+            inside = Path(bwrap.SPOOL) / INFER_SOCKET if confined else self.infer_socket(session)
+            env["NSML_INFER_SOCKET"] = str(inside)
         return env
 
     def infer_socket(self, session: Session) -> Path:
         """Where an infer session's model listens. Kept short: Unix socket paths are limited
-        to about 100 bytes, and NSML_HOME can be deep."""
+        to about 100 bytes, and NSML_HOME can be deep. A sandboxed session listens in its
+        spool (the only place it shares with the platform)."""
         import hashlib
 
+        if self.isolation.sandboxed:
+            return self.spool(session) / INFER_SOCKET
         tag = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
         folder = Path(tempfile.gettempdir()) / f"nsml-{os.getuid()}-{tag}"
         folder.mkdir(mode=0o700, exist_ok=True)
         return folder / f"{session.id}.sock"
+
+    def socket_owner(self, session: Session) -> int | None:
+        """The uid a sandboxed session's sockets must belong to (None: not sandboxed)."""
+        if not self.isolation.sandboxed:
+            return None
+        return bwrap.session_uid(session.id) if self.isolation.drops_uid else os.getuid()
 
     def dataset_view(self, dataset: Dataset, files: list[FileEntry], submit: bool = False) -> Path:
         """A read-only tree of the dataset, shared by every session of that version: without
@@ -240,9 +308,9 @@ class LocalExecutor:
 
     def user_pid(self, session: Session) -> int | None:
         """The process group of the session's user process (its leader's pid), if any may remain."""
-        try:
-            pid = int((self.spool(session) / "user.pid").read_text())
-        except (OSError, ValueError):
+        try:  # written by the supervisor, out of the session's reach (older runs: in the spool)
+            pid = int(next(p for p in (self.run_dir(session) / "user.pid", self.spool(session) / "user.pid") if p.exists()).read_text())
+        except (OSError, ValueError, StopIteration):
             return None
         try:  # a recycled pid would not carry the session's spool in its environment
             environ = Path(f"/proc/{pid}/environ").read_bytes()
@@ -252,7 +320,12 @@ class LocalExecutor:
             return pid
         except OSError:
             return pid  # no /proc here: trust the pid file
-        return pid if f"NSML_SPOOL={self.spool(session)}".encode() in environ.split(b"\0") else None
+        names = environ.split(b"\0")
+        if f"NSML_SPOOL={self.spool(session)}".encode() in names:
+            return pid
+        # Sandboxed: the process sees its spool as /run/nsml; its session name tells it apart.
+        inside = {f"NSML_SPOOL={bwrap.SPOOL}".encode(), f"NSML_SESSION_NAME={session.name}".encode()}
+        return pid if self.isolation.sandboxed and inside <= set(names) else None
 
     def remove(self, session: Session) -> None:
         shutil.rmtree(self.run_dir(session), ignore_errors=True)
@@ -266,6 +339,20 @@ class LocalExecutor:
 
 
 SUBMIT_KINDS = ("submit", "submit_test")
+INFER_SOCKET = "infer.sock"
+# A session's processes at most (threads count): far above what training needs, far below what
+# would take the machine down (a fork bomb ends its own session only).
+PIDS_PER_SESSION = 4096
+# What a sandboxed session inherits of the server's environment: locale and time zone, no more.
+PASSED_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    os.chown(root, uid, uid)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
 
 
 def visible_in_view(path: str, submit: bool) -> bool:

@@ -21,12 +21,18 @@ POLL_SECONDS = 0.2
 MAX_CHUNK = 8 << 20
 
 
-def start_user_process(spec: dict) -> subprocess.Popen:
-    with open(Path(spec["spool"]) / "output.log", "ab") as log:  # the child keeps its own copy
-        return subprocess.Popen(
-            spec["argv"], cwd=spec["workdir"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=user_preexec(spec),
-        )
+def start_user_process(spec: dict):
+    """The user process, sandboxed when the spec says so (nsml.scheduler.userproc)."""
+    from nsml.scheduler import userproc
+
+    with open(log_path(spec), "ab") as log:  # the child keeps its own copy
+        return userproc.start(spec, log, preexec=user_preexec(spec))
+
+
+def log_path(spec: dict) -> Path:
+    """The session's log: beside the spool, not in it (the session could swap a file in its
+    spool for a link to one it must not read); older specs kept it in the spool."""
+    return Path(spec["log"]) if spec.get("log") else Path(spec["spool"]) / "output.log"
 
 
 def user_preexec(spec: dict):
@@ -53,6 +59,7 @@ class Shipper:
 
         self.spec = spec
         self.spool = Path(spec["spool"])
+        self.log = log_path(spec)
         self.base = f"/api/sessions/{spec['session']}"
         self.client = httpx.Client(timeout=60, headers={"Authorization": f"Bearer {spec['token']}"})
         self.url = spec["server_url"]
@@ -102,7 +109,7 @@ class Shipper:
     # Each ship_* call sends what the file held when it was called, then returns: a process that
     # writes faster than one round trip must not keep the shipper on one file forever.
     def ship_log(self) -> None:
-        path = self.spool / "output.log"
+        path = self.log
         target = self.log_base + _size(path)
         while not self.gone and target > self.log_offset:
             with open(path, "rb") as f:
@@ -169,14 +176,14 @@ class Shipper:
         try:
             resp = self._post(path, tar=walk_folder(folder), params={"walltime": line["w"]})
         except NsmlError as exc:  # the save function's files changed after it returned
-            _note(self.spool, f"[nsml] checkpoint '{line['name']}' could not be uploaded: {exc}")
+            _note(self.log, f"[nsml] checkpoint '{line['name']}' could not be uploaded: {exc}")
             return
         if resp is not None and resp.status_code < 300:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
         elif resp is not None:
-            _note(self.spool, f"[nsml] checkpoint '{line['name']}' was refused: {resp.text}")
+            _note(self.log, f"[nsml] checkpoint '{line['name']}' was refused: {resp.text}")
 
     def ship_outputs(self) -> None:
         # Sent even when empty: a stored (possibly empty) outputs set tells the server that the
@@ -190,7 +197,7 @@ class Shipper:
                 members = [Member(rel, p, p.stat().st_size) for rel, p in changed]
                 self._post("/outputs", tar=members)
             except (NsmlError, OSError) as exc:  # a file that changed under us: say so, keep the rest going
-                _note(self.spool, f"[nsml] the session's output files could not be uploaded: {exc}")
+                _note(self.log, f"[nsml] the session's output files could not be uploaded: {exc}")
 
     def ship_prediction(self) -> None:
         """A submit's predictions, for the evaluator on the server's side."""
@@ -200,8 +207,8 @@ class Shipper:
 
             self._post("/prediction", tar=[Member("prediction.txt", path, path.stat().st_size)])
 
-    def report_exit(self, exit_code: int, stopped: bool, relaunch: dict | None = None) -> None:
-        self._post("/exit", json={"exit_code": exit_code, "stopped": stopped, "relaunch": relaunch})
+    def report_exit(self, exit_code: int, stopped: bool, relaunch: dict | None = None, reason: str = "") -> None:
+        self._post("/exit", json={"exit_code": exit_code, "stopped": stopped, "relaunch": relaunch, "reason": reason})
 
 
 def _size(path: Path) -> int:
@@ -244,8 +251,9 @@ def written_files(workdir: Path, code_files: dict[str, int]) -> list[tuple[str, 
     return out
 
 
-def _note(spool: Path, text: str) -> None:
-    with open(spool / "output.log", "ab") as f:
+def _note(log: Path, text: str) -> None:
+    """A line of the platform's in the session's log."""
+    with open(log, "ab") as f:
         f.write(text.encode() + b"\n")
 
 
@@ -258,9 +266,18 @@ def main(spec_path: str) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    gateway = None
+    if spec.get("sandbox"):  # the sandboxed library asks its supervisor for what it needs
+        from nsml.scheduler.gateway import Gateway
+
+        gateway = Gateway(spec)
+        gateway.bind()
     proc = start_user_process(spec)
-    Path(spec["spool"], "user.pid").write_text(str(proc.pid))
+    Path(spec.get("user_pid") or Path(spec["spool"], "user.pid")).write_text(str(proc.pid))
     shipper = Shipper(spec)
+    if gateway is not None:
+        gateway.shipper = shipper
+        gateway.start()
     from nsml.scheduler.channel import Channel
 
     channel = Channel(spec, shipper, preexec=user_preexec(spec))  # nsml exec and nsml sh
@@ -274,27 +291,32 @@ def main(spec_path: str) -> int:
             deadline = None
             if read_stage(spec) is None:  # the script never reached nsml.paused()
                 timed_out = True
-                _note(shipper.spool, f"[nsml] main.py did not call nsml.paused() within {spec['paused_timeout']:.0f} s; "
+                _note(shipper.log, f"[nsml] main.py did not call nsml.paused() within {spec['paused_timeout']:.0f} s; "
                       "the session was ended.")
                 stop_requested["at"] = time.monotonic() - GRACE_SECONDS  # no grace: it is not saving anything
         if stop_requested["at"] is not None and code is None:
             if not signalled:
-                _kill_group(proc.pid, signal.SIGTERM)
+                proc.signal(signal.SIGTERM)
                 signalled = True
             elif not killed and time.monotonic() - stop_requested["at"] > GRACE_SECONDS:
-                _kill_group(proc.pid, signal.SIGKILL)
+                proc.kill()
                 killed = True
         shipper.ship_log()
         shipper.ship_journal()
         if shipper.gone:  # the session was removed on the server: nothing left to serve
             channel.close()
-            _kill_group(proc.pid, signal.SIGKILL)
+            proc.kill()
+            proc.close()
             return 0
         if code is not None:
             break
         time.sleep(POLL_SECONDS)
     channel.close()
-    _kill_group(proc.pid, signal.SIGKILL)  # children the entry file left behind
+    proc.kill()  # children the entry file left behind
+    reason = "Out of memory" if proc.out_of_memory() else ""
+    proc.close()
+    if spec.get("sandbox") and 128 < code < 160:
+        code = 128 - code  # bubblewrap reports a signal as 128 + N, as a shell does
     shipper.ship_log()
     shipper.ship_journal()
     shipper.ship_outputs()
@@ -305,7 +327,10 @@ def main(spec_path: str) -> int:
         if spec["kind"] in ("submit", "submit_test"):
             shipper.ship_prediction()
     shipper.ship_log()
-    shipper.report_exit(code, stopped=stop_requested["at"] is not None and not timed_out, relaunch=relaunch)
+    if reason:
+        _note(shipper.log, f"[nsml] the session ran out of memory (its limit: {spec['limits']['memory_bytes']} bytes) and was killed.")
+        shipper.ship_log()
+    shipper.report_exit(code, stopped=stop_requested["at"] is not None and not timed_out, relaunch=relaunch, reason=reason)
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from nsml import __version__
+from nsml.core import credentials
 from nsml.scheduler.local import LocalExecutor
 from nsml.scheduler.machine import capacity as machine_capacity
 from nsml.scheduler.service import Scheduler
@@ -26,18 +27,18 @@ from .state import ServerState
 from .uploads import ReleaseLeases
 
 
-def read_or_create_token(home: Path) -> str:
-    """The local user's token, readable by this OS user only (0600).
+def read_or_create_token(home: Path, name: str = "token") -> str:
+    """The local user's token (or another secret), readable by this OS user only (0600).
 
     Written to a temporary file and linked into place, so a reader never sees it half written
     and two servers starting at once agree on one token.
     """
-    path = home / "token"
+    path = home / name
     existing = _read_token(path)
     if existing:
         return existing
     token = secrets.token_urlsafe(32)
-    tmp = home / f".token.{os.getpid()}.tmp"
+    tmp = home / f".{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token)
@@ -71,9 +72,17 @@ def build_state(settings: Settings) -> ServerState:
     blobs.in_use = store.shas_in_use  # a blob is deleted only once no file row refers to it
     blobs.clean_tmp()
     cap, gpus = machine_capacity(settings.cpus, settings.memory, settings.gpus)
-    executor = LocalExecutor(home, blobs, settings.url, token, server_file=home / "server.json", paused_timeout=settings.paused_timeout)
+    secret = read_or_create_token(home, "session.key").encode()
+    isolation = settings.isolation
+    if isolation is None:  # an app built directly (tests, embedding): the embedded default
+        from .isolation import choose
+
+        isolation = choose(settings.sandbox, team=False)[0]
+    executor = LocalExecutor(home, blobs, settings.url, lambda s: credentials.session_token(secret, s.id, s.attempt),
+                             server_file=home / "server.json", paused_timeout=settings.paused_timeout,
+                             isolation=isolation, network=settings.session_network)
     scheduler = Scheduler(store, executor, cap, [g.index for g in gpus][: cap.gpus] or list(range(cap.gpus)), settings.scheduler_interval)
-    return ServerState(settings, store, blobs, executor, scheduler, cap, gpus, home / "logs", threading.Lock())
+    return ServerState(settings, store, blobs, executor, scheduler, cap, gpus, home / "logs", threading.Lock(), secret)
 
 
 def create_app(settings: Settings) -> FastAPI:

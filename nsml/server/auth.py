@@ -9,7 +9,10 @@ import time
 
 from fastapi import Header, Request
 
-from nsml.core.errors import Unauthorized
+from nsml.core import credentials, naming
+from nsml.core.entities import Session
+from nsml.core.errors import Forbidden, NotFound, Unauthorized
+from nsml.core.states import ACTIVE, Status
 
 from .state import state
 
@@ -46,3 +49,41 @@ def current_user(request: Request, authorization: str | None = Header(default=No
     if user is None:
         raise Unauthorized("The token is not valid for this server: run `nsml login URL` again.")
     return user
+
+
+def supervisor_of(owner: str, dataset: str, number: int, request: Request,
+                  authorization: str | None = Header(default=None)) -> Session:
+    """The session whose supervisor is calling: only that session's scoped token
+    (nsml.core.credentials) for its current attempt, and only until its end was reported, is
+    accepted. A user's token is not: no person posts a session's journal or logs."""
+    session = _scoped_session(request, authorization)
+    name = naming.session_name(owner, dataset, number)
+    if session.name != name:
+        raise Forbidden(f"These credentials belong to session {session.name}, not to {name}.")
+    return session
+
+
+def caller(request: Request, authorization: str | None = Header(default=None)) -> str:
+    """Who reads: a user by token or cookie, or a live session on its owner's behalf (through
+    its supervisor: `nsml.load(session=...)` of a checkpoint its owner may read)."""
+    token = request_token(request, authorization)
+    if credentials.is_session_token(token):
+        return _scoped_session(request, authorization).owner
+    return current_user(request, authorization)
+
+
+def _scoped_session(request: Request, authorization: str | None) -> Session:
+    token = request_token(request, authorization)
+    st = state(request)
+    parsed = credentials.parse_session_token(st.session_secret, token) if token else None
+    if parsed is None:
+        raise Unauthorized("Only a session's own supervisor may make this call.")
+    session_id, attempt = parsed
+    try:
+        session = st.store.session_by_id(session_id)
+    except NotFound:  # the session was removed
+        raise Unauthorized("These session credentials are no longer valid.") from None
+    ended = session.status not in ACTIVE and not (session.status == Status.STOPPED and session.exit_code is None)
+    if session.attempt != attempt or ended:
+        raise Unauthorized("These session credentials are no longer valid: the session's attempt ended.")
+    return session

@@ -42,8 +42,12 @@ def serve(settings: Settings, server_file: Path | None = None, announce: Callabl
 
     from .app import create_app
 
+    from .isolation import choose
+
+    mode, line = choose(settings.sandbox, team=server_file is None or announce is not None)
+    print(line, file=sys.stderr if mode.name == "none" else sys.stdout, flush=True)
     sock = bind_socket(settings.host, settings.port)
-    settings = replace(settings, port=sock.getsockname()[1])
+    settings = replace(settings, port=sock.getsockname()[1], isolation=mode)
     if server_file:
         server_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = server_file.with_suffix(".tmp")
@@ -90,11 +94,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory", default=None)
     p.add_argument("--gpus", type=int, default=None)
     p.add_argument("--embedded", action="store_true", help="write HOME/server.json for the CLI to find")
+    p.add_argument("--sandbox", default="auto", help="auto, bwrap or none (docs/security.md)")
+    p.add_argument("--no-session-network", action="store_true", help="training sessions get no network either")
     a = p.parse_args(argv)
     from nsml.core.resources import parse_size
 
     settings = Settings(home=a.home, db_url=a.db, host=a.host, port=a.port, cpus=a.cpus,
-                        memory=parse_size(a.memory) if a.memory else None, gpus=a.gpus)
+                        memory=parse_size(a.memory) if a.memory else None, gpus=a.gpus, sandbox=a.sandbox,
+                        session_network=not a.no_session_network)
     try:
         serve(settings, server_file=a.home / "server.json" if a.embedded else None)
     except InvalidInput as exc:

@@ -118,6 +118,10 @@ def _ends_with_newline(path: Path, size: int) -> bool:
 
 
 # -- submit ---------------------------------------------------------------------------------------
+_submit_guard = threading.Lock()
+TEST_WINDOW = 3600.0  # seconds: test submits are counted per hour
+
+
 def start_submit(st: ServerState, source: Session, checkpoint: str, test: bool, user: str, batch_size: int | None = None) -> Submission:
     """`batch_size` (submit -b): passed to the dataset's data loader and the bound infer where
     their signatures take a batch_size (nsml.client.predict)."""
@@ -134,16 +138,36 @@ def start_submit(st: ServerState, source: Session, checkpoint: str, test: bool, 
             f"Its owner can add one: nsml dataset push -f --leaderboard [--metric …] {dataset.name} PATH."
         )
     ckpt = pick_checkpoint(st, source, checkpoint)
-    if not test and dataset.submit_interval > 0:
+    with _submit_guard:  # checked and recorded together: parallel requests cannot slip past a limit
+        _check_rate(st, dataset, user, test)
+        runner = relaunch(st, source, "submit_test" if test else "submit", ckpt.name, user, batch_size=batch_size or 0)
+        return st.store.create_submission(dataset.name, user, source.name, ckpt.name, test, runner.id)
+
+
+
+def _check_rate(st: ServerState, dataset, user: str, test: bool) -> None:
+    """Ranked submits: one per the dataset's submit interval. Test submits (-t): a count per hour
+    (settings.test_submits_per_hour), since each says whether the evaluator returned a number."""
+    if test:
+        allowed = st.settings.test_submits_per_hour
+        if allowed <= 0:
+            raise Forbidden("Test submits (nsml submit -t) are turned off on this server (NSML_TEST_SUBMITS_PER_HOUR=0).")
+        recent = st.store.test_submit_times(dataset.name, user, time.time() - TEST_WINDOW)
+        if len(recent) >= allowed:
+            wait = recent[len(recent) - allowed] + TEST_WINDOW - time.time()
+            raise Conflict(
+                f"Dataset '{dataset.name}' takes {allowed} test submits (-t) per hour from each user; "
+                f"you can test-submit again in {_duration(wait)}."
+            )
+        return
+    if dataset.submit_interval > 0:
         last = st.store.last_ranked_submit(dataset.name, user)
         wait = (last or 0) + dataset.submit_interval - time.time()
         if last is not None and wait > 0:
             raise Conflict(
                 f"Dataset '{dataset.name}' takes one ranked submit per {_duration(dataset.submit_interval)} from each user; "
-                f"you can submit again in {_duration(wait)}. `nsml submit -t` (not ranked) is not limited."
+                f"you can submit again in {_duration(wait)}. `nsml submit -t` (not ranked) has a limit of its own."
             )
-    runner = relaunch(st, source, "submit_test" if test else "submit", ckpt.name, user, batch_size=batch_size or 0)
-    return st.store.create_submission(dataset.name, user, source.name, ckpt.name, test, runner.id)
 
 
 def _duration(seconds: float) -> str:
@@ -232,6 +256,9 @@ def _evaluate(st: ServerState, submission: Submission, session: Session) -> None
         if not prediction.is_file():
             raise evaluator.EvaluationFailed("The submit session wrote no predictions.")
         key, score = rescoring.score_now(st, dataset, st.store.get_submission(submission.id), prediction)
+        if submission.test:  # submit -t says that the evaluator returned a number, never which
+            st.store.finish_submission(submission.id, "scored", score=None, scoring=key)
+            return
         st.store.finish_submission(submission.id, "scored", score=score, scoring=key)
         rescoring.rescore_later(st, dataset.name)  # the board may have changed while it was evaluated
     except evaluator.EvaluationFailed as exc:
@@ -242,8 +269,9 @@ def _evaluate(st: ServerState, submission: Submission, session: Session) -> None
 
 
 def fail_unfinished_submissions(st: ServerState) -> None:
-    """At start-up: evaluations interrupted by a restart are run again; submits whose session
-    is gone are failed."""
+    """At start-up: evaluations interrupted by a restart are run again (in fresh private
+    folders: the ones a crash left are removed first); submits whose session is gone are failed."""
+    evaluator.clear_workspace(Path(st.settings.home))
     for submission in st.store.unfinished_submissions():
         runner = None
         try:
@@ -288,7 +316,7 @@ def infer_request(st: ServerState, session: Session, data, wait: float) -> objec
         if time.monotonic() > deadline:
             raise Conflict(f"Infer session {session.name} is still loading its model; try again, or see nsml logs {session.name}.")
         time.sleep(0.1)
-    return _ask(sock_path, data)
+    return _ask(sock_path, data, st.executor.socket_owner(session))
 
 
 def _stage(st: ServerState, session: Session) -> dict:
@@ -298,9 +326,11 @@ def _stage(st: ServerState, session: Session) -> dict:
         return {}
 
 
-def _ask(sock_path: Path, data) -> object:
+def _ask(sock_path: Path, data, owner: int | None) -> object:
+    from nsml.core.wire import connect
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.connect(str(sock_path))
+        connect(conn, sock_path, owner)
         conn.sendall(json.dumps({"data": data}).encode() + b"\n")
         reply = read_line(conn)
     try:

@@ -67,8 +67,10 @@ def score_now(st: ServerState, dataset: Dataset, submission: Submission, predict
     entries = st.store.files(dataset.fileset_id)
     key = current_key(st, dataset)
     files = {f.path: st.blobs.path(f.sha256) for f in entries}
+    # A test submit's error never quotes the script's stdout: that is where the score is printed.
     score = evaluator.evaluate(dataset.metric, dataset.name, files, prediction, st.settings.evaluation_timeout,
-                               plain=submission.prediction_format == PLAIN_FORMAT)
+                               plain=submission.prediction_format == PLAIN_FORMAT, home=Path(st.settings.home),
+                               submission_id=submission.id, quote_stdout=not submission.test)
     if score != score:  # NaN ranks nowhere
         raise evaluator.EvaluationFailed("The evaluation produced NaN.")
     return key, score

@@ -3,7 +3,7 @@
 import math
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from nsml.core.entities import Checkpoint, Dataset, Session, Submission
 
@@ -113,6 +113,7 @@ class ExitReport(BaseModel):
     exit_code: int
     stopped: bool = False
     relaunch: dict[str, Any] | None = None  # fork/submit/infer: the step nsml.paused() reached, and its error
+    reason: str = Field("", max_length=200)  # what ended it, when the supervisor knows: "Out of memory", "disk full"
 
 
 class MemoUpdate(BaseModel):
@@ -141,14 +142,17 @@ class SubmissionPublic(BaseModel):
     status: str  # running, evaluating, scored, failed
     step: str  # on failure: load, infer, write or evaluate
     error: str
-    score: float | None
+    score: float | None  # never for a test submit (-t): it says only that the evaluator returned one
     created: float
     finished: float | None
+    notice: str = ""  # e.g. that evaluation.py ran without a sandbox on this server
 
     @classmethod
-    def of(cls, s: Submission, runner_status: str = "") -> "SubmissionPublic":
-        fields = {k: getattr(s, k) for k in cls.model_fields if k != "runner_status"}
-        return cls(**fields, runner_status=runner_status)
+    def of(cls, s: Submission, runner_status: str = "", notice: str = "") -> "SubmissionPublic":
+        fields = {k: getattr(s, k) for k in cls.model_fields if k not in ("runner_status", "notice")}
+        if s.test:  # also for a test submit scored before scores of test submits were withheld
+            fields["score"] = None
+        return cls(**fields, runner_status=runner_status, notice=notice)
 
 
 class BoardRowPublic(BaseModel):

@@ -26,6 +26,14 @@ class Settings:
     # a dataset's evaluation.py may run. Environment overrides, for tests and slow models.
     paused_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_PAUSED_TIMEOUT", 300)))
     evaluation_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_EVALUATION_TIMEOUT", 600)))
+    # Test submits (submit -t) one user may make to one dataset per hour; 0 turns them off. They
+    # never show the score, but whether the evaluator returned one is still a bit about the labels.
+    test_submits_per_hour: int = field(default_factory=lambda: int(os.environ.get("NSML_TEST_SUBMITS_PER_HOUR", 10)))
+    # The session sandbox (docs/security.md): "auto" (bubblewrap where it works), "bwrap" (refuse
+    # to start without it) or "none". `isolation` is what was chosen (nsml.server.isolation).
+    sandbox: str = "auto"
+    isolation: object | None = None
+    session_network: bool = True  # training sessions reach the outside (never the host's loopback)
 
     @property
     def database_url(self) -> str:

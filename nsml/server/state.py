@@ -27,6 +27,7 @@ class ServerState:
     gpus: list
     logs_dir: Path
     log_lock: threading.Lock
+    session_secret: bytes = b""  # signs session-scoped credentials (nsml.core.credentials)
 
     def prune_dataset_views(self) -> None:
         """Drop the read-only views of dataset versions no longer stored (see LocalExecutor)."""

@@ -252,7 +252,7 @@ def test_a_full_machine_queues_sessions_until_resources_free(server, cli):
     fifth = run(cli, "-d", "queue", "-a", str(cli.cwd / "gate2"), cwd=code)
     wait_for(lambda: "waiting" in logs(server, fourth), "the fourth session to run")
     assert server.session(fifth)["status"] == "queued"
-    cli("dataset", "rm", "queue")
+    cli("dataset", "rm", "-f", "queue")  # sessions use it: -f, as a user would
     (cli.cwd / "gate2").touch()
     finished(server, fourth)
     failed = server.wait(fifth)

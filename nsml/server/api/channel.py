@@ -13,7 +13,6 @@ Everything here runs on the event loop (async routes), so the queues need no loc
 """
 
 import asyncio
-import hmac
 import secrets
 import time
 from collections import deque
@@ -25,10 +24,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from nsml.core.entities import Session
-from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.states import Status
 
-from ..auth import current_user, request_token
+from ..auth import current_user, supervisor_of
 from ..state import ServerState, state
 from .sessions import SESSION, session_of
 
@@ -155,18 +154,10 @@ def hub(request: Request) -> ChannelHub:
 
 
 # -- who may call ---------------------------------------------------------------------------------
-def supervisor_caller(request: Request, authorization: str | None = Header(default=None)) -> None:
-    """The channel's session end accepts only the credentials the executor gave supervisors.
-
-    Today every supervisor holds the same token (the server's own user's, as for the other
-    runtime routes); the trust issue replaces it with per-session scoped tokens
-    (nsml.core.credentials), checked here.
-    """
-    token = request_token(request, authorization)
-    if not token:
-        raise Unauthorized("This route is for session supervisors, which send their token.")
-    if not hmac.compare_digest(token.encode(), state(request).executor.token.encode()):
-        raise Forbidden("Only a session's supervisor may take requests from its channel.")
+def supervisor_caller(owner: str, dataset: str, number: int, request: Request,
+                      authorization: str | None = Header(default=None)) -> None:
+    """The channel's session end accepts only that session's own scoped credentials."""
+    supervisor_of(owner, dataset, number, request, authorization)
 
 
 def _own_running(st: ServerState, owner: str, dataset: str, number: int, user: str, command: str) -> Session:

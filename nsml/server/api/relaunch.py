@@ -60,7 +60,9 @@ def submit(
 ) -> SubmissionPublic:
     """Score a checkpoint on the dataset's hidden test split (`test`: the same, never ranked).
     `batch_size`: passed as batch_size= to the dataset's data loader and the bound infer where
-    they take one. Poll GET /api/submissions/{id} for its progress and score."""
+    they take one. Poll GET /api/submissions/{id} for its progress and score (a test submit's
+    score is never shown: `status` scored says the evaluator returned one). Test submits have a
+    rate limit of their own (settings.test_submits_per_hour)."""
     st = state(request)
     submission = relaunch.start_submit(st, session_of(st, owner, dataset, number), checkpoint, test, user, batch_size)
     return _public(st, submission)
@@ -79,7 +81,19 @@ def _public(st, submission) -> SubmissionPublic:
             status = st.store.session_by_id(submission.runner_id).status.value
         except Exception:  # removed meanwhile
             status = ""
-    return SubmissionPublic.of(submission, status)
+    return SubmissionPublic.of(submission, status, notice=_notice(st, submission))
+
+
+def _notice(st, submission) -> str:
+    """Where a dataset's evaluation.py runs unsandboxed here, each of its submits says so."""
+    from nsml.scheduler import evaluator
+
+    if not (note := evaluator.sandbox_note()):
+        return ""
+    try:
+        return note if st.store.get_dataset(submission.dataset).metric == "custom" else ""
+    except Exception:  # the dataset was removed meanwhile
+        return ""
 
 
 @router.post("/sessions" + SESSION + "/infer-session", response_model=SessionPublic)

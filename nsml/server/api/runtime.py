@@ -12,12 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from nsml.core.entities import Session
 from nsml.core.errors import Conflict, InvalidInput
 from nsml.scheduler.local import SUBMIT_KINDS
 from nsml.core.states import Status, final_status
 
 from .. import relaunch
-from ..auth import current_user
+from ..auth import supervisor_of
 from ..schemas import CheckpointPublic, ExitReport, Offset, SessionPublic
 from ..state import state
 from ..uploads import forget, receive_tar
@@ -28,7 +29,7 @@ ERROR_LINES = 3
 
 
 @router.post(SESSION + "/journal", response_model=Offset)
-async def ingest_journal(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _user: str = Depends(current_user)):
+async def ingest_journal(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _session: Session = Depends(supervisor_of)):
     st = state(request)
     session = session_of(st, owner, dataset, number)
     data = await request.body()
@@ -40,7 +41,7 @@ async def ingest_journal(owner: str, dataset: str, number: int, request: Request
 
 
 @router.post(SESSION + "/logs", response_model=Offset)
-async def ingest_logs(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _user: str = Depends(current_user)) -> Offset:
+async def ingest_logs(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _session: Session = Depends(supervisor_of)) -> Offset:
     st = state(request)
     session = session_of(st, owner, dataset, number)
     data = await request.body()
@@ -62,7 +63,7 @@ def append_log(st, session_id: int, offset: int, data: bytes) -> int:
 
 
 @router.post(SESSION + "/checkpoints/{name}", response_model=CheckpointPublic, status_code=201)
-async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, walltime: float, request: Request, _user: str = Depends(current_user)) -> CheckpointPublic:
+async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, walltime: float, request: Request, _session: Session = Depends(supervisor_of)) -> CheckpointPublic:
     st = state(request)
     session = session_of(st, owner, dataset, number)
     old_shas = st.store.fileset_shas(*(c.fileset_id for c in st.store.list_checkpoints(session.id) if c.name == name))
@@ -77,7 +78,7 @@ async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, wa
 
 
 @router.post(SESSION + "/outputs", response_model=SessionPublic)
-async def upload_outputs(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+async def upload_outputs(owner: str, dataset: str, number: int, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
     st = state(request)
     session = session_of(st, owner, dataset, number)
     old_shas = st.store.fileset_shas(session.outputs_fileset_id)
@@ -92,7 +93,7 @@ async def upload_outputs(owner: str, dataset: str, number: int, request: Request
 
 
 @router.post(SESSION + "/prediction", response_model=Offset)
-async def upload_prediction(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> Offset:
+async def upload_prediction(owner: str, dataset: str, number: int, request: Request, _session: Session = Depends(supervisor_of)) -> Offset:
     """A submit session's predictions (a tar holding prediction.txt), kept for the evaluator."""
     st = state(request)
     session = session_of(st, owner, dataset, number)
@@ -111,7 +112,7 @@ async def upload_prediction(owner: str, dataset: str, number: int, request: Requ
 
 
 @router.post(SESSION + "/exit", response_model=SessionPublic)
-def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
     st = state(request)
     session = session_of(st, owner, dataset, number)
     status = final_status(body.exit_code, body.stopped or session.status == Status.STOPPED)
@@ -121,6 +122,8 @@ def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request
         path = st.logs_dir / f"{session.id}.log"
         lines = [ln.strip() for ln in tail_lines(path, ERROR_LINES).splitlines() if ln.strip()] if path.exists() else []
         error = _exit_text(body.exit_code) + (f": {lines[-1][:300]}" if lines else "")
+        if body.reason:  # the supervisor knows better than the last log line (an OOM kill leaves none)
+            error = f"{body.reason} ({_exit_text(body.exit_code)})"
     moved = st.store.move_session(session.id, status, exit_code=body.exit_code, ended=time.time(), error=error)
     if moved is None and session.status == Status.STOPPED:  # stop was recorded first; keep the code
         moved = st.store.update_session(session.id, exit_code=body.exit_code, ended=session.ended or time.time())

@@ -4,16 +4,16 @@ import shlex
 import time
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from nsml.core import naming
-from nsml.core.errors import Conflict, InvalidInput, NotFound
+from nsml.core import credentials, naming
+from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.resources import Resources, check_request, format_size, parse_size
 from nsml.core.states import ACTIVE, FINAL, Status
 from nsml.scheduler.environments import read_first_line_image
 
-from ..auth import current_user
+from ..auth import caller, current_user, request_token
 from ..schemas import CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic, finite
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
@@ -279,9 +279,14 @@ def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, 
 
 
 @router.get(SESSION + "/checkpoints/{name}/archive")
-def pull_checkpoint(owner: str, dataset: str, number: int, name: str, request: Request, _user: str = Depends(current_user)) -> StreamingResponse:
+def pull_checkpoint(owner: str, dataset: str, number: int, name: str, request: Request, reader: str = Depends(caller),
+                    authorization: str | None = Header(default=None)) -> StreamingResponse:
+    """Also for a live session's supervisor (`nsml.load(session=...)`), for its owner's sessions."""
     st = state(request)
-    ckpt = st.store.get_checkpoint(session_of(st, owner, dataset, number), name)
+    target = session_of(st, owner, dataset, number)
+    if credentials.is_session_token(request_token(request, authorization)) and target.owner != reader:
+        raise Forbidden(f"A session of {reader} cannot load checkpoints of {target.name}.")
+    ckpt = st.store.get_checkpoint(target, name)
     return tar_response(st, st.store.files(ckpt.fileset_id), f"{name}.tar")
 
 

@@ -72,6 +72,14 @@ class BoardsMixin:
             return orm.scalar(select(func.max(SubmissionRow.created)).where(
                 SubmissionRow.dataset == dataset, SubmissionRow.owner == owner, SubmissionRow.test.is_(False)))
 
+    def test_submit_times(self, dataset: str, owner: str, since: float) -> list[float]:
+        """When the owner made test submits (-t) to the dataset since `since`, oldest first: their
+        own rate limit (failed ones count too)."""
+        with self._read() as orm:
+            return list(orm.scalars(select(SubmissionRow.created).where(
+                SubmissionRow.dataset == dataset, SubmissionRow.owner == owner, SubmissionRow.test.is_(True),
+                SubmissionRow.created >= since).order_by(SubmissionRow.created)))
+
     def scored_otherwise(self, dataset: str, scoring: str) -> list[Submission]:
         """Ranked (not -t) scored submissions whose score was computed another way than `scoring`,
         oldest first: to re-score, or to show as archived."""
