@@ -1,5 +1,6 @@
 """Shared fixtures: a real NSML server process on a free port, and the real CLI against it."""
 
+import json
 import os
 import signal
 import subprocess
@@ -90,6 +91,30 @@ class Server:
         raise AssertionError(f"{name} did not reach {statuses}: {self.session(name)}")
 
 
+def app_dir(server: Server, name: str, timeout: float = 60) -> Path:
+    """Session NAME's working directory on the host (/app inside its sandbox): its run
+    directory's app/, found by the session named in its spec.json. A queued session has none
+    until it starts: this waits for it (up to `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for spec in (server.home / "runs").glob("*/spec.json"):
+            try:
+                if json.loads(spec.read_text()).get("session") == name and (spec.parent / "app").is_dir():
+                    return spec.parent / "app"
+            except (OSError, ValueError):
+                pass  # being written, or its run directory being replaced
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no working directory for {name} within {timeout:.0f} s: {server.session(name)}")
+        time.sleep(0.05)
+
+
+def open_gate(server: Server, *names: str, gate: str = "gate") -> None:
+    """Release sessions whose script waits for the file GATE, a path relative to its working
+    directory (/app in a sandbox, the run directory's app/ without one): create it there."""
+    for name in names:
+        (app_dir(server, name) / gate).touch()
+
+
 def clean_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NSML_")}
     env["NSML_HOME"] = str(home)
@@ -136,7 +161,8 @@ def cli_in(server: Server, folder: Path) -> Cli:
 
 def kill_leftover_supervisors(home: Path) -> None:
     """Sessions outlive the server by design; a test must not leave them behind."""
-    for spec in (home / "runs").glob("*/spool/user.pid"):
+    # RUN/user.pid, written by the supervisor; never the spool's, which the session can forge
+    for spec in (home / "runs").glob("*/user.pid"):
         try:
             os.killpg(int(spec.read_text()), signal.SIGKILL)
         except (OSError, ValueError):

@@ -113,9 +113,11 @@ def checkpoint_name(checkpoint, legacy, caller, default_now):
                         f'{type(checkpoint).__name__}')
     # The name becomes a directory name locally and a URL segment on the server, whose rule
     # (nsml.core.naming.check_checkpoint_name) this repeats so a bad name fails here, not later.
-    if not name or name in ('.', '..') or any(c in name for c in '/\\\0') or len(name) > 200:
+    # Control characters are refused too: the supervisor refuses them in the journal's record.
+    if not name or name in ('.', '..') or any(c in name for c in '/\\\0') or len(name) > 200 \
+            or not name.isprintable() and any(ord(c) < 32 for c in name):
         raise ValueError(f"nsml.{caller}: {name!r} is not a usable checkpoint name "
-                         "(it must be 1 to 200 characters, with no '/' or '\\')")
+                         "(it must be 1 to 200 characters, with no '/', '\\' or control characters)")
     return name
 
 
@@ -157,17 +159,17 @@ def _load_nothing(directory):
 
 def _save_to_spool(name, fn, kwargs):
     from nsml.client import journal
+    from nsml.core import spool
 
     journal.current()  # opened before the save function runs: installs the SIGTERM handler
-    root = os.path.join(CONTEXT.spool, 'checkpoints')
+    root = os.path.join(CONTEXT.spool, spool.CHECKPOINTS)
     os.makedirs(root, exist_ok=True)
     # Unique per save, even for repeated names: the supervisor may still be uploading the last one.
     ident = f'{time.time_ns()}-{os.getpid()}-{os.urandom(3).hex()}'
     directory = os.path.join(root, ident)
     os.mkdir(directory)
     _run_save(fn, directory, kwargs, name)
-    line = journal.encode({'k': 'c', 'w': time.time(), 'name': name,
-                           'dir': f'checkpoints/{ident}'})
+    line = spool.checkpoint_line(time.time(), name, ident)
     journal.current().write_line(line)  # after the pending metrics: they form its summary
     _saved_to_spool.add(name)
 

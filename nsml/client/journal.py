@@ -1,4 +1,5 @@
-"""The journal writer: SPOOL/journal.ndjson, one JSON object per line (docs/internals.md).
+"""The journal writer: SPOOL/journal.ndjson, one JSON object per line (docs/internals.md; the
+format's one definition is nsml.core.spool, which the supervisor and the server's ingest use too).
 
 ``report()`` has to cost microseconds, so the calling thread does no system call and no JSON
 encoding for the common case: it appends a record to a deque (atomic in CPython, so no lock on the
@@ -31,6 +32,7 @@ import time
 from collections import deque
 
 from nsml.client.context import CONTEXT
+from nsml.core import spool
 
 FLUSH_INTERVAL = 0.2
 STOP_FLUSH_TIMEOUT = 3.0  # at most this long waiting for the flusher thread on SIGTERM
@@ -64,12 +66,11 @@ def encode_record(record):
     return encode_metrics(record.pop(0), record.pop(1), record.pop(2), record)
 
 
-def encode_metrics(walltime, step, summary, values):
+def encode_metrics(walltime, step, summary, values, _line=spool.METRICS_LINE):
     """A metrics line. Raises TypeError/ValueError/RecursionError if a value is not JSON."""
-    # The fixed envelope is formatted directly: encoding it as a dict costs half again as much.
-    return '{"k":"m","w":%r,"step":%s,"s":%s,"v":%s}' % (
-        walltime, 'null' if step is None else encode(step), 'true' if summary else 'false',
-        encode(values))
+    # The codec's envelope, formatted directly: encoding it as a dict costs half again as much.
+    return _line % (walltime, 'null' if step is None else encode(step), 'true' if summary else 'false',
+                    encode(values))
 
 
 class Journal:
@@ -198,7 +199,7 @@ def current():
     if _instance is None and CONTEXT.spool:
         with _opening:  # threads reporting at once must share one journal, or order is lost
             if _instance is None:
-                path = os.path.join(CONTEXT.spool, 'journal.ndjson')
+                path = os.path.join(CONTEXT.spool, spool.JOURNAL)
                 try:
                     _instance = Journal(path)
                 except OSError as exc:

@@ -23,8 +23,7 @@ from nsml.client import scope as _scope
 from nsml.client.checkpoints import load
 from nsml.client.context import CONTEXT
 
-STAGE_FILE = 'relaunch.json'
-PREDICTION_FILE = 'prediction.txt'
+from nsml.core.spool import PREDICTION as PREDICTION_FILE, RELAUNCH as STAGE_FILE  # noqa: E402
 
 
 def paused(scope=None):

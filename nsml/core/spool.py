@@ -34,6 +34,14 @@ CHECKPOINT = "c"
 MAX_LINE = 1 << 20
 MAX_KEY = 256
 MAX_CHECKPOINT_NAME = 255
+MAX_VALUE = 64 << 10         # one metric value, as JSON: a histogram fits, a dumped dataset does not
+MAX_SUMMARY_VALUE = 1 << 10  # larger values are stored as points but kept out of the summary
+MAX_SERIES = 1000            # distinct metric keys per session
+NOTES_PER_CHUNK = 20         # notes the ingest hands back for one journal chunk
+
+# The metrics line, formatted directly by the library's hot path (encoding the fixed envelope as
+# a dict costs half again as much): walltime (repr), step, summary and values (JSON each).
+METRICS_LINE = '{"k":"' + METRICS + '","w":%r,"step":%s,"s":%s,"v":%s}'
 _IDENT = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
 
 
@@ -92,3 +100,47 @@ def finite_or_error(key: str, value) -> None:
 
 def valid_key(key) -> bool:
     return isinstance(key, str) and 0 < len(key) <= MAX_KEY
+
+
+def checkpoint_line(walltime: float, name: str, ident: str) -> str:
+    """The journal line announcing a finished checkpoint folder checkpoints/IDENT (no newline)."""
+    import json
+
+    return json.dumps({"k": CHECKPOINT, "w": walltime, "name": name, "dir": checkpoint_dir(ident)},
+                      separators=(",", ":"))
+
+
+def checkpoint_in(raw: bytes) -> dict | None:
+    """The record of one journal line (at most MAX_LINE bytes) if it is a checkpoint line."""
+    if b'"' + CHECKPOINT.encode() + b'"' not in raw:  # cheap test first: metric lines are the vast majority
+        return None
+    import json
+
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return record if type(record) is dict and record.get("k") == CHECKPOINT else None
+
+
+def long_lines(data: bytes, limit: int = MAX_LINE) -> list[tuple[int, int]]:
+    """(start, end) of each line in data longer than `limit` bytes, its newline included; a last
+    line without a newline counts once it is longer than `limit` (end is then len(data)).
+
+    Looks at each window of `limit` bytes for its last newline (C speed), so a chunk of ordinary
+    lines costs a few calls, not one per line.
+    """
+    spans = []
+    start, size = 0, len(data)
+    while start < size:
+        if size - start <= limit:
+            break  # what is left is shorter than a long line
+        newline = data.rfind(b"\n", start, start + limit)
+        if newline >= 0:
+            start = newline + 1
+            continue
+        end = data.find(b"\n", start + limit)
+        end = size if end < 0 else end + 1
+        spans.append((start, end))
+        start = end
+    return spans

@@ -114,7 +114,9 @@ def argv(conf: Confinement, command: list[str], bwrap: str = "bwrap") -> list[st
     out += ["--chdir", conf.chdir, "--clearenv"]
     for key, value in conf.env.items():
         out += ["--setenv", key, value]
-    out.append("--")
+    # setsid: the user's process leads a process group of its own, which `nsml stop` signals
+    # as a whole (bubblewrap's --new-session makes its init, not the command, a session leader).
+    out += ["--", "setsid"]
     if conf.uid is not None:
         out += _drop_to(conf.uid)
     return out + list(command)

@@ -44,6 +44,7 @@ OUTPUT_TAIL = 1500     # characters of the script's output quoted in an error
 READ_TAIL = 64 * 1024  # bytes of its stdout searched for the score (its output goes to files, not memory)
 WORKSPACE = "evaluations"  # under the NSML home: one private folder per running evaluation
 PREDICTION = "prediction.txt"
+SETUP_TRIES = 3  # starts of the sandbox when bubblewrap itself fails
 
 
 class EvaluationFailed(Exception):
@@ -98,8 +99,8 @@ def sandbox_note() -> str:
     mode = sandbox_mode()
     if mode.sandboxed:
         return ""
-    return (f"evaluation.py runs without a sandbox on this server ({mode.detail}): as the server's own user, "
-            f"with network, its /data/NAME paths only redirected for Python calls (docs/leaderboards.md).")
+    return (f"evaluation.py runs without a sandbox on this server ({mode.detail}): as the server's own OS user, "
+            f"with network (docs/security.md).")
 
 
 @functools.cache
@@ -167,6 +168,7 @@ class Run:
     env: dict
     root: Path             # the private folder (its output files go there)
     preexec: object = None
+    confined: bool = False
 
 
 def _confined(root: Path, dataset: str, files: dict[str, Path], prediction: Path, uid: int | None,
@@ -191,7 +193,7 @@ def _confined(root: Path, dataset: str, files: dict[str, Path], prediction: Path
         dataset=(dataset, view), uid=uid, network=False, hostname="nsml-evaluator", env=env,
     )
     command = bwrap.argv(conf, [sys.executable, "evaluation.py"], bwrap.find_bwrap() or "bwrap")
-    return Run(command, f"{bwrap.APP}/{PREDICTION}", label, app, {}, root)
+    return Run(command, f"{bwrap.APP}/{PREDICTION}", label, app, {}, root, confined=True)
 
 
 def _link(src: Path, target: Path) -> None:
@@ -243,6 +245,18 @@ def _score(run: Run, timeout: float, quote_stdout: bool) -> float:
 
 
 def _spawn(run: Run, argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """_once, again where bubblewrap itself failed to set the sandbox up (it can, rarely and
+    briefly, fail to configure the new network namespace's loopback): the script never ran."""
+    for attempt in range(SETUP_TRIES):
+        code, out, err = _once(run, argv, timeout)
+        if not (run.confined and code == 1 and not out and err.startswith("bwrap: ")):
+            break
+        log.warning("the evaluator's sandbox did not start (%s); trying again", err.strip()[:200])
+        time.sleep(0.2 * (attempt + 1))
+    return code, out, err
+
+
+def _once(run: Run, argv: list[str], timeout: float) -> tuple[int, str, str]:
     """Run to the end (or kill at `timeout`); (exit code, stdout's tail, stderr's tail). Output
     goes to files in the private folder, so a chatty script costs the server no memory."""
     out_path, err_path = run.root / "stdout", run.root / "stderr"

@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+SETUP_TRIES = 3
+
 
 class Plain:
     def __init__(self, spec: dict, log, preexec):
@@ -49,9 +51,21 @@ class Sandboxed:
         lim = spec.get("limits") or {}
         backend = limits.detect() if os.geteuid() == 0 else limits.Backend("rlimit")
         self.group = backend.group(f"session-{os.getpid()}", limits.Limits(**lim))
-        self.box = bwrap.start(conf, spec["argv"], stdout=log, preexec_fn=self.group.preexec,
-                               marker={"NSML_SPOOL": spec["spool"]})
-        self.pid = self._user_pid() or self.box.pid
+        for attempt in range(SETUP_TRIES):
+            started = time.monotonic()
+            self.box = bwrap.start(conf, spec["argv"], stdout=log, preexec_fn=self.group.preexec,
+                                   marker={"NSML_SPOOL": spec["spool"]})
+            user = self._user_pid()
+            # Under load bubblewrap sometimes fails to set up the loopback device of a new
+            # network namespace ("loopback: Failed RTM_NEWADDR"), before the user's code starts:
+            # no user process was ever seen and it ended at once with bubblewrap's status 1.
+            # Only then is it tried again: the user's code must never run twice.
+            if user is None and self.box.proc.poll() == 1 and time.monotonic() - started < 2:
+                log.write(b"[nsml] the sandbox failed to start; trying again\n")
+                log.flush()
+                continue
+            break
+        self.pid = user or self.box.pid
 
     def _user_pid(self, wait: float = 2.0) -> int | None:
         """The user's process (a process group leader: bubblewrap's --new-session), on the

@@ -77,6 +77,8 @@ def _scoped_session(request: Request, authorization: str | None) -> Session:
     st = state(request)
     parsed = credentials.parse_session_token(st.session_secret, token) if token else None
     if parsed is None:
+        if token and not credentials.is_session_token(token) and user_for(request, token):
+            raise Forbidden("Only a session's own supervisor may make this call, not a user.")
         raise Unauthorized("Only a session's own supervisor may make this call.")
     session_id, attempt = parsed
     try:

@@ -44,9 +44,13 @@ def serve(settings: Settings, server_file: Path | None = None, announce: Callabl
 
     from .isolation import choose
 
-    mode, line = choose(settings.sandbox, team=server_file is None or announce is not None)
+    sock = bind_socket(settings.host, settings.port)  # a busy port first: one line, nothing else
+    try:
+        mode, line = choose(settings.sandbox, team=server_file is None or announce is not None)
+    except InvalidInput:
+        sock.close()
+        raise
     print(line, file=sys.stderr if mode.name == "none" else sys.stdout, flush=True)
-    sock = bind_socket(settings.host, settings.port)
     settings = replace(settings, port=sock.getsockname()[1], isolation=mode)
     if server_file:
         server_file.parent.mkdir(parents=True, exist_ok=True)

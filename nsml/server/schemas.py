@@ -109,6 +109,15 @@ class Offset(BaseModel):
     offset: int
 
 
+class JournalNote(BaseModel):
+    about: str  # what it is about ("finite:train/loss"): the supervisor writes one note per about
+    text: str   # the line for the session's log
+
+
+class JournalOffset(Offset):
+    notes: list[JournalNote] = []  # what the ingest refused
+
+
 class ExitReport(BaseModel):
     exit_code: int
     stopped: bool = False

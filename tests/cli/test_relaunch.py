@@ -5,6 +5,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import Cli, check_failed, clean_env, serve_for_module, start_session
@@ -306,8 +307,13 @@ def trained_hanging(server, cli) -> str:
     # It hangs in training too; give it a checkpoint through the runtime API and stop it.
     from tests.conftest import tar_of
 
-    server.api.post(f"/api/sessions/{owner}/{dataset}/{n}/checkpoints/0", params={"walltime": 1.0},
-                    content=tar_of({"model.json": b'{"threshold": 5, "epochs_done": 1}'}))
+    # Only the session's supervisor may upload its checkpoints: post with its scoped token.
+    spec = next(json.loads(p.read_text()) for p in server.home.glob("runs/*/spec.json")
+                if json.loads(p.read_text())["session"] == name)
+    resp = httpx.post(f"{server.url}/api/sessions/{owner}/{dataset}/{n}/checkpoints/0", params={"walltime": 1.0},
+                      headers={"Authorization": f"Bearer {spec['token']}"},
+                      content=tar_of({"model.json": b'{"threshold": 5, "epochs_done": 1}'}))
+    assert resp.status_code == 201, resp.text
     cli("stop", name)
     server.wait(name)
     return name

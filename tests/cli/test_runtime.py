@@ -12,7 +12,7 @@ import pytest
 
 from nsml.scheduler import sandbox
 from nsml.scheduler.machine import discover_gpus
-from tests.conftest import Cli, Server, cli_in, serve_for_module, write_dataset, write_project
+from tests.conftest import Cli, Server, cli_in, open_gate, serve_for_module, write_dataset, write_project
 from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
@@ -59,6 +59,21 @@ def process_gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def supervising(pid: int) -> int:
+    """The supervisor above a user process: its parent without a sandbox; with one, the parent
+    of the bubblewrap processes in between."""
+    ancestor = pid
+    while ancestor > 1:
+        ancestor = parent(ancestor)
+        if b"nsml.scheduler.supervisor" in Path(f"/proc/{ancestor}/cmdline").read_bytes():
+            return ancestor
+    raise AssertionError(f"no supervisor above process {pid}")
 
 
 def finished(srv: Server, name: str) -> dict:
@@ -200,9 +215,10 @@ def test_non_json_metric_values_raise_a_type_error_naming_the_key(srv, mcli):
     assert "ndarray" in errors[1] and "set" in errors[2]
 
     keys = srv.api.get(api_path(name) + "/metrics").json()
-    assert keys == {"loss": 2, "hist": 1, "cfg": 1, "name": 1, "nan": 1, "f64": 1}
+    assert keys == {"loss": 2, "hist": 1, "cfg": 1, "name": 1, "f64": 1}  # a NaN is not stored (issue 9)...
     series = {k: srv.api.get(api_path(name) + f"/metrics/{k}").json()["values"] for k in keys}
-    assert series == {"loss": [0.5, 0.25], "hist": [[1, 2]], "cfg": [{"lr": 0.1}], "name": ["x"], "nan": ["NaN"], "f64": [1.5]}
+    assert series == {"loss": [0.5, 0.25], "hist": [[1, 2]], "cfg": [{"lr": 0.1}], "name": ["x"], "f64": [1.5]}
+    assert "[nsml] nan=nan at step 2 was not stored: metric values must be finite numbers" in logs(srv, name)  # ...but named
 
 
 GATED = """\
@@ -219,13 +235,13 @@ def test_a_full_machine_queues_sessions_until_resources_free(server, cli):
     server.extra = ["--cpus", "1"]
     server.start()
     push(cli, "queue")
-    gate = cli.cwd / "gate"
     write_project(cli.cwd / "code", GATED)
     code = cli.cwd / "code"
-    first = run(cli, "-d", "queue", "-a", str(gate), cwd=code)
+    # "gate": relative to the session's working directory (/app in its sandbox), opened there
+    first = run(cli, "-d", "queue", "-a", "gate", cwd=code)
     wait_for(lambda: "waiting" in logs(server, first), "the first session to run")
-    second = run(cli, "-d", "queue", "-a", str(gate), cwd=code)
-    third = run(cli, "-d", "queue", "-a", str(gate), cwd=code)
+    second = run(cli, "-d", "queue", "-a", "gate", cwd=code)
+    third = run(cli, "-d", "queue", "-a", "gate", cwd=code)
 
     too_big = cli("run", "-d", "queue", "-c", "2", cwd=code, check=False)
     assert too_big.returncode == 1
@@ -240,20 +256,21 @@ def test_a_full_machine_queues_sessions_until_resources_free(server, cli):
     assert "is stopped" in cli("stop", third).stdout
     assert server.session(third)["status"] == "stopped"
 
-    gate.touch()
+    open_gate(server, first)
     finished(server, first)
+    open_gate(server, second)  # a queued session has a working directory once it runs
     finished(server, second)
     assert logs(server, second) == "waiting\nreleased\n"
     assert server.session(second)["started"] >= server.session(first)["ended"]
     assert logs(server, third) == "" and server.session(third)["started"] is None
 
     # a queued session whose dataset is removed before it starts fails and says why
-    fourth = run(cli, "-d", "queue", "-a", str(cli.cwd / "gate2"), cwd=code)
-    fifth = run(cli, "-d", "queue", "-a", str(cli.cwd / "gate2"), cwd=code)
+    fourth = run(cli, "-d", "queue", "-a", "gate2", cwd=code)
+    fifth = run(cli, "-d", "queue", "-a", "gate2", cwd=code)
     wait_for(lambda: "waiting" in logs(server, fourth), "the fourth session to run")
     assert server.session(fifth)["status"] == "queued"
     cli("dataset", "rm", "-f", "queue")  # sessions use it: -f, as a user would
-    (cli.cwd / "gate2").touch()
+    open_gate(server, fourth, gate="gate2")
     finished(server, fourth)
     failed = server.wait(fifth)
     assert failed["status"] == "failed" and failed["error"] == "Dataset 'queue' was removed before the session started."
@@ -283,9 +300,8 @@ print('TOTAL', i, flush=True)
 
 def test_a_server_killed_mid_run_loses_and_duplicates_nothing(server, cli):
     push(cli, "crashsrv")
-    gate = cli.cwd / "gate"
     write_project(cli.cwd / "code", LOOP)
-    name = run(cli, "-d", "crashsrv", "-a", str(gate), cwd=cli.cwd / "code")
+    name = run(cli, "-d", "crashsrv", "-a", "gate", cwd=cli.cwd / "code")
     stored = lambda: server.api.get(api_path(name) + "/metrics").json().get("loss", 0)  # noqa: E731
     wait_for(lambda: stored() > 20, "metrics to arrive")
 
@@ -296,7 +312,7 @@ def test_a_server_killed_mid_run_loses_and_duplicates_nothing(server, cli):
     server.start()
     before = stored()
     wait_for(lambda: stored() > before + 20, "metrics to arrive after the restart")
-    gate.touch()
+    open_gate(server, name)
     finished(server, name)
 
     text = logs(server, name)
@@ -326,9 +342,11 @@ def test_a_killed_supervisor_fails_the_session_and_ends_its_process(srv, mcli):
     write_project(mcli.cwd / "code", FOREVER)
     name = run(mcli, "-d", "orphan", cwd=mcli.cwd / "code")
     wait_for(lambda: "ready" in logs(srv, name), "the session to start")
-    spool = run_dir(srv, name) / "spool"
-    user = int((spool / "user.pid").read_text())
-    supervisor = int(Path(f"/proc/{user}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+    # The host pid of the user's process, a process-group leader (in a sandbox: inside its own
+    # PID namespace), written beside the spool by the supervisor.
+    user = int((run_dir(srv, name) / "user.pid").read_text())
+    assert os.getpgid(user) == user
+    supervisor = supervising(user)  # its parent, or (sandboxed) bubblewrap's parent
     assert b"nsml.scheduler.supervisor" in Path(f"/proc/{supervisor}/cmdline").read_bytes()
 
     os.kill(supervisor, signal.SIGKILL)
@@ -357,17 +375,17 @@ def test_gpus_are_allocated_and_counted(server, cli):
     server.extra = ["--gpus", "1"]  # one GPU, so a second GPU session has to wait
     server.start()
     push(cli, "gpu")
-    gate = cli.cwd / "gate"
     code = write_project(cli.cwd / "code", GPU_MAIN)
-    first = run(cli, "-d", "gpu", "-g", "1", "-a", str(gate), cwd=code)
+    first = run(cli, "-d", "gpu", "-g", "1", "-a", "gate", cwd=code)
     wait_for(lambda: "GPU" in logs(server, first), "the GPU session to start")
     assert logs(server, first) == f"GPU 1 {gpus[0].index}\n"
-    second = run(cli, "-d", "gpu", "-g", "1", "-a", str(gate), cwd=code)
-    cpu_only = run(cli, "-d", "gpu", "-g", "0", "-a", str(gate), cwd=code)
+    second = run(cli, "-d", "gpu", "-g", "1", "-a", "gate", cwd=code)
+    cpu_only = run(cli, "-d", "gpu", "-g", "0", "-a", "gate", cwd=code)
     wait_for(lambda: "GPU" in logs(server, cpu_only), "the CPU session to start beside it")
     assert logs(server, cpu_only) == "GPU 0 \n"
     assert server.session(second)["status"] == "queued"
-    gate.touch()
+    open_gate(server, first, cpu_only)
+    open_gate(server, second)  # once the GPU is free and it runs
     for name in (first, second, cpu_only):
         finished(server, name)
     assert logs(server, second) == f"GPU 1 {gpus[0].index}\n"

@@ -95,3 +95,109 @@ def test_chunked_resends_of_the_same_bytes_store_each_point_once(store, session)
     s = store.session_by_id(session.id)
     assert s.journal_offset == len(journal)
     assert s.last_values == {"step": n - 1, "loss": 1 / n, "acc": (n - 1) / n, "big": 10**400 + n - 1}
+
+
+# -- what a hostile session may write into its journal ------------------------------------------
+def ingest(store, session, data: bytes) -> list[tuple[str, str]]:
+    notes = []
+    assert store.ingest_journal(session.id, 0, data, notes) == len(data)  # never stuck on a line
+    return notes
+
+
+def texts(notes) -> str:
+    return "\n".join(text for _about, text in notes)
+
+
+def test_nan_and_infinities_are_not_stored_and_named_once_per_key(store, session):
+    data = (line(step=1, v={"loss": 0.5}, s=True)
+            + b'{"k":"m","w":1.0,"step":5,"s":true,"v":{"loss":NaN,"acc":0.75,"big":Infinity,"neg":-Infinity}}\n'
+            + b'{"k":"m","w":1.0,"step":6,"v":{"loss":NaN,"huge":1e400,"hist":[1,NaN],"deep":{"a":[Infinity]}}}\n'
+            + line(step=7, v={"loss": 0.25}))
+    notes = ingest(store, session, data)
+    assert [p.value for p in store.metric_points(session.id, "loss")] == [0.5, 0.25]
+    assert store.series_keys(session.id) == {"acc": 1, "loss": 2}  # no series for values never stored
+    s = store.session_by_id(session.id)
+    assert s.summary == {"step": 5, "loss": 0.5, "acc": 0.75}  # the NaN did not replace the last good loss
+    assert s.last_values == {"step": 7, "loss": 0.25, "acc": 0.75}
+    text = texts(notes)
+    assert "[nsml] loss=nan at step 5 was not stored: metric values must be finite numbers" in text
+    assert "[nsml] big=inf at step 5 was not stored" in text and "[nsml] neg=-inf at step 5" in text
+    assert "[nsml] huge=inf at step 6" in text  # 1e400 parses as an infinity
+    assert "the value of hist at step 6 holds NaN or an infinity and was not stored" in text
+    assert text.count("loss=nan") == 1  # once per key
+    assert json.loads(json.dumps(s.summary, allow_nan=False)) == s.summary  # valid JSON for every client
+
+
+def test_a_non_finite_step_or_an_odd_walltime_is_stored_as_none(store, session):
+    data = (b'{"k":"m","w":NaN,"step":NaN,"v":{"loss":1.0}}\n'
+            + b'{"k":"m","w":"yesterday","step":Infinity,"v":{"loss":2.0}}\n'
+            + b'{"k":"m","w":{"a":[1]},"step":3,"v":{"loss":3.0}}\n')
+    notes = ingest(store, session, data)  # a NaN walltime once broke the NOT NULL column
+    points = store.metric_points(session.id, "loss")
+    assert [(p.step, p.walltime, p.value) for p in points] == [(0.0, 0.0, 1.0), (1.0, 0.0, 2.0), (3.0, 0.0, 3.0)]
+    assert "step=nan is not a finite number" in texts(notes)
+    assert store.session_by_id(session.id).last_values["step"] == 3
+
+
+def test_garbage_lines_are_skipped_with_a_note_and_the_rest_is_stored(store, session):
+    data = (line(step=1, v={"loss": 1.0}) + b"\xff\xfe\x00 not utf-8\n" + b"not json\n" + b"[1, 2]\n"
+            + b'{"k": "zz"}\n' + b'{"k":"c","name":"x","dir":"checkpoints/a"}\n' + b"[" * 100000 + b"\n"
+            + line(step=2, v={"loss": 2.0}))
+    notes = ingest(store, session, data)
+    assert [p.value for p in store.metric_points(session.id, "loss")] == [1.0, 2.0]
+    assert {about for about, _ in notes} == {"garbage", "kind"}  # checkpoint lines are the supervisor's: no note
+    assert "a journal line that is not JSON was skipped" in texts(notes)
+
+
+def test_keys_are_bounded_in_length_and_number(store, session):
+    from nsml.core import spool
+
+    data = line(step=0, v={"loss": 1.0}) + line(v={"x" * (spool.MAX_KEY + 1): 1.0, "": 2.0, "ok": 3.0})
+    flood = {f"k{i}": i for i in range(spool.MAX_SERIES + 50)}
+    data += line(v=flood) + line(step=9, v={"loss": 9.0, "late_key": 1.0})
+    notes = ingest(store, session, data)
+    keys = store.series_keys(session.id)
+    assert len(keys) == spool.MAX_SERIES and keys["loss"] == 2 and "ok" in keys
+    assert not any(len(k) > spool.MAX_KEY or not k for k in keys) and "late_key" not in keys
+    text = texts(notes)
+    assert f"characters) was not stored: keys may be 1 to {spool.MAX_KEY} characters" in text
+    assert f"a session may report at most {spool.MAX_SERIES} different keys" in text
+    assert "late_key" not in store.session_by_id(session.id).last_values
+
+
+def test_values_are_bounded_and_big_ones_stay_out_of_the_summary(store, session):
+    from nsml.core import spool
+
+    too_big = "y" * spool.MAX_VALUE
+    medium = list(range(400))  # stored as a point, too big for a summary column
+    notes = ingest(store, session, line(step=1, s=True, v={"note": too_big, "hist": medium, "loss": 0.5}))
+    assert store.series_keys(session.id) == {"hist": 1, "loss": 1}
+    assert store.metric_points(session.id, "hist")[0].value == medium
+    assert store.session_by_id(session.id).summary == {"step": 1, "loss": 0.5}
+    assert f"values may be at most {spool.MAX_VALUE} bytes" in texts(notes)
+
+
+def test_a_line_over_max_line_is_never_parsed_and_the_offset_moves_past_it(store, session):
+    from nsml.core import spool
+
+    long_line = b'{"k":"m","v":{"x":"' + b"A" * spool.MAX_LINE + b'"}}\n'
+    data = line(step=1, v={"loss": 1.0}) + long_line + line(step=2, v={"loss": 2.0})
+    notes = ingest(store, session, data)
+    assert [p.value for p in store.metric_points(session.id, "loss")] == [1.0, 2.0]
+    assert "x" not in store.series_keys(session.id)
+    assert f"lines may be at most {spool.MAX_LINE} bytes" in texts(notes)
+
+
+def test_skipping_a_line_is_idempotent_and_refuses_gaps(store, session):
+    from nsml.core.errors import Conflict
+
+    first = line(step=1, v={"loss": 1.0})
+    store.ingest_journal(session.id, 0, first)
+    assert store.skip_journal(session.id, len(first), 5000) == len(first) + 5000
+    assert store.skip_journal(session.id, len(first), 5000) == len(first) + 5000  # a retry
+    assert store.skip_journal(session.id, 0, 10) == len(first) + 5000  # old news
+    with pytest.raises(Conflict):
+        store.skip_journal(session.id, len(first) + 6000, 10)
+    after = line(step=2, v={"loss": 2.0})
+    assert store.ingest_journal(session.id, len(first) + 5000, after) == len(first) + 5000 + len(after)
+    assert [p.value for p in store.metric_points(session.id, "loss")] == [1.0, 2.0]

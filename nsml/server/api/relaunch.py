@@ -5,6 +5,7 @@ from starlette.concurrency import run_in_threadpool
 
 from nsml.core.errors import Forbidden
 from nsml.core.resources import Resources, parse_size
+from nsml.scheduler import evaluator
 
 from .. import relaunch
 from ..auth import current_user
@@ -86,8 +87,6 @@ def _public(st, submission) -> SubmissionPublic:
 
 def _notice(st, submission) -> str:
     """Where a dataset's evaluation.py runs unsandboxed here, each of its submits says so."""
-    from nsml.scheduler import evaluator
-
     if not (note := evaluator.sandbox_note()):
         return ""
     try:

@@ -1,55 +1,89 @@
 """Endpoints the session supervisor calls: logs, metrics journal, checkpoints, outputs, exit.
 
 Logs and the journal are sent by byte offset and are idempotent: a supervisor that lost an
-answer (server restart, timeout) sends the same bytes again and nothing is stored twice.
+answer (server restart, timeout) sends the same bytes again and nothing is stored twice. A
+journal line too long to ship (over spool.MAX_LINE) is skipped by the supervisor without being
+read: `POST …/journal?offset=N&skip=L` moves the server's offset from N past it, as idempotently.
+
+Bodies held in memory (log and journal chunks) are bounded by MAX_BODY (413 beyond it); tar
+uploads are streamed to disk and never held. A full disk answers 507, which the supervisor
+retries for a while and then ends the session with "disk full".
 """
 
 import shutil
 import signal
 import time
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from nsml.core.entities import Session
-from nsml.core.errors import Conflict, InvalidInput
+from nsml.core.errors import Conflict, InvalidInput, StorageFull
 from nsml.scheduler.local import SUBMIT_KINDS
 from nsml.core.states import Status, final_status
 
 from .. import relaunch
 from ..auth import supervisor_of
-from ..schemas import CheckpointPublic, ExitReport, Offset, SessionPublic
+from ..schemas import CheckpointPublic, ExitReport, JournalOffset, Offset, SessionPublic
 from ..state import state
 from ..uploads import forget, receive_tar
 from .sessions import SESSION, tail_lines, session_of
 
 router = APIRouter(prefix="/api/sessions", tags=["session runtime"])
 ERROR_LINES = 3
+MAX_BODY = 16 << 20  # a log or journal chunk (the supervisor sends at most 8 MiB)
 
 
-@router.post(SESSION + "/journal", response_model=Offset)
-async def ingest_journal(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _session: Session = Depends(supervisor_of)):
+async def bounded_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit`."""
+    too_large = HTTPException(413, f"The body is over {limit} bytes, the most this call takes; send it in smaller pieces.")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(SESSION + "/journal", response_model=JournalOffset)
+async def ingest_journal(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0),
+                         skip: int = Query(0, ge=0), _session: Session = Depends(supervisor_of)):
+    """Journal bytes from `offset`; or, with `skip`, no body: move past `skip` bytes at `offset`.
+    `notes`: what the ingest refused (a NaN, an over-long key...), for the session's log."""
     st = state(request)
     session = session_of(st, owner, dataset, number)
-    data = await request.body()
+    data = await bounded_body(request)
+    notes: list[tuple[str, str]] = []
     try:
-        new = await run_in_threadpool(st.store.ingest_journal, session.id, offset, data)
+        if skip:
+            if data:
+                raise InvalidInput("A journal skip carries no body.")
+            new = await run_in_threadpool(st.store.skip_journal, session.id, offset, skip)
+        else:
+            new = await run_in_threadpool(st.store.ingest_journal, session.id, offset, data, notes)
     except Conflict:
         return JSONResponse({"detail": "journal offset mismatch", "offset": st.store.session_by_id(session.id).journal_offset}, status_code=409)
-    return Offset(offset=new)
+    return JournalOffset(offset=new, notes=[{"about": about, "text": text} for about, text in notes])
 
 
 @router.post(SESSION + "/logs", response_model=Offset)
 async def ingest_logs(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _session: Session = Depends(supervisor_of)) -> Offset:
     st = state(request)
     session = session_of(st, owner, dataset, number)
-    data = await request.body()
+    data = await bounded_body(request)
     return Offset(offset=await run_in_threadpool(append_log, st, session.id, offset, data))
 
 
 def append_log(st, session_id: int, offset: int, data: bytes) -> int:
-    """Append the part of data the server does not have yet; the log file's size is the offset."""
+    """Append the part of data the server does not have yet; the log file's size is the offset
+    (a write cut short by a full disk leaves a shorter log, which the next retry continues)."""
+    from nsml.store.blobs import is_disk_full
+
     path = st.logs_dir / f"{session_id}.log"
     with st.log_lock:
         have = path.stat().st_size if path.exists() else 0
@@ -57,8 +91,14 @@ def append_log(st, session_id: int, offset: int, data: bytes) -> int:
             return have  # a gap: the supervisor resends from what we have
         new = data[have - offset:]
         if new:
-            with open(path, "ab") as f:
-                f.write(new)
+            try:
+                with open(path, "ab") as f:
+                    f.write(new)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise StorageFull(f"The server's disk ({st.logs_dir}) is full: the session's log could not be "
+                                      "stored. Free some space.") from exc
+                raise
         return have + len(new)
 
 
@@ -111,11 +151,30 @@ async def upload_prediction(owner: str, dataset: str, number: int, request: Requ
     return Offset(offset=found[0].size)
 
 
-@router.post(SESSION + "/exit", response_model=SessionPublic)
-def report_exit(owner: str, dataset: str, number: int, body: ExitReport, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
-    st = state(request)
+MAX_EXIT_BODY = 2 << 20  # the exit report carries relaunch.json (at most spool.MAX_LINE) and a little more
+
+
+@router.post(SESSION + "/exit", response_model=SessionPublic, openapi_extra={
+    "requestBody": {"required": True, "content": {"application/json": {"schema": ExitReport.model_json_schema()}}}})
+async def report_exit(owner: str, dataset: str, number: int, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
+    """`ExitReport` as the body, read (bounded) only once the caller is known to be the session's
+    supervisor: a declared body would be read whole before any check."""
+    from pydantic import ValidationError
+
+    raw = await bounded_body(request, MAX_EXIT_BODY)
+    try:
+        body = ExitReport.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(f"The exit report is not valid: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}.") from None
+    return await run_in_threadpool(_record_exit, state(request), owner, dataset, number, body)
+
+
+def _record_exit(st, owner: str, dataset: str, number: int, body: ExitReport) -> SessionPublic:
     session = session_of(st, owner, dataset, number)
     status = final_status(body.exit_code, body.stopped or session.status == Status.STOPPED)
+    if body.reason and status != Status.STOPPED:  # the supervisor ended it (disk full, out of memory)
+        status = Status.FAILED
     error = ""
     if status == Status.FAILED:
         # One line, for `ps` and the end of `logs`: a traceback's last line names the error.

@@ -194,7 +194,7 @@ class ViewsMixin:
         return finite_points(points)
 
     # -- roll-ups ---------------------------------------------------------------------------
-    def ingest_journal(self, session_id: int, offset: int, data: bytes) -> int:
+    def ingest_journal(self, session_id: int, offset: int, data: bytes, notes: list | None = None) -> int:
         """The metrics ingest (MetricsMixin), then the new points rolled up into blocks, from
         the tuples the ingest just wrote, so no chart ever waits for a series to be rolled up.
 
@@ -203,7 +203,7 @@ class ViewsMixin:
         """
         with self._write_lock:  # reentrant: keeps another ingest from landing in between
             self._written = None
-            end = super().ingest_journal(session_id, offset, data)
+            end = super().ingest_journal(session_id, offset, data, notes)
             written, self._written = self._written, None
             try:
                 self._roll_up(session_id, written)
