@@ -110,9 +110,15 @@ def app_dir(server: Server, name: str, timeout: float = 60) -> Path:
 
 def open_gate(server: Server, *names: str, gate: str = "gate") -> None:
     """Release sessions whose script waits for the file GATE, a path relative to its working
-    directory (/app in a sandbox, the run directory's app/ without one): create it there."""
+    directory (/app in a sandbox, the run directory's app/ without one): create it there, owned
+    like the folder (the session's uid under a root platform), as if the session had made it; a
+    file of another uid in /app is not shipped as an output, and the log would say so."""
     for name in names:
-        (app_dir(server, name) / gate).touch()
+        folder = app_dir(server, name)
+        (folder / gate).touch()
+        owner = folder.stat()
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            os.chown(folder / gate, owner.st_uid, owner.st_gid)
 
 
 def clean_env(home: Path) -> dict:

@@ -11,7 +11,6 @@ process group, and kills it after a grace period.
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path

@@ -2,7 +2,8 @@
 
 One server serves the whole module (each test uses datasets of its own, so session numbers and
 `ps -d` listings do not depend on the order tests run in). Scripts wait on gate files instead
-of sleeping, so nothing here depends on timing.
+of sleeping, so nothing here depends on timing: a gate is a path relative to the session's
+working directory (/app in its sandbox), which the test opens there (conftest.open_gate).
 """
 
 import io
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Server, check_failed, cli_in, serve_for_module, write_project
+from tests.conftest import Cli, Server, check_failed, cli_in, open_gate, serve_for_module, write_project
 from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
@@ -56,9 +57,11 @@ def wait_for_log(srv: Server, name: str, text: str, timeout: float = WAIT_S) -> 
 
 
 def user_pid(srv: Server, name: str) -> int:
+    """The host pid of the session's user process (a process-group leader), which its supervisor
+    writes beside the spool, out of the session's reach."""
     for spec in (srv.home / "runs").glob("*/spec.json"):
         if json.loads(spec.read_text())["session"] == name:
-            return int((spec.parent / "spool" / "user.pid").read_text())
+            return int((spec.parent / "user.pid").read_text())
     raise AssertionError(f"no run directory for {name}")
 
 
@@ -168,17 +171,16 @@ with open('notes.txt', 'a') as f:
 
 def test_ps_columns_filters_summary_and_json(srv, cli):
     push(cli, "psds")
-    gate = cli.cwd / "gate"
     main = """\
 import nsml
 nsml.report(summary=True, step=1, epoch=1, train__loss=0.5)
 nsml.report(step=2, scratch=7)
 """ + GATED
     write_project(cli.cwd, main)
-    (cli.cwd / "open").touch()
-    done = run(cli, "-d", "psds", "-a", str(cli.cwd / "open"), "-m", "finished one")
+    (cli.cwd / "open").touch()  # an open gate: part of the code, so in the session's /app
+    done = run(cli, "-d", "psds", "-a", "open", "-m", "finished one")
     assert srv.wait(done)["status"] == "exited"
-    live = run(cli, "-d", "psds", "-a", str(gate))
+    live = run(cli, "-d", "psds", "-a", "gate")
     wait_for_log(srv, live, "waiting")
 
     table = cli("ps", "-d", "psds").stdout.splitlines()
@@ -199,16 +201,15 @@ nsml.report(step=2, scratch=7)
     assert entry["last_values"]["scratch"] == 7
     assert entry["command"].startswith("python main.py ")
 
-    gate.touch()
+    open_gate(srv, live)
     assert srv.wait(live)["status"] == "exited"
     assert cli("ps", "-d", "psds").stdout.count("psds") == 0
 
 
 def test_logs_follow_streams_live_and_ends_with_the_session(srv, cli):
     push(cli, "follow")
-    gate = cli.cwd / "gate"
     write_project(cli.cwd, GATED + "print('the end', flush=True)\n")
-    name = run(cli, "-d", "follow", "-a", str(gate))
+    name = run(cli, "-d", "follow", "-a", "gate")
 
     follow = subprocess.Popen([sys.executable, "-m", "nsml", "logs", "-f", name], cwd=cli.cwd, env=cli.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -216,7 +217,7 @@ def test_logs_follow_streams_live_and_ends_with_the_session(srv, cli):
         # The first line arrives while the session is blocked on the gate: it is streamed live.
         assert follow.stdout.readline() == "waiting\n"
         assert srv.session(name)["status"] == "running"
-        gate.touch()
+        open_gate(srv, name)
         rest, err = follow.communicate(timeout=WAIT_S)
     finally:
         follow.kill()

@@ -61,7 +61,6 @@ class LeaderServer(Server):
 
 
 def start_server(folder: Path, *extra: str, env: dict | None = None) -> LeaderServer:
-    extra = (*extra, *os.environ.get("DEBUG_EXTRA", "").split())  # DEBUG-REMOVE
     return LeaderServer(folder / "home", extra=list(extra), env=env or {}).start()
 
 
@@ -194,9 +193,7 @@ def started(cli: Cli, project: Path, *args: str) -> str:
 
 
 def logs(srv: Server, name: str) -> str:
-    text = srv.api.get(f"/api/sessions/{name}/logs").json()["text"]
-    s = srv.session(name); open("/tmp/sec/all.log", "a").write(f"===== {name} {s['status']} {s['exit_code']} {s['error']!r}\n{text}\n")  # DEBUG-REMOVE
-    return text
+    return srv.api.get(f"/api/sessions/{name}/logs").json()["text"]
 
 
 def wait_log(srv: Server, name: str, text: str, timeout: float = WAIT_S) -> str:

@@ -116,7 +116,6 @@ def trained(srv, board, listener, wildcard, root_secrets, tmp_path_factory):
     name = started(cli, project, "-d", board["name"], "-a", "--attacks " + ",".join(FAMILIES))
     info = wait_ended(srv, name)
     text = logs(srv, name)
-    open("/tmp/sec/trained.log", "w").write(text)  # DEBUG-REMOVE
     return {"name": name, "info": info, "log": text, "kept": kept_for(srv, cli, name, work / "kept"), "cli": cli}
 
 

@@ -1,5 +1,8 @@
 """One real server for the web tests, a training script that waits on gate files (so a test
-decides when a live log line and a metric point appear), and a logged-in Chromium."""
+decides when a live log line and a metric point appear), and a logged-in Chromium.
+
+`--gate PATH` is relative to the session's working directory (/app in its sandbox): the test
+opens it with conftest.open_gate(srv, name) and, to end the script, gate="PATH.end"."""
 
 from pathlib import Path
 

@@ -1,6 +1,8 @@
 """The dashboard in a real Chromium (Playwright) against a real server with real sessions.
 
-Scripts wait on gate files, so the test decides when a live log line and metric point appear;
+Scripts wait on gate files (relative to the session's working directory, /app in its sandbox;
+conftest.open_gate creates them there), so the test decides when a live log line and metric
+point appear;
 every wait is Playwright's own "until this is true" (no sleeps, no timed asserts).
 """
 
@@ -9,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import Cli, clean_env, push_dataset, start_session, write_project
+from tests.conftest import Cli, clean_env, open_gate, push_dataset, start_session, write_project
 
 from .conftest import TRAIN
 
@@ -35,23 +37,22 @@ def panel_has_x(page, key: str, x: float):
         arg=[key, x])
 
 
-def test_a_running_session_shows_a_log_line_and_a_metric_point_live(srv, wcli, page, tmp_path):
+def test_a_running_session_shows_a_log_line_and_a_metric_point_live(srv, wcli, page):
     push_dataset(wcli, "weblive")
-    gate = tmp_path / "gate"
-    name = start_session(wcli, "-d", "weblive", "-a", f"--epochs 3 --gate {gate}")
+    name = start_session(wcli, "-d", "weblive", "-a", "--epochs 3 --gate gate")
     try:
         page.goto(f"{srv.url}/sessions/{name}")
         page.locator("#log").get_by_text("waiting for the gate").wait_for()
         graph = page.context.new_page()
         graph.goto(f"{srv.url}/sessions/{name}?tab=graph")
         panel_has_x(graph, "train/loss", 2)
-        gate.touch()  # the script now prints a line and reports step 13
+        open_gate(srv, name)  # the script now prints a line and reports step 13
         page.locator("#log").get_by_text("LIVE-LINE after the gate").wait_for()
         panel_has_x(graph, "train/loss", 13)
         page.fill("#log-search", "LIVE-LINE")
         assert page.locator("#log mark").count() == 1
     finally:
-        (tmp_path / "gate.end").touch()
+        open_gate(srv, name, gate="gate.end")
     srv.wait(name)
 
 
