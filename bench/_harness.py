@@ -37,7 +37,8 @@ def nsml_command() -> list[str]:
 
 
 class Bench:
-    def __init__(self, prefix: str = "nsml-bench-"):
+    def __init__(self, prefix: str = "nsml-bench-", sandbox: str = "auto"):
+        self.sandbox = sandbox  # the server's --sandbox (auto, bwrap or none)
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
         self.home = self.tmp / "home"
         self.home.mkdir()
@@ -53,7 +54,7 @@ class Bench:
     # -- server -----------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> "Bench":
         cmd = [sys.executable, "-m", "nsml.server.main", "--home", str(self.home), "--embedded",
-               "--port", "0", "--cpus", "64", "--memory", "256G"]
+               "--port", "0", "--cpus", "64", "--memory", "256G", "--sandbox", self.sandbox]
         log = open(self.home / "server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=self.env, start_new_session=True)

@@ -108,7 +108,7 @@ def one_run(bench: Bench, project: Path) -> dict:
     marks = parse_marks(bench.logs(name))
     run_dir = bench.run_dir(name)
     spec_t = stat_mtime(run_dir / "spec.json")
-    pid_t = stat_mtime(run_dir / "spool" / "user.pid")
+    pid_t = stat_mtime(run_dir / "user.pid" if (run_dir / "user.pid").exists() else run_dir / "spool" / "user.pid")
     first = marks["first_line"]
     row = {
         "total": first - t0,
@@ -174,12 +174,13 @@ def summarize(label: str, rows: list[dict]) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="timed runs per variant")
+    parser.add_argument("--sandbox", default="auto", help="the server's --sandbox: auto (bubblewrap where it works) or none, to compare")
     parser.add_argument("--package", default="httpx", help="an installed package for requirements.txt")
     args = parser.parse_args()
 
     print(f"nsml run latency, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, CLI: {' '.join(nsml_command())}; "
           f"load average {os.getloadavg()[0]:.2f}")
-    with Bench() as bench:
+    with Bench(sandbox=args.sandbox) as bench:
         bench.push_dataset("bench")
         plain = bench.project("plain", ENTRY)
         reqs = bench.project("reqs", ENTRY, **{"requirements.txt": args.package + "\n"})

@@ -145,7 +145,10 @@ class LocalExecutor:
 
     def session_limits(self, session: Session) -> dict:
         r = session.resources
-        return {"memory_bytes": r.memory or None, "cpus": r.cpus or None, "pids": PIDS_PER_SESSION}
+        backend = self.limits  # probed once per server, not once per session
+        return {"memory_bytes": r.memory or None, "cpus": r.cpus or None, "pids": PIDS_PER_SESSION,
+                "backend": {"name": backend.name, "v2_parent": str(backend.v2_parent) if backend.v2_parent else None,
+                            "v1_parents": [[c, str(p)] for c, p in backend.v1_parents]}}
 
     def session_env(self, session: Session, gpu_ids: tuple[int, ...], data_path: Path | None, spool: Path) -> dict[str, str]:
         confined = self.isolation.sandboxed

@@ -48,8 +48,13 @@ class Sandboxed:
         from nsml.scheduler import bwrap, limits
 
         conf = confinement(spec)
-        lim = spec.get("limits") or {}
-        backend = limits.detect() if os.geteuid() == 0 else limits.Backend("rlimit")
+        lim = dict(spec.get("limits") or {})
+        known = lim.pop("backend", None)
+        if known:  # what the executor found when the server started
+            backend = limits.Backend(known["name"], Path(known["v2_parent"]) if known.get("v2_parent") else None,
+                                     tuple((c, Path(p)) for c, p in known.get("v1_parents", ())))
+        else:
+            backend = limits.detect() if os.geteuid() == 0 else limits.Backend("rlimit")
         self.group = backend.group(f"session-{os.getpid()}", limits.Limits(**lim))
         for attempt in range(SETUP_TRIES):
             started = time.monotonic()

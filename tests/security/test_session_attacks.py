@@ -17,7 +17,6 @@ import json
 import os
 import random
 import secrets
-import signal
 import subprocess
 import time
 from pathlib import Path

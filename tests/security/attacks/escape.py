@@ -7,10 +7,7 @@ import re
 import signal
 import subprocess
 
-from probes import (
-    DATA, FOUND_TOKENS, SCOPED, SIZES, SPOOL, WHERE, T, blocked, lines, look_at_file, note, ok, other_roots, pids, read,
-    recognise, say, sha,
-)
+from probes import DATA, SPOOL, T, blocked, lines, note, ok, pids, read, recognise, say
 
 
 # -- 3. privilege -----------------------------------------------------------------------------

@@ -133,8 +133,6 @@ def use_credentials() -> None:
         for name in files:
             path = os.path.join(folder, name)
             try:
-                import stat
-
                 if not stat.S_ISSOCK(os.lstat(path).st_mode):
                     continue
             except OSError:
