@@ -328,8 +328,12 @@ def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None
         pass  # bubblewrap failed before reporting its child; its exit status says why
     finally:
         if block_w is not None:
-            os.write(block_w, b"go")
-            os.close(block_w)
+            try:
+                os.write(block_w, b"go")
+            except BrokenPipeError:
+                pass  # bubblewrap already ended (a failed set-up): its exit status tells
+            finally:
+                os.close(block_w)
     return Confined(proc, net, child)
 
 

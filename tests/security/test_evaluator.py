@@ -154,14 +154,16 @@ time.sleep(300)
 """
 
 
-def find_on_host(root: Path, name: str, timeout: float = 60) -> Path:
+def find_on_host(server, session: str, name: str, timeout: float = 60) -> Path:
+    """The host path of a file that running session `session` wrote in its /app."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = next(root.rglob(name), None)
+        found = next(server.home.rglob(name), None)
         if found:
             return found
         time.sleep(0.3)
-    raise AssertionError(f"{name} (another session's file) was not found under {root}; where are run folders now?")
+    raise AssertionError(f"{name}, written by {session}, was not found under {server.home} (where are run folders now?); "
+                         f"the session: {server.session(session)}")
 
 
 def host_ip() -> str:
@@ -186,7 +188,7 @@ def test_a_hostile_evaluation_reaches_nothing_and_leaves_nothing(server, cli, tm
     victim_folder.mkdir()
     (victim_folder / "main.py").write_text(fill(VICTIM, marker=marker))
     victim = start_session(cli, cwd=victim_folder)
-    secret = find_on_host(server.home, "victim-secret.txt")
+    secret = find_on_host(server, victim, "victim-secret.txt")
     blob = own_label_blob(server, TEST_Y)
     script = fill(HOSTILE, port=server.url.rsplit(":", 1)[1], host_ip=repr(host_ip()), home=server.home, victim=secret,
                   label_blob=blob, server_pid=server.proc.pid, tmp_marker=f"/tmp/{marker}-host", name="hostile",
