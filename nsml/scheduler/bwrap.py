@@ -178,14 +178,37 @@ def interpreter_paths(python: str | None = None) -> list[str]:
     """Everything the platform's interpreter (and so a session's environment on top of it)
     imports from: its prefixes, its sys.path folders, and this package's own source (an
     editable install lives outside site-packages)."""
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
-    paths += [p for p in sys.path if p and os.path.isdir(p)]
+    prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix]
+    paths = prefixes + [os.path.dirname(os.path.realpath(sys.executable))]
+    # Only sys.path folders that hold installed packages: `python -m` puts the working
+    # directory first, and the server's working directory may well hold the NSML home.
+    paths += [p for p in sys.path if p and os.path.isdir(p) and _installed_packages(p, prefixes)]
     # The package folder alone: with an editable install it sits in a checkout whose tests and
     # .git the session has no business reading.
     paths.append(str(Path(__file__).resolve().parents[1]))
     if python:
         paths += [str(Path(python).parent.parent), os.path.dirname(os.path.realpath(python))]
     return paths
+
+
+def _installed_packages(path: str, prefixes: list[str]) -> bool:
+    real = os.path.realpath(path)
+    if os.path.basename(real) in ("site-packages", "dist-packages"):
+        return True
+    return any(real == os.path.realpath(p) or real.startswith(os.path.realpath(p) + "/") for p in prefixes)
+
+
+def outside(paths, *private: Path) -> list[str]:
+    """`paths` less any that is, holds or lies inside one of the `private` folders (the NSML
+    home, the blob store): a bind of one of those would undo the sandbox."""
+    roots = [os.path.realpath(p) for p in private]
+    kept = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if any(real == r or real.startswith(r + "/") or r.startswith(real.rstrip("/") + "/") for r in roots):
+            continue
+        kept.append(path)
+    return kept
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,10 @@ class LocalExecutor:
             devices += [d for d in bwrap.NVIDIA_SHARED if os.path.exists(d)]
         return {
             "workdir": str(workdir), "spool": str(spool), "uid": uid,
-            "readonly": bwrap.interpreter_paths(python),
+            # Never the home (nor a folder holding it): only the session's own environment in it.
+            "readonly": bwrap.outside(bwrap.interpreter_paths(), self.home, self.blobs.root) + [
+                p for p in (str(Path(python).parent.parent), os.path.dirname(os.path.realpath(python)))
+                if bwrap.outside([p], self.home) or p.startswith(str(self.home / "envs") + "/")],
             "dataset": [dataset.name, str(data_path)] if dataset and data_path else None,
             # Submit and infer sessions hold the hidden test data: no network at all for them.
             "network": self.network and session.kind not in SUBMIT_KINDS + ("infer",),
@@ -221,7 +224,8 @@ class LocalExecutor:
         view = self.home / "views" / f"{dataset.fileset_id}{suffix}" / dataset.name
         if (view.parent / ".ready").exists():
             return view
-        tmp = view.parent.with_name(view.parent.name + f".tmp{os.getpid()}")
+        # Unique per build: two launches of one server process may build the same view at once.
+        tmp = view.parent.with_name(view.parent.name + f".tmp{os.getpid()}-{os.urandom(4).hex()}")
         shutil.rmtree(tmp, ignore_errors=True)
         for entry in files:
             if not visible_in_view(entry.path, submit):
