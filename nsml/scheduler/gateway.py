@@ -95,7 +95,8 @@ class Gateway:
 
     def load(self, session: str, checkpoint: str) -> dict:
         parts = session.split("/")
-        if len(parts) != 3 or not all(parts) or not checkpoint:
+        if len(parts) != 3 or not all(parts) or not checkpoint or "/" in checkpoint \
+                or any(p in (".", "..") for p in (*parts, checkpoint)):  # no path games in the URL
             return {"error": f"not a session and checkpoint: {session!r} {checkpoint!r}", "status": 400}
         path = "/".join(quote(p, safe="") for p in parts)
         url = f"{self.shipper.url}/api/sessions/{path}/checkpoints/{quote(checkpoint, safe='')}/archive"

@@ -320,10 +320,11 @@ def infer_request(st: ServerState, session: Session, data, wait: float) -> objec
 
 
 def _stage(st: ServerState, session: Session) -> dict:
-    try:
-        return json.loads((st.executor.spool(session) / "relaunch.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    """How far the infer session got, read the way the supervisor reads it: a small regular
+    file of the session's, never a link or a FIFO (which would hang this thread)."""
+    from nsml.scheduler.session_files import read_stage
+
+    return read_stage({"spool": str(st.executor.spool(session))}) or {}
 
 
 def _ask(sock_path: Path, data, owner: int | None) -> object:
