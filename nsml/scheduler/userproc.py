@@ -56,6 +56,8 @@ class Sandboxed:
         else:
             backend = limits.detect() if os.geteuid() == 0 else limits.Backend("rlimit")
         self.group = backend.group(f"session-{os.getpid()}", limits.Limits(**lim))
+        log.flush()
+        before = os.fstat(log.fileno()).st_size  # the environment build's lines stay
         for attempt in range(SETUP_TRIES):
             started = time.monotonic()
             self.box = bwrap.start(conf, spec["argv"], stdout=log, preexec_fn=self.group.preexec,
@@ -66,8 +68,10 @@ class Sandboxed:
             # no user process was ever seen and it ended at once with bubblewrap's status 1.
             # Only then is it tried again: the user's code must never run twice.
             if user is None and self.box.proc.poll() == 1 and time.monotonic() - started < 2:
-                log.write(b"[nsml] the sandbox failed to start; trying again\n")
-                log.flush()
+                # Not the user's business: bubblewrap's complaint leaves the session's log (not
+                # shipped yet) for the supervisor's own.
+                os.ftruncate(log.fileno(), before)
+                print(f"nsml supervisor: the sandbox failed to start (try {attempt + 1}); trying again", flush=True)
                 continue
             break
         self.pid = user or self.box.pid

@@ -289,17 +289,26 @@ def test_a_concurrent_session_cannot_find_the_labels_while_an_evaluation_runs(se
     scanner = start_session(cli, "-a", f"--reversed {marker[::-1]} --seconds {SCAN_SECONDS}", cwd=scanner_folder)
     window, host_found, stop = [], [], threading.Event()
 
-    def watch():  # when the evaluation's private folder exists, and what the host's /tmp shows then
+    def watch():  # when the evaluation's private folder exists (timestamps only: never slowed down)
         while not stop.is_set():
             if evaluations(server):
                 window.append(time.time())
-                if len(window) % 5 == 1:
-                    host_found.extend(host_scan(Path("/tmp"), marker.encode(), skip=server.home))
-                    assert all(os.stat(f).st_mode & 0o777 == 0o700 for f in evaluations(server) + [server.home / evaluator.WORKSPACE])
+            time.sleep(0.05)
+
+    def scan_host():  # what the host's /tmp shows meanwhile (a walk of /tmp takes a while)
+        while not stop.is_set():
+            if evaluations(server):
+                host_found.extend(host_scan(Path("/tmp"), marker.encode(), skip=server.home))
+                try:
+                    modes.extend(os.stat(f).st_mode & 0o777 for f in evaluations(server) + [server.home / evaluator.WORKSPACE])
+                except FileNotFoundError:
+                    pass  # the evaluation just ended and its folder went
             time.sleep(0.1)
 
+    modes: list[int] = []
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    threading.Thread(target=scan_host, daemon=True).start()
     try:
         proc = submit(cli, source, "2")
     finally:
@@ -308,6 +317,7 @@ def test_a_concurrent_session_cannot_find_the_labels_while_an_evaluation_runs(se
     assert "Score: 1.0" in proc.stdout, proc.stderr
     assert window, "the evaluation's private folder was never seen"
     assert host_found == [], f"the labels lay outside the private folder: {host_found}"
+    assert all(mode == 0o700 for mode in modes), [oct(m) for m in modes]
     assert server.wait(scanner, timeout=SCAN_SECONDS + 60)["status"] == "exited"  # all its log shipped
     scans = []
     for line in cli("logs", scanner).stdout.splitlines():
