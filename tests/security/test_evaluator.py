@@ -274,7 +274,7 @@ def host_scan(root: Path, marker: bytes, skip: Path) -> list[str]:
     return found
 
 
-SCAN_SECONDS = 30  # how long the scanning session looks: the submit and its evaluation fit in it
+SCAN_SECONDS = 45  # how long the scanning session looks: the submit and its evaluation fit in it
 
 
 @sandboxed
@@ -306,6 +306,10 @@ def test_a_concurrent_session_cannot_find_the_labels_while_an_evaluation_runs(se
             time.sleep(0.1)
 
     modes: list[int] = []
+    # The scanner must be scanning before the submit starts (a loaded machine starts it late).
+    deadline = time.monotonic() + 60
+    while "scan " not in cli("logs", scanner).stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     threading.Thread(target=scan_host, daemon=True).start()
