@@ -124,7 +124,7 @@ def argv(conf: Confinement, command: list[str], bwrap: str = "bwrap") -> list[st
 
 class _Parents:
     """`--dir` arguments for the folders above a mount point, made 0755: bubblewrap makes them
-    0700 root-owned, which a session's uid could not walk through (/root/.pyenv/...)."""
+    0700 root-owned, which a session's uid could not walk through (an interpreter under a 0700 home folder)."""
 
     def __init__(self):
         self.made: set[str] = {"/tmp", "/dev", "/proc"}

@@ -91,7 +91,7 @@ def test_host_paths_and_processes_are_invisible(tmp_path):
         import os
         pids = [p for p in os.listdir('/proc') if p.isdigit()]
         print(len(pids))
-        print(os.path.exists({str(tmp_path / 'spool')!r}), os.path.exists('/root/.ssh'), os.path.exists({str(Path.home())!r} + '/.nsml'))
+        print(os.path.exists({str(tmp_path / 'spool')!r}), os.path.exists({str(Path.home() / '.ssh')!r}), os.path.exists({str(Path.home())!r} + '/.nsml'))
         print(sorted(os.listdir('/etc'))[:3] and os.path.exists('/etc/shadow'))
     """)
     assert out.returncode == 0, out.stderr

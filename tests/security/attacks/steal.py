@@ -44,11 +44,13 @@ def family_token() -> None:
     note("process files read", seen)
     # Files an attacker would look in first: the NSML home, home folders, temporary folders.
     home = T.get("home", "")
-    for path in (f"{home}/token", f"{home}/server.json", f"{home}/nsml.db", "/root/.nsml/token",
+    for path in (f"{home}/token", f"{home}/server.json", f"{home}/nsml.db",
+                 os.path.join(os.path.dirname(os.path.dirname(home)) if home else "", ".nsml", "token"),
                  os.path.expanduser("~/.nsml/token")):
         if look_at_file(path):
             ok("read a platform file", path)
-    for pattern_root in (f"{home}/runs", "/tmp", "/var/tmp", "/dev/shm", "/run", "/root", "/home", "/app", "/etc"):
+    for pattern_root in (f"{home}/runs", "/tmp", "/var/tmp", "/dev/shm", "/run", os.path.dirname(home) if home else "/",
+                         os.path.expanduser("~"), "/app", "/etc"):
         _scan_tree(pattern_root, budget=2.0)
     if not [t for t in FOUND_TOKENS if t not in before and (SCOPED.fullmatch(t) or sha(t) == T.get("token_sha"))]:
         blocked("a token in the spool, /proc or readable files", "none found")
