@@ -91,21 +91,26 @@ class Server:
         raise AssertionError(f"{name} did not reach {statuses}: {self.session(name)}")
 
 
-def app_dir(server: Server, name: str, timeout: float = 60) -> Path:
-    """Session NAME's working directory on the host (/app inside its sandbox): its run
-    directory's app/, found by the session named in its spec.json. A queued session has none
-    until it starts: this waits for it (up to `timeout` seconds)."""
+def run_dir(server: Server, name: str, timeout: float = 60, holding: str = "spec.json") -> Path:
+    """Session NAME's run directory on the host, found by the session named in its spec.json.
+    A queued session has none until it starts (and a loaded machine starts it late): this
+    waits for it, with the file or folder `holding` in place (up to `timeout` seconds)."""
     deadline = time.monotonic() + timeout
     while True:
         for spec in (server.home / "runs").glob("*/spec.json"):
             try:
-                if json.loads(spec.read_text()).get("session") == name and (spec.parent / "app").is_dir():
-                    return spec.parent / "app"
+                if json.loads(spec.read_text()).get("session") == name and (spec.parent / holding).exists():
+                    return spec.parent
             except (OSError, ValueError):
                 pass  # being written, or its run directory being replaced
         if time.monotonic() > deadline:
-            raise AssertionError(f"no working directory for {name} within {timeout:.0f} s: {server.session(name)}")
+            raise AssertionError(f"no run directory for {name} within {timeout:.0f} s: {server.session(name)}")
         time.sleep(0.05)
+
+
+def app_dir(server: Server, name: str, timeout: float = 60) -> Path:
+    """Session NAME's working directory on the host (/app inside its sandbox): its run directory's app/."""
+    return run_dir(server, name, timeout, holding="app") / "app"
 
 
 def open_gate(server: Server, *names: str, gate: str = "gate") -> None:

@@ -191,6 +191,37 @@ def interpreter_paths(python: str | None = None) -> list[str]:
     return paths
 
 
+def essential_paths() -> list[str]:
+    """What a session cannot start without: the interpreter, its standard library, the
+    platform's virtualenv and this package (a user site folder in a 0700 home is not needed)."""
+    prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix]
+    inside = [p for p in sys.path if p and os.path.isdir(p) and any(
+        os.path.realpath(p).startswith(os.path.realpath(x) + "/") for x in prefixes)]
+    return [*prefixes, os.path.dirname(os.path.realpath(sys.executable)), *inside, str(Path(__file__).resolve().parents[1])]
+
+
+def unreadable_by_others(paths: list[str]) -> str | None:
+    """The first of `paths` (or a folder between it and the outermost of `paths` above it) that
+    another uid cannot read and walk, or None. Sessions run as uids of their own: a platform in a
+    0700 virtualenv would start every session on "No module named nsml". Folders above the
+    outermost path do not count: the sandbox binds these paths, and makes its own parents."""
+    import stat
+
+    roots = [Path(os.path.realpath(p)) for p in paths]
+    for real in roots:
+        for folder in [real, *real.parents]:
+            if not any(folder.is_relative_to(r) for r in roots):
+                break
+            try:
+                mode = folder.stat().st_mode
+            except OSError:
+                break  # gone or unreachable: nothing a session would import from
+            needed = stat.S_IXOTH | (stat.S_IROTH if folder == real else 0)
+            if stat.S_ISDIR(mode) and mode & needed != needed:
+                return f"{folder} (mode {stat.S_IMODE(mode):04o})"
+    return None
+
+
 def _installed_packages(path: str, prefixes: list[str]) -> bool:
     real = os.path.realpath(path)
     if os.path.basename(real) in ("site-packages", "dist-packages"):
@@ -240,6 +271,10 @@ def probe() -> Mode:
     root = os.geteuid() == 0
     if root and not shutil.which("setpriv"):
         return Mode("none", "setpriv (util-linux) is missing: cannot drop to a session uid")
+    closed = unreadable_by_others(essential_paths()) if root else None
+    if closed:
+        return Mode("none", f"sessions run as uids of their own, and the platform's Python is closed to them at "
+                            f"{closed}: chmod o+rx it")
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="nsml-probe-") as tmp:
@@ -302,8 +337,9 @@ def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None
     """Start `command` confined by `conf`.
 
     With `conf.network`, the process gets a network namespace of its own, connected outwards by
-    slirp4netns with the host's loopback cut off (`--disable-host-loopback`): it can download a
-    package but not talk to the API, the database or anything else listening on 127.0.0.1. The
+    slirp4netns with the host's loopback cut off (`--disable-host-loopback`) and every address of
+    the host refused by a route (`cut_off_host`): it can download a package but not talk to the
+    API, the database or anything else listening on the host, on 127.0.0.1 or on 0.0.0.0. The
     user's code starts only once that network is up (bubblewrap blocks on a pipe until then).
     Without slirp4netns a network session gets an empty namespace: offline, never the host's.
 
@@ -361,7 +397,9 @@ def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None
 
 
 def _connect(slirp: str, child: int, unprivileged: bool) -> subprocess.Popen | None:
-    """slirp4netns into the sandbox's network namespace; returns once the network is up."""
+    """slirp4netns into the sandbox's network namespace; returns once the network is up, with
+    the host's own addresses cut off (`cut_off_host`), or None (ended) if either step failed: the
+    session then runs offline, never with a way to the host's services."""
     ready_r, ready_w = os.pipe()
     cmd = [slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd", str(ready_w)]
     if unprivileged:  # join the sandbox's user namespace to reach its netns
@@ -372,8 +410,57 @@ def _connect(slirp: str, child: int, unprivileged: bool) -> subprocess.Popen | N
     finally:
         os.close(ready_w)
     with os.fdopen(ready_r, "rb") as ready:
-        ready.read(1)  # empty if slirp4netns failed: the session then runs offline
-    return net
+        up = ready.read(1)  # empty if slirp4netns failed: the session then runs offline
+    if up and cut_off_host(child, unprivileged):
+        return net
+    net.kill()
+    net.wait()
+    return None
+
+
+def host_addresses(fib_trie: str | None = None) -> list[str]:
+    """The host's own IPv4 addresses (other than 127/8), from the kernel's local routing table.
+
+    slirp4netns makes a session's outbound connections from the host's network namespace, so a
+    connection to one of these reaches whatever listens there on 0.0.0.0 (the API, PostgreSQL,
+    Ray, the object store): `--disable-host-loopback` only cuts the gateway alias 10.0.2.2."""
+    if fib_trie is None:
+        try:
+            with open("/proc/net/fib_trie") as f:
+                fib_trie = f.read()
+        except OSError:
+            return []
+    found, last = set(), ""
+    for line in fib_trie.splitlines():
+        text = line.strip()
+        if text.startswith("|-- "):
+            last = text[4:]
+        elif text == "/32 host LOCAL" and last and not last.startswith("127."):
+            found.add(last)
+    return sorted(found, key=lambda a: tuple(int(x) for x in a.split(".")))
+
+
+def cut_off_host(child: int, unprivileged: bool, addresses: list[str] | None = None) -> bool:
+    """Routes in the sandbox's network namespace that refuse every host address (`prohibit`:
+    connect() fails at once with EACCES). The session's process has no CAP_NET_ADMIN in that
+    namespace, so it cannot take them out; IPv6 needs nothing, slirp4netns gives it none.
+    Returns False if they could not be set (the caller then takes the network away)."""
+    addresses = host_addresses() if addresses is None else addresses
+    if not addresses:
+        return True
+    ns = [f"--net=/proc/{child}/ns/net"]
+    if unprivileged:  # the namespace belongs to the sandbox's user namespace: enter that first
+        ns = [f"--user=/proc/{child}/ns/user", "--preserve-credentials", *ns]
+    nsenter, ip = shutil.which("nsenter"), shutil.which("ip")
+    if not (nsenter and ip):
+        return False
+    batch = "".join(f"route add prohibit {a}/32\n" for a in addresses)
+    try:
+        done = subprocess.run([nsenter, *ns, ip, "-batch", "-"], input=batch, text=True, capture_output=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def _offline(conf: Confinement) -> Confinement:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from nsml.core import scoring
 
-from . import bwrap, sandbox
+from . import bwrap, limits, sandbox
 
 log = logging.getLogger("nsml.evaluator")
 OUTPUT_TAIL = 1500     # characters of the script's output quoted in an error
@@ -45,6 +45,7 @@ READ_TAIL = 64 * 1024  # bytes of its stdout searched for the score (its output 
 WORKSPACE = "evaluations"  # under the NSML home: one private folder per running evaluation
 PREDICTION = "prediction.txt"
 SETUP_TRIES = 3  # starts of the sandbox when bubblewrap itself fails
+EVALUATION_PIDS = 256  # processes (threads count) one sandboxed evaluation may have: no fork bomb
 
 
 class EvaluationFailed(Exception):
@@ -52,11 +53,13 @@ class EvaluationFailed(Exception):
 
 
 def evaluate(metric: str, dataset: str, files: dict[str, Path], prediction: Path, timeout: float = 600.0,
-             plain: bool = False, *, home: Path | None = None, submission_id: int = 0, quote_stdout: bool = True) -> float:
+             plain: bool = False, *, home: Path | None = None, submission_id: int = 0, quote_stdout: bool = True,
+             memory_bytes: int | None = 4096 << 20) -> float:
     """The score of `prediction`. `files`: the dataset's relative paths → stored bytes. `plain`:
     the file holds one prediction per line as str() wrote it (NSML's legacy protocol). `home`: the
     NSML home (private folders go under it; it is never shown to the script). `quote_stdout`:
-    False leaves the script's stdout, where scores are printed, out of error messages."""
+    False leaves the script's stdout, where scores are printed, out of error messages.
+    `memory_bytes`: the sandboxed script's memory limit (with EVALUATION_PIDS processes at most)."""
     labels = {p: src for p, src in files.items() if p.startswith("test/") and p.rsplit("/", 1)[-1].startswith("test_label")}
     if not labels:
         raise EvaluationFailed(f"Dataset '{dataset}' has no test/test_label file to score against.")
@@ -75,6 +78,8 @@ def evaluate(metric: str, dataset: str, files: dict[str, Path], prediction: Path
         if mode.sandboxed:
             uid = bwrap.evaluator_uid(submission_id) if mode.drops_uid else None
             run = _confined(root, dataset, files, prediction, uid, hidden)
+            with _limited(run, uid, memory_bytes):
+                return _score(run, timeout, quote_stdout)
         else:
             _warn_unconfined(mode)
             run = _unconfined(root, dataset, files, labels, prediction)
@@ -106,6 +111,31 @@ def sandbox_note() -> str:
 @functools.cache
 def _warn_unconfined(mode: bwrap.Mode) -> None:
     log.warning("%s", sandbox_note())
+
+
+@functools.cache
+def _limits_backend() -> limits.Backend:
+    """How evaluations are limited here (cgroups as root where they work, else rlimits), probed once."""
+    return limits.detect() if os.geteuid() == 0 else limits.Backend("rlimit")
+
+
+@contextmanager
+def _limited(run: "Run", uid: int | None, memory_bytes: int | None):
+    """The evaluation in a group of its own (memory, processes), removed afterwards; a script
+    the limit killed fails with a message that says so. The process count is an rlimit per uid
+    without cgroups, so it is only set where the evaluator has a uid of its own."""
+    cap = limits.Limits(memory_bytes=memory_bytes, pids=EVALUATION_PIDS if uid is not None else None)
+    group = _limits_backend().group(f"eval-{run.root.name}", cap)
+    run.preexec = group.preexec
+    try:
+        yield
+    except EvaluationFailed:
+        if group.oom_killed():
+            raise EvaluationFailed(f"evaluation.py ran out of memory (its limit: {memory_bytes >> 20} MiB; "
+                                   "the server's NSML_EVALUATION_MEMORY_MB).") from None
+        raise
+    finally:
+        group.remove()
 
 
 # -- the private folder ---------------------------------------------------------------------------

@@ -70,7 +70,8 @@ def score_now(st: ServerState, dataset: Dataset, submission: Submission, predict
     # A test submit's error never quotes the script's stdout: that is where the score is printed.
     score = evaluator.evaluate(dataset.metric, dataset.name, files, prediction, st.settings.evaluation_timeout,
                                plain=submission.prediction_format == PLAIN_FORMAT, home=Path(st.settings.home),
-                               submission_id=submission.id, quote_stdout=not submission.test)
+                               submission_id=submission.id, quote_stdout=not submission.test,
+                               memory_bytes=st.settings.evaluation_memory_mb << 20)
     if score != score:  # NaN ranks nowhere
         raise evaluator.EvaluationFailed("The evaluation produced NaN.")
     return key, score

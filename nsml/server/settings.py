@@ -26,6 +26,8 @@ class Settings:
     # a dataset's evaluation.py may run. Environment overrides, for tests and slow models.
     paused_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_PAUSED_TIMEOUT", 300)))
     evaluation_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_EVALUATION_TIMEOUT", 600)))
+    # The memory a sandboxed evaluation.py may use (MiB); it also gets at most EVALUATION_PIDS processes.
+    evaluation_memory_mb: int = field(default_factory=lambda: int(os.environ.get("NSML_EVALUATION_MEMORY_MB", 4096)))
     # Test submits (submit -t) one user may make to one dataset per hour; 0 turns them off. They
     # never show the score, but whether the evaluator returned one is still a bit about the labels.
     test_submits_per_hour: int = field(default_factory=lambda: int(os.environ.get("NSML_TEST_SUBMITS_PER_HOUR", 10)))

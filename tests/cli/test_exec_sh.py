@@ -12,7 +12,7 @@ import pytest
 from nsml.scheduler import bwrap
 
 from tests.cli.test_datasets import add_user
-from tests.conftest import Cli, check_failed, cli_in, push_dataset, serve_for_module, start_session, write_project
+from tests.conftest import Cli, check_failed, cli_in, push_dataset, run_dir, serve_for_module, start_session, write_project
 
 TRAIN = '''
 import argparse, time
@@ -173,7 +173,6 @@ def test_bad_requests_are_one_line(cli, session):
 
 
 def test_exec_time_limit_and_a_session_that_does_not_answer(server, cli, session):
-    import json
     import os
     import signal
     import subprocess
@@ -182,7 +181,7 @@ def test_exec_time_limit_and_a_session_that_does_not_answer(server, cli, session
     assert line == (f"nsml: {session}: the code did not finish within 1 s (it goes on running in the session; "
                     "nsml exec --timeout sets the limit)")
     # A supervisor that does not take requests (frozen here): the server gives up on its own.
-    spec = next(p for p in server.home.glob("runs/*/spec.json") if json.loads(p.read_text())["session"] == session)
+    spec = run_dir(server, session) / "spec.json"
     pids = subprocess.run(["pgrep", "-f", f"nsml.scheduler.supervisor {spec}"], capture_output=True, text=True).stdout.split()
     assert len(pids) == 1
     os.kill(int(pids[0]), signal.SIGSTOP)

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Cli, check_failed, clean_env, serve_for_module, start_session
+from tests.conftest import Cli, check_failed, clean_env, run_dir, serve_for_module, start_session
 
 PROJECT = Path(__file__).parent / "relaunch_project"
 TEST_X = [2, 8, 3, 9, 7, 1]
@@ -308,8 +308,7 @@ def trained_hanging(server, cli) -> str:
     from tests.conftest import tar_of
 
     # Only the session's supervisor may upload its checkpoints: post with its scoped token.
-    spec = next(json.loads(p.read_text()) for p in server.home.glob("runs/*/spec.json")
-                if json.loads(p.read_text())["session"] == name)
+    spec = json.loads((run_dir(server, name) / "spec.json").read_text())
     resp = httpx.post(f"{server.url}/api/sessions/{owner}/{dataset}/{n}/checkpoints/0", params={"walltime": 1.0},
                       headers={"Authorization": f"Bearer {spec['token']}"},
                       content=tar_of({"model.json": b'{"threshold": 5, "epochs_done": 1}'}))

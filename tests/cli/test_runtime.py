@@ -12,7 +12,7 @@ import pytest
 
 from nsml.scheduler import sandbox
 from nsml.scheduler.machine import discover_gpus
-from tests.conftest import Cli, Server, cli_in, open_gate, serve_for_module, write_dataset, write_project
+from tests.conftest import Cli, Server, cli_in, open_gate, run_dir, serve_for_module, write_dataset, write_project
 from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
@@ -45,13 +45,6 @@ def api_path(name: str) -> str:
 
 def logs(srv: Server, name: str) -> str:
     return srv.api.get(api_path(name) + "/logs").json()["text"]
-
-
-def run_dir(srv: Server, name: str) -> Path:
-    for spec in (srv.home / "runs").glob("*/spec.json"):
-        if json.loads(spec.read_text())["session"] == name:
-            return spec.parent
-    raise AssertionError(f"no run directory for {name}")
 
 
 def process_gone(pid: int) -> bool:
@@ -344,7 +337,7 @@ def test_a_killed_supervisor_fails_the_session_and_ends_its_process(srv, mcli):
     wait_for(lambda: "ready" in logs(srv, name), "the session to start")
     # The host pid of the user's process, a process-group leader (in a sandbox: inside its own
     # PID namespace), written beside the spool by the supervisor.
-    user = int((run_dir(srv, name) / "user.pid").read_text())
+    user = int((run_dir(srv, name, holding="user.pid") / "user.pid").read_text())
     assert os.getpgid(user) == user
     supervisor = supervising(user)  # its parent, or (sandboxed) bubblewrap's parent
     assert b"nsml.scheduler.supervisor" in Path(f"/proc/{supervisor}/cmdline").read_bytes()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Server, check_failed, cli_in, open_gate, serve_for_module, write_project
+from tests.conftest import Cli, Server, check_failed, cli_in, open_gate, run_dir, serve_for_module, write_project
 from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
@@ -59,10 +59,7 @@ def wait_for_log(srv: Server, name: str, text: str, timeout: float = WAIT_S) -> 
 def user_pid(srv: Server, name: str) -> int:
     """The host pid of the session's user process (a process-group leader), which its supervisor
     writes beside the spool, out of the session's reach."""
-    for spec in (srv.home / "runs").glob("*/spec.json"):
-        if json.loads(spec.read_text())["session"] == name:
-            return int((spec.parent / "user.pid").read_text())
-    raise AssertionError(f"no run directory for {name}")
+    return int((run_dir(srv, name, holding="user.pid") / "user.pid").read_text())
 
 
 def wait_gone(pid: int, timeout: float = WAIT_S) -> None:

@@ -56,6 +56,47 @@ def test_runs_python_with_the_platform_packages_as_the_session_uid(tmp_path):
 
 
 @pytest.mark.skipif(not ROOT, reason="a uid of its own needs root")
+def test_a_platform_python_closed_to_other_uids_is_found(tmp_path):
+    """A 0700 virtualenv would start every session on "No module named nsml": probe() reports it."""
+    prefix = tmp_path / "venv"
+    site = prefix / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    for folder in (prefix, prefix / "lib", site):
+        folder.chmod(0o755)
+    tmp_path.chmod(0o700)  # above what the sandbox binds: it makes its own parents, 0755
+    paths = [str(prefix), str(site)]
+    assert bwrap.unreadable_by_others(paths) is None
+    prefix.chmod(0o700)  # what mktemp -d makes
+    assert bwrap.unreadable_by_others(paths) == f"{prefix} (mode 0700)"
+    prefix.chmod(0o755)
+    (prefix / "lib").chmod(0o700)  # between the bound prefix and its site-packages
+    assert bwrap.unreadable_by_others(paths) == f"{prefix / 'lib'} (mode 0700)"
+    (prefix / "lib").chmod(0o755)
+    site.chmod(0o711)  # walkable, not listable: python cannot find its packages
+    assert bwrap.unreadable_by_others(paths) == f"{site} (mode 0711)"
+    assert bwrap.unreadable_by_others(bwrap.essential_paths()) is None  # this test's own interpreter
+
+
+def test_host_addresses_come_from_the_local_table():
+    fib = """Local:
+  +-- 0.0.0.0/0 3 0 5
+     +-- 127.0.0.0/8 2 0 2
+           |-- 127.0.0.1
+              /32 host LOCAL
+     +-- 192.0.2.0/24 2 0 2
+           |-- 192.0.2.0
+              /24 link UNICAST
+           |-- 192.0.2.2
+              /32 host LOCAL
+        |-- 192.0.2.255
+           /32 link BROADCAST
+           |-- 10.0.0.7
+              /32 host LOCAL
+"""
+    assert bwrap.host_addresses(fib) == ["10.0.0.7", "192.0.2.2"]
+    assert "127.0.0.1" not in bwrap.host_addresses()  # the host's own, read from /proc
+
+
 def test_root_files_stay_closed(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("labels")

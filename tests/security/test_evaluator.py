@@ -33,12 +33,14 @@ MODE = evaluator.sandbox_mode()
 sandboxed = pytest.mark.skipif(not MODE.sandboxed, reason=f"no sandbox for the evaluator here: {MODE.detail}")
 TESTS_PER_HOUR = 3
 EVAL_TIMEOUT = 20
+EVAL_MEMORY_MB = 300
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     yield from serve_for_module(tmp_path_factory, "evaluator", env={
-        "NSML_TEST_SUBMITS_PER_HOUR": str(TESTS_PER_HOUR), "NSML_EVALUATION_TIMEOUT": str(EVAL_TIMEOUT)})
+        "NSML_TEST_SUBMITS_PER_HOUR": str(TESTS_PER_HOUR), "NSML_EVALUATION_TIMEOUT": str(EVAL_TIMEOUT),
+        "NSML_EVALUATION_MEMORY_MB": str(EVAL_MEMORY_MB)})
 
 
 @pytest.fixture(scope="module")
@@ -439,6 +441,51 @@ def test_a_timed_out_evaluation_is_killed_and_removed(server, cli, tmp_path):
     assert evaluations(server) == []
     time.sleep(1)
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1, "its processes outlived the timeout"
+
+
+MEMORY_HOG = """\
+import argparse; p = argparse.ArgumentParser(); p.add_argument('--prediction'); p.add_argument('--test_label_path'); p.parse_args()
+hog = [b'x' * (64 << 20) for _ in range(64)]  # 4 GiB, every page written
+print(len(hog))
+"""
+
+FORK_BOMB = """\
+import argparse, os, time
+p = argparse.ArgumentParser(); p.add_argument('--prediction'); p.add_argument('--test_label_path'); p.parse_args()
+forks = 0
+try:
+    for _ in range(5000):
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        forks += 1
+except OSError as exc:
+    print('FORKS', forks, type(exc).__name__, flush=True)
+    raise SystemExit(3)
+print('FORKS', forks, 'unlimited', flush=True)
+"""
+
+
+@sandboxed
+def test_an_evaluation_that_hogs_memory_or_forks_without_end_fails_alone(server, cli, tmp_path):
+    """The evaluator's limits: memory (NSML_EVALUATION_MEMORY_MB) and processes
+    (evaluator.EVALUATION_PIDS). Each hostile script fails its own submit; the server lives on
+    and the next evaluation scores."""
+    board_dataset(cli, tmp_path, "hog", MEMORY_HOG)
+    proc = submit(cli, trained(server, cli, dataset="hog"), "2", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    if evaluator._limits_backend().name == "rlimit":  # address space: the allocation fails
+        assert "MemoryError" in proc.stderr, proc.stderr
+    else:
+        assert f"evaluation.py ran out of memory (its limit: {EVAL_MEMORY_MB} MiB" in proc.stderr, proc.stderr
+    board_dataset(cli, tmp_path, "bomb", FORK_BOMB)
+    proc = submit(cli, trained(server, cli, dataset="bomb"), "2", check=False)
+    assert proc.returncode == 1 and "FORKS" in proc.stderr, proc.stdout + proc.stderr
+    forks = int(proc.stderr.split("FORKS", 1)[1].split()[0])
+    assert forks < evaluator.EVALUATION_PIDS, proc.stderr
+    assert server.proc.poll() is None and evaluations(server) == []
+    board_dataset(cli, tmp_path, "after", fill(FIXED_PATH, name="after"))
+    assert "Score: 1.0" in submit(cli, trained(server, cli, dataset="after"), "2").stdout
 
 
 SLOW = FIXED_PATH.replace("a = p.parse_args()", "a = p.parse_args()\nimport time; time.sleep(@sleep@)")

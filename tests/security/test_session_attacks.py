@@ -133,9 +133,6 @@ def test_training_session_cannot_reach_the_host_loopback(srv, listener, wildcard
     assert srv.alive()
 
 
-@pytest.mark.xfail(strict=True, reason="open hole (issue 9, not resolved): slirp4netns --disable-host-loopback cuts "
-                   "10.0.2.2 only; a service on 0.0.0.0 is still reachable through the host's own address. "
-                   "Needs pasta (host addresses mapped back into the namespace) or a netfilter rule.")
 def test_training_session_cannot_reach_host_services_on_other_addresses(wildcard, trained):
     """A service listening on every address (0.0.0.0) is on the host's loopback too: a session's
     outbound network must not reach it through the host's own addresses either."""
