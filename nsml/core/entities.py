@@ -30,6 +30,7 @@ class Dataset:
     order: str = "desc"  # which scores rank first: desc (higher is better) or asc
     submit_interval: float = 0.0  # minimum seconds between an owner's ranked submits; 0 = no limit
     tags: tuple[str, ...] = ()  # '#word' labels shown by `dataset ls` (at most 7)
+    grants: tuple[str, ...] = ()  # who else reads a private one: 'user:NAME', 'team:NAME' (policy)
 
     @property
     def has_leaderboard(self) -> bool:
@@ -69,6 +70,8 @@ class Session:
     removed: float | None = None  # when `rm -s` took it out of listings (its stored files kept)
     attempt: int = 1  # `nsml resume` runs the session again as attempt 2, 3, …, under the same name
     resumed_from: str = ""  # the checkpoint the latest resume restarted from ('' for attempt 1)
+    team: str = ""  # the one team it belongs to ('' for none): who may read it, and later quotas
+    visibility: str = "team"  # private, team or public (nsml.core.policy)
 
     @property
     def name(self) -> str:
@@ -149,3 +152,42 @@ class BoardRow:
     checkpoint: str
     count: int  # the owner's ranked submissions on this board
     created: float
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    admin: bool
+    default_team: str  # the team `nsml run` puts a session in without --team ('' for none)
+    teams: tuple[str, ...]
+    created: float
+    has_password: bool  # False: logs in with an API token only
+
+
+@dataclass(frozen=True)
+class Team:
+    name: str
+    owner: str
+    members: tuple[str, ...]
+    created: float
+
+
+@dataclass(frozen=True)
+class Token:
+    """An API token as listed: never the token itself, which only its holder has."""
+
+    id: int
+    label: str
+    created: float
+    expires: float | None
+    last_used: float | None
+    revoked: float | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: float
+    actor: str
+    action: str   # stop, rm, submit, grant, login, token, user, team, …
+    target: str   # the session, dataset, user or team acted on
+    detail: str = ""

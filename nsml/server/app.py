@@ -67,7 +67,7 @@ def build_state(settings: Settings) -> ServerState:
     (home / "logs").mkdir(exist_ok=True)
     token = settings.token or read_or_create_token(home)
     store = open_store(settings.database_url)
-    store.add_user(settings.user or getpass.getuser(), token)
+    store.add_user(settings.user or getpass.getuser(), token, admin=True)  # the server's own user administers it
     blobs = BlobStore(home / "blobs")
     blobs.in_use = store.shas_in_use  # a blob is deleted only once no file row refers to it
     blobs.clean_tmp()

@@ -7,10 +7,11 @@ cookie, so page scripts never see the token and other sites cannot make the brow
 
 import time
 
-from fastapi import Header, Request
+from fastapi import Depends, Header, Request
 
 from nsml.core import credentials, naming
 from nsml.core.entities import Session
+from nsml.core.policy import Actor
 from nsml.core.errors import Forbidden, NotFound, Unauthorized
 from nsml.core.states import ACTIVE, Status
 
@@ -28,27 +29,41 @@ def request_token(request: Request, authorization: str | None) -> str:
     return request.cookies.get(COOKIE, "").strip()
 
 
-def user_for(request: Request, token: str) -> str | None:
+def actor_for(request: Request, token: str) -> Actor | None:
+    """Who holds `token` (cached CACHE_SECONDS: a revoked token stops working within that long);
+    each use is recorded on the token at most once a cache period."""
     key = (id(request.app), token)
     cached = _cache.get(key)
     if cached and time.monotonic() - cached[1] < CACHE_SECONDS:
         return cached[0]
-    user = state(request).store.user_for_token(token)
-    if user is None:
+    store = state(request).store
+    found = store.actor_for_token(token)
+    if found is None:
         _cache.pop(key, None)
         return None
-    _cache[key] = (user, time.monotonic())
-    return user
+    actor, token_id = found
+    store.touch_token(token_id)
+    _cache[key] = (actor, time.monotonic())
+    return actor
 
 
-def current_user(request: Request, authorization: str | None = Header(default=None)) -> str:
+def current_actor(request: Request, authorization: str | None = Header(default=None)) -> Actor:
+    """The user calling, with their teams and whether they are an admin (nsml.core.policy)."""
     token = request_token(request, authorization)
     if not token:
         raise Unauthorized("This server needs a token: run `nsml login URL` first.")
-    user = user_for(request, token)
-    if user is None:
-        raise Unauthorized("The token is not valid for this server: run `nsml login URL` again.")
-    return user
+    if credentials.is_session_token(token):
+        raise Unauthorized("A session's credentials are for its own supervisor's calls only.")
+    actor = actor_for(request, token)
+    if actor is None:
+        raise Unauthorized("The token is not valid for this server (revoked, expired or unknown): "
+                           "run `nsml login URL` again.")
+    return actor
+
+
+def current_user(actor: Actor = Depends(current_actor)) -> str:
+    """The calling user's name: for routes that act on nothing but the caller's own things."""
+    return actor.name
 
 
 def supervisor_of(owner: str, dataset: str, number: int, request: Request,
@@ -63,13 +78,13 @@ def supervisor_of(owner: str, dataset: str, number: int, request: Request,
     return session
 
 
-def caller(request: Request, authorization: str | None = Header(default=None)) -> str:
+def caller(request: Request, authorization: str | None = Header(default=None)) -> Actor:
     """Who reads: a user by token or cookie, or a live session on its owner's behalf (through
     its supervisor: `nsml.load(session=...)` of a checkpoint its owner may read)."""
     token = request_token(request, authorization)
     if credentials.is_session_token(token):
-        return _scoped_session(request, authorization).owner
-    return current_user(request, authorization)
+        return state(request).store.actor(_scoped_session(request, authorization).owner)
+    return current_actor(request, authorization)
 
 
 def _scoped_session(request: Request, authorization: str | None) -> Session:
@@ -77,7 +92,7 @@ def _scoped_session(request: Request, authorization: str | None) -> Session:
     st = state(request)
     parsed = credentials.parse_session_token(st.session_secret, token) if token else None
     if parsed is None:
-        if token and not credentials.is_session_token(token) and user_for(request, token):
+        if token and not credentials.is_session_token(token) and actor_for(request, token):
             raise Forbidden("Only a session's own supervisor may make this call, not a user.")
         raise Unauthorized("Only a session's own supervisor may make this call.")
     session_id, attempt = parsed

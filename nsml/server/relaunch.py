@@ -58,6 +58,8 @@ def relaunch(
         user, dataset or source.dataset, source.entry, source.args if args is None else args, resources, memo,
         source.image, source.code_fileset_id, kind=kind, source=source.name, source_checkpoint=checkpoint,
         shm_size=source.shm_size, batch_size=batch_size,
+        # A fork, submit or infer session is read by those who read its source.
+        team=source.team, visibility=source.visibility,
     )
     st.scheduler.wake()
     return session

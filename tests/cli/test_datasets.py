@@ -269,7 +269,7 @@ def test_private_datasets_are_hidden_from_others_and_only_owners_change_datasets
     assert resp.status_code == 403 and "taken by another user" in resp.json()["detail"]
 
     resp = bob.delete("/api/datasets/shared")
-    assert (resp.status_code, resp.json()["detail"]) == (403, "Dataset 'shared' belongs to alice; only they can remove it.")
+    assert (resp.status_code, resp.json()["detail"]) == (403, "Dataset 'shared' belongs to alice; only they or an admin may do that.")
     resp = bob.post("/api/datasets/shared", params={"force": True}, content=body)
     assert resp.status_code == 403 and "belongs to alice" in resp.json()["detail"]
     assert bob.post("/api/datasets/bobs", content=body).status_code == 201

@@ -370,8 +370,8 @@ def test_others_cannot_pull_the_hidden_split_nor_submit_your_session(server, cli
     cli("dataset", "pull", "board", tmp_path / "mine")
     assert (tmp_path / "mine" / "test" / "test_label").read_text() == "\n".join(map(str, TEST_Y)) + "\n"
     source = trained(server, cli)
-    resp = bob.post(f"/api/sessions/{source}/submit", params={"checkpoint": "2"})
-    assert resp.status_code == 403 and "only your own" in resp.json()["detail"]
+    resp = bob.post(f"/api/sessions/{source}/submit", params={"checkpoint": "2"})  # not bob's to read, nor submit
+    assert resp.status_code == 404 and resp.json()["detail"].startswith(f"Session '{source}' does not exist.")
 
 
 def test_infer_can_feed_another_dataset(server, cli):

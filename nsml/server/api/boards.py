@@ -6,20 +6,22 @@ from nsml.core import scoring
 from nsml.core.errors import InvalidInput
 
 from .. import rescoring
+from nsml.core.entities import Dataset
+
+from ..access import controlled_dataset, readable_dataset
 from ..auth import current_user
 from ..schemas import ArchivedRowPublic, BoardPublic, BoardRowPublic, DatasetChange, DatasetPublic, SubmissionPublic
 from ..state import state
-from .datasets import _check_owner, check_board_layout, check_tags, visible_dataset
+from .datasets import check_board_layout, check_tags
 
 router = APIRouter(prefix="/api/datasets", tags=["leaderboards"])
 
 
 @router.get("/{name}/board", response_model=BoardPublic)
-def board(name: str, request: Request, all: bool = False, user: str = Depends(current_user)) -> BoardPublic:
+def board(name: str, request: Request, all: bool = False, dataset: Dataset = Depends(readable_dataset)) -> BoardPublic:
     """Ranked scores: each owner's best submission (ties: the earlier), or with `all` every one.
     `count` is the owner's number of ranked submissions; `submit -t` runs are never ranked."""
     st = state(request)
-    dataset = visible_dataset(st, name, user)
     if not dataset.has_leaderboard:
         raise InvalidInput(f"Dataset '{name}' has no leaderboard; its owner can add one with nsml dataset change --metric accuracy {name}.")
     key = rescoring.current_key(st, dataset)
@@ -41,20 +43,18 @@ def board(name: str, request: Request, all: bool = False, user: str = Depends(cu
 
 
 @router.get("/{name}/submissions", response_model=list[SubmissionPublic])
-def submissions(name: str, request: Request, mine: bool = False, limit: int = 100, user: str = Depends(current_user)) -> list[SubmissionPublic]:
+def submissions(name: str, request: Request, mine: bool = False, limit: int = 100, dataset: Dataset = Depends(readable_dataset),
+                user: str = Depends(current_user)) -> list[SubmissionPublic]:
     """Recent submissions to the dataset, newest first, test runs and failures included."""
     st = state(request)
-    dataset = visible_dataset(st, name, user)
     return [SubmissionPublic.of(s) for s in st.store.list_submissions(dataset.name, user if mine else None, min(limit, 1000))]
 
 
 @router.patch("/{name}", response_model=DatasetPublic)
-def change(name: str, body: DatasetChange, request: Request, user: str = Depends(current_user)) -> DatasetPublic:
-    """Change a dataset's description or leaderboard settings (owner only); metric '' removes
-    the leaderboard (its submissions are kept)."""
+def change(name: str, body: DatasetChange, request: Request, dataset: Dataset = Depends(controlled_dataset)) -> DatasetPublic:
+    """Change a dataset's description or leaderboard settings (its owner or an admin); metric ''
+    removes the leaderboard (its submissions are kept)."""
     st = state(request)
-    dataset = visible_dataset(st, name, user)
-    _check_owner(dataset, user, "change")
     fields = {}
     if body.description is not None:
         fields["description"] = body.description

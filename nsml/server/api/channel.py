@@ -24,11 +24,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from nsml.core.entities import Session
-from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from nsml.core.errors import Conflict, InvalidInput, NotFound
 from nsml.core.states import Status
 
-from ..auth import current_user, supervisor_of
-from ..state import ServerState, state
+from ..access import controlled_session
+from ..auth import supervisor_of
+from ..state import state
 from .sessions import SESSION, session_of
 
 router = APIRouter(prefix="/api/sessions", tags=["exec, sh (the session channel)"])
@@ -160,10 +161,7 @@ def supervisor_caller(owner: str, dataset: str, number: int, request: Request,
     supervisor_of(owner, dataset, number, request, authorization)
 
 
-def _own_running(st: ServerState, owner: str, dataset: str, number: int, user: str, command: str) -> Session:
-    session = session_of(st, owner, dataset, number)
-    if session.owner != user:
-        raise Forbidden(f"Session {session.name} belongs to {session.owner}; only its owner can use nsml {command} on it.")
+def _running(session: Session, command: str) -> Session:
     if session.status == Status.QUEUED:
         raise Conflict(f"Session {session.name} is queued, not running yet; nsml {command} works once it runs (see nsml ps).")
     if session.status != Status.RUNNING:
@@ -171,9 +169,10 @@ def _own_running(st: ServerState, owner: str, dataset: str, number: int, user: s
     return session
 
 
-async def _ask(request: Request, user: str, owner: str, dataset: str, number: int, command: str, payload: dict, limit: float) -> tuple[Session, dict]:
+async def _ask(request: Request, session: Session, command: str, payload: dict, limit: float) -> tuple[Session, dict]:
+    """`session` comes through the policy (access.controlled_session): its owner or an admin."""
     st = state(request)
-    session = await run_in_threadpool(_own_running, st, owner, dataset, number, user, command)
+    _running(session, command)
 
     async def still_running() -> bool:
         try:
@@ -222,22 +221,24 @@ class ShAnswer(BaseModel):
 
 
 @router.post(SESSION + "/exec", response_model=ExecAnswer)
-async def exec_code(owner: str, dataset: str, number: int, body: ExecRequest, request: Request, user: str = Depends(current_user)) -> ExecAnswer:
+async def exec_code(owner: str, dataset: str, number: int, body: ExecRequest, request: Request,
+                    target: Session = Depends(controlled_session)) -> ExecAnswer:
     """Evaluate code in the scope the running session registered with nsml.report(scope=…) or
     nsml.paused(scope=…). Owner only."""
     if not body.code.strip():
         raise InvalidInput("Nothing to evaluate: give an expression, e.g. nsml exec SESSION 'config'.")
-    session, result = await _ask(request, user, owner, dataset, number, "exec", {"code": body.code, "timeout": body.timeout}, body.timeout)
+    session, result = await _ask(request, target, "exec", {"code": body.code, "timeout": body.timeout}, body.timeout)
     return ExecAnswer(session=session.name, ok=bool(result.get("ok")), output=str(result.get("output", "")), error=str(result.get("error", "")))
 
 
 @router.post(SESSION + "/sh", response_model=ShAnswer)
-async def run_shell(owner: str, dataset: str, number: int, body: ShRequest, request: Request, user: str = Depends(current_user)) -> ShAnswer:
+async def run_shell(owner: str, dataset: str, number: int, body: ShRequest, request: Request,
+                    target: Session = Depends(controlled_session)) -> ShAnswer:
     """Run a shell command in the running session's working directory; its output and exit
     code. Owner only."""
     if not body.command.strip():
         raise InvalidInput("Nothing to run: give a command, e.g. nsml sh SESSION ls -la.")
-    session, result = await _ask(request, user, owner, dataset, number, "sh", {"command": body.command, "timeout": body.timeout}, body.timeout)
+    session, result = await _ask(request, target, "sh", {"command": body.command, "timeout": body.timeout}, body.timeout)
     code = result.get("exit_code")
     return ShAnswer(session=session.name, exit_code=code if isinstance(code, int) else None, stdout=str(result.get("stdout", "")),
                     stderr=str(result.get("stderr", "")), timed_out=bool(result.get("timed_out")))

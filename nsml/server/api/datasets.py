@@ -1,7 +1,8 @@
 """Datasets: push (atomic), list, search, files, pull, remove.
 
-A private dataset is visible only to its owner (others get the same answer as for a name that
-does not exist); any dataset can be replaced or removed only by its owner.
+Who may read or change one is nsml.core.policy's to say, through nsml.server.access: a private
+dataset is visible only to its owner, admins and those it was granted to (others get the same
+answer as for a name that does not exist); only its owner or an admin replaces or removes it.
 """
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -9,10 +10,13 @@ from fastapi.responses import StreamingResponse
 
 from nsml.core import naming, scoring
 from nsml.core.entities import Dataset
-from nsml.core.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound, not_found
+from nsml.core.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound
 from nsml.store.archive import Member, stream_tar
 
-from ..auth import current_user
+from nsml.core.policy import Action, Actor, can
+
+from ..access import controlled_dataset, readable_dataset, readable_datasets
+from ..auth import current_actor
 from ..schemas import DatasetPublic, FilePublic
 from ..state import state
 from ..uploads import forget, receive_tar
@@ -43,7 +47,7 @@ def check_tags(tags: list[str]) -> list[str]:
 async def push_dataset(
     name: str, request: Request, force: bool = False, description: str = "", private: bool = False,
     leaderboard: bool = False, metric: str = "", order: str = "", submit_interval: float | None = None,
-    tag: list[str] | None = Query(default=None), user: str = Depends(current_user),
+    tag: list[str] | None = Query(default=None), actor: Actor = Depends(current_actor),
 ) -> DatasetPublic:
     """Body: an uncompressed tar of the dataset folder. The dataset appears only once every file
     is stored; with force=true it replaces an existing one at that moment, not before.
@@ -57,10 +61,11 @@ async def push_dataset(
     naming.check_dataset_name(name)
     tags = check_tags(tag) if tag is not None else None
     st = state(request)
+    user = actor.name
     board = _board_settings(leaderboard, metric, order, submit_interval)
     old = _find(st, name)
     if old is not None:  # refuse before receiving the bytes
-        _check_owner(old, user, "replace")
+        _check_owner(old, actor, "replace")
         if not force:
             raise AlreadyExists(f"Dataset '{name}' already exists; push with -f to replace it.")
     entries, created = await receive_tar(request, st.blobs, f"dataset '{name}'")
@@ -76,7 +81,7 @@ async def push_dataset(
         if metric:
             check_board_layout(name, {e.path for e in entries}, metric)
         old_shas = st.store.fileset_shas(replaced.fileset_id) if replaced else set()
-        dataset = st.store.put_dataset(name, user, description, private, entries, force, metric, order, interval, tags=tags)
+        dataset = st.store.put_dataset(name, old.owner if old else user, description, private, entries, force, metric, order, interval, tags=tags)
     except BaseException:
         forget(st.blobs, created)
         raise
@@ -122,59 +127,45 @@ def _find(st, name: str) -> Dataset | None:
         return None
 
 
-def _visible(dataset: Dataset, user: str) -> bool:
-    return not dataset.private or dataset.owner == user
-
-
-def _check_owner(dataset: Dataset, user: str, action: str) -> None:
-    if dataset.owner == user:
+def _check_owner(dataset: Dataset, actor: Actor, action: str) -> None:
+    if can(actor, Action.CONTROL, dataset):
         return
-    if not _visible(dataset, user):
+    if not can(actor, Action.READ, dataset):
         raise Forbidden(f"The name '{dataset.name}' is taken by another user's private dataset; choose another name.")
-    raise Forbidden(f"Dataset '{dataset.name}' belongs to {dataset.owner}; only they can {action} it.")
-
-
-def visible_dataset(st, name: str, user: str) -> Dataset:
-    """The dataset, or NotFound (with close names the user may see) when missing or hidden."""
-    dataset = _find(st, name)
-    if dataset is None or not _visible(dataset, user):
-        raise not_found("Dataset", name, [d.name for d in st.store.list_datasets() if _visible(d, user)])
-    return dataset
+    raise Forbidden(f"Dataset '{dataset.name}' belongs to {dataset.owner}; only they (or an admin) can {action} it.")
 
 
 @router.get("", response_model=list[DatasetPublic])
-def list_datasets(request: Request, pattern: str | None = None, user: str = Depends(current_user)) -> list[DatasetPublic]:
-    return [DatasetPublic.of(d) for d in state(request).store.list_datasets(pattern) if _visible(d, user)]
+def list_datasets(request: Request, pattern: str | None = None, actor: Actor = Depends(current_actor)) -> list[DatasetPublic]:
+    return [DatasetPublic.of(d) for d in readable_datasets(state(request), actor, pattern)]
 
 
 @router.get("/{name}", response_model=DatasetPublic)
-def get_dataset(name: str, request: Request, user: str = Depends(current_user)) -> DatasetPublic:
-    return DatasetPublic.of(visible_dataset(state(request), name, user))
+def get_dataset(dataset: Dataset = Depends(readable_dataset)) -> DatasetPublic:
+    return DatasetPublic.of(dataset)
 
 
 @router.get("/{name}/files", response_model=list[FilePublic])
-def dataset_files(name: str, request: Request, user: str = Depends(current_user)) -> list[FilePublic]:
-    st = state(request)
-    return [FilePublic(path=f.path, size=f.size) for f in st.store.files(visible_dataset(st, name, user).fileset_id)]
+def dataset_files(request: Request, dataset: Dataset = Depends(readable_dataset)) -> list[FilePublic]:
+    return [FilePublic(path=f.path, size=f.size) for f in state(request).store.files(dataset.fileset_id)]
 
 
 @router.get("/{name}/archive")
-def pull_dataset(name: str, request: Request, user: str = Depends(current_user)) -> StreamingResponse:
+def pull_dataset(name: str, request: Request, dataset: Dataset = Depends(readable_dataset),
+                 actor: Actor = Depends(current_actor)) -> StreamingResponse:
     st = state(request)
-    dataset = visible_dataset(st, name, user)
     files = st.store.files(dataset.fileset_id)
-    if dataset.owner != user:  # the hidden test split (labels above all) is its owner's alone
+    if not can(actor, Action.CONTROL, dataset):  # the hidden test split (labels above all) is its owner's alone
         files = [f for f in files if not f.path.startswith("test/")]
     return tar_response(st, files, f"{name}.tar")
 
 
 @router.delete("/{name}")
-def remove_dataset(name: str, request: Request, force: bool = False, user: str = Depends(current_user)) -> dict:
-    """Remove a dataset (owner only). One that sessions were run on needs force=true: those
+def remove_dataset(name: str, request: Request, force: bool = False, dataset: Dataset = Depends(controlled_dataset),
+                   actor: Actor = Depends(current_actor)) -> dict:
+    """Remove a dataset (its owner or an admin). One that sessions were run on needs force=true: those
     sessions keep their code, logs and checkpoints, but can no longer be forked or submitted."""
     st = state(request)
-    dataset = visible_dataset(st, name, user)
-    _check_owner(dataset, user, "remove")
     users = st.store.list_sessions(dataset=dataset.name)
     if users and not force:
         n = len(users)
@@ -186,6 +177,7 @@ def remove_dataset(name: str, request: Request, force: bool = False, user: str =
     st.store.delete_dataset(name)
     st.blobs.delete_unused(shas)
     st.prune_dataset_views()
+    st.store.audit(actor.name, "dataset rm", name, "force" if force else "")
     return {"removed": name}
 
 

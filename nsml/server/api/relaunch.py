@@ -3,15 +3,18 @@
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from nsml.core.errors import Forbidden
+from nsml.core.entities import Session
+from nsml.core.errors import NotFound
+from nsml.core.policy import Actor
 from nsml.core.resources import Resources, parse_size
 from nsml.scheduler import evaluator
 
 from .. import relaunch
-from ..auth import current_user
+from ..access import controlled_session, dataset_for
+from ..auth import current_actor, current_user
 from ..schemas import InferRequest, InferResponse, SessionPublic, SubmissionPublic
 from ..state import state
-from .sessions import SESSION, check_args, session_of
+from .sessions import SESSION, check_args
 
 router = APIRouter(prefix="/api", tags=["fork, submit, infer, resume"])
 INFER_WAIT = 30.0  # seconds one request waits for a model that is still loading
@@ -30,12 +33,12 @@ def _resources(st, source, gpus: int | None, cpus: float | None, memory: str | N
 @router.post("/sessions" + SESSION + "/fork", response_model=SessionPublic, status_code=201)
 def fork(
     owner: str, dataset: str, number: int, request: Request, checkpoint: str | None = None, args: str | None = None,
-    gpus: int | None = None, cpus: float | None = None, memory: str | None = None, user: str = Depends(current_user),
+    gpus: int | None = None, cpus: float | None = None, memory: str | None = None,
+    source: Session = Depends(controlled_session), user: str = Depends(current_user),
 ) -> SessionPublic:
     """A new session with the source's code and arguments (or `args`), relaunched with
     `--pause 1 --iteration CHECKPOINT` (default: the latest checkpoint), which goes on training."""
     st = state(request)
-    source = session_of(st, owner, dataset, number)
     ckpt = relaunch.pick_checkpoint(st, source, checkpoint)
     if args is not None:
         check_args(args)
@@ -44,20 +47,16 @@ def fork(
 
 
 @router.post("/sessions" + SESSION + "/resume", response_model=SessionPublic)
-def resume(owner: str, dataset: str, number: int, request: Request, user: str = Depends(current_user)) -> SessionPublic:
+def resume(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(controlled_session)) -> SessionPublic:
     """Restart a stopped or failed session from its latest checkpoint, under the same name, as its
     next attempt: relaunched with its arguments plus `--pause 1 --iteration CHECKPOINT`. Owner only."""
-    st = state(request)
-    session = session_of(st, owner, dataset, number)
-    if session.owner != user:
-        raise Forbidden(f"Session {session.name} belongs to {session.owner}; you can resume only your own sessions.")
-    return SessionPublic.of(relaunch.resume_session(st, session))
+    return SessionPublic.of(relaunch.resume_session(state(request), session))
 
 
 @router.post("/sessions" + SESSION + "/submit", response_model=SubmissionPublic, status_code=201)
 def submit(
     owner: str, dataset: str, number: int, checkpoint: str, request: Request, test: bool = False,
-    batch_size: int | None = None, user: str = Depends(current_user),
+    batch_size: int | None = None, source: Session = Depends(controlled_session), user: str = Depends(current_user),
 ) -> SubmissionPublic:
     """Score a checkpoint on the dataset's hidden test split (`test`: the same, never ranked).
     `batch_size`: passed as batch_size= to the dataset's data loader and the bound infer where
@@ -65,14 +64,20 @@ def submit(
     score is never shown: `status` scored says the evaluator returned one). Test submits have a
     rate limit of their own (settings.test_submits_per_hour)."""
     st = state(request)
-    submission = relaunch.start_submit(st, session_of(st, owner, dataset, number), checkpoint, test, user, batch_size)
+    submission = relaunch.start_submit(st, source, checkpoint, test, user, batch_size)
     return _public(st, submission)
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionPublic)
-def get_submission(submission_id: int, request: Request, _user: str = Depends(current_user)) -> SubmissionPublic:
+def get_submission(submission_id: int, request: Request, actor: Actor = Depends(current_actor)) -> SubmissionPublic:
+    """A submission, for those who may read its dataset (its board shows the same)."""
     st = state(request)
-    return _public(st, st.store.get_submission(submission_id))
+    try:
+        submission = st.store.get_submission(submission_id)
+        dataset_for(st, actor, submission.dataset)
+    except NotFound:
+        raise NotFound(f"Submission {submission_id} was not found.") from None
+    return _public(st, submission)
 
 
 def _public(st, submission) -> SubmissionPublic:
@@ -98,26 +103,24 @@ def _notice(st, submission) -> str:
 @router.post("/sessions" + SESSION + "/infer-session", response_model=SessionPublic)
 def infer_session(
     owner: str, dataset: str, number: int, request: Request, checkpoint: str | None = None, feed: str | None = None,
-    gpus: int | None = None, cpus: float | None = None, memory: str | None = None, user: str = Depends(current_user),
+    gpus: int | None = None, cpus: float | None = None, memory: str | None = None,
+    source: Session = Depends(controlled_session), actor: Actor = Depends(current_actor),
 ) -> SessionPublic:
     """Your running infer session for this checkpoint (default: the latest), started if there is
     none. It loads the model once and answers POST …/infer until stopped. `feed`: another
     dataset to mount instead of the source's."""
     st = state(request)
-    source = session_of(st, owner, dataset, number)
     if feed:
-        from .datasets import visible_dataset
-
-        visible_dataset(st, feed, user)
-    session = relaunch.find_or_start_infer(st, source, checkpoint, user, feed, _resources(st, source, gpus, cpus, memory))
+        dataset_for(st, actor, feed)
+    session = relaunch.find_or_start_infer(st, source, checkpoint, actor.name, feed, _resources(st, source, gpus, cpus, memory))
     return SessionPublic.of(session)
 
 
 @router.post("/sessions" + SESSION + "/infer", response_model=InferResponse)
-async def infer(owner: str, dataset: str, number: int, body: InferRequest, request: Request, _user: str = Depends(current_user)) -> InferResponse:
+async def infer(owner: str, dataset: str, number: int, body: InferRequest, request: Request,
+                session: Session = Depends(controlled_session)) -> InferResponse:
     """Run the loaded model of infer session OWNER/DATASET/N on `data`; waits up to 30 s for a
     model that is still loading (409 after that: try again)."""
     st = state(request)
-    session = session_of(st, owner, dataset, number)
     output = await run_in_threadpool(relaunch.infer_request, st, session, body.data, INFER_WAIT)
     return InferResponse(session=session.name, output=output)

@@ -4,20 +4,23 @@ import shlex
 import time
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from nsml.core import credentials, naming
+from nsml.core import naming
+from nsml.core.entities import Session
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from nsml.core.policy import DEFAULT_VISIBILITY, Action, Actor, can, check_visibility, session_scope
 from nsml.core.resources import Resources, check_request, format_size, parse_size
 from nsml.core.states import ACTIVE, FINAL, Status
 from nsml.scheduler.environments import read_first_line_image
 
-from ..auth import caller, current_user, request_token
+from ..access import controlled_session, dataset_for, readable_session, session_for, session_read_by_caller
+from ..auth import current_actor
 from ..schemas import CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic, finite
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
-from .datasets import tar_response, visible_dataset
+from .datasets import tar_response
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 SESSION = "/{owner}/{dataset}/{number}"
@@ -34,17 +37,22 @@ def session_of(st: ServerState, owner: str, dataset: str, number: int):
 async def run_session(
     request: Request, dataset: str = "", entry: str = "main.py", args: str = "", gpus: int | None = None,
     cpus: float | None = None, memory: str | None = None, memo: str = "", shm_size: str | None = None,
-    user: str = Depends(current_user),
+    team: str = "", visibility: str = DEFAULT_VISIBILITY, actor: Actor = Depends(current_actor),
 ) -> SessionPublic:
     """Body: an uncompressed tar of the code folder. Starts when resources allow (status queued first).
 
     Without `dataset` the session has none (HAS_DATASET false) and is named
     OWNER/.nodata/N (naming.NO_DATASET). `shm_size`: shared memory for /dev/shm (default 1G,
-    at most the session's memory)."""
+    at most the session's memory). `team`: the team it belongs to (default: the caller's default
+    team), whose members may read it while `visibility` is team; private: its owner (and admins)
+    only; public: every user."""
     st = state(request)
+    user = actor.name
     dataset = dataset.strip() or naming.NO_DATASET
     if dataset != naming.NO_DATASET:
-        visible_dataset(st, dataset, user)  # a clear "did you mean" before any byte is uploaded
+        dataset_for(st, actor, dataset)  # a clear "did you mean" before any byte is uploaded
+    check_visibility(visibility)
+    team = session_team(st, actor, team.strip())
     request_res = Resources(
         cpus=cpus if cpus is not None else min(DEFAULT_CPUS, st.capacity.cpus),
         memory=parse_size(memory) if memory else min(DEFAULT_MEMORY, st.capacity.memory),
@@ -64,12 +72,24 @@ async def run_session(
         if not entry.endswith(".py"):
             raise InvalidInput(f"Entry file '{entry}' is not a Python file; NSML runs Python entry files only.")
         image = read_first_line_image({f.path: st.blobs.path(f.sha256) for f in files})
-        session = st.store.create_session(user, dataset, entry, args, request_res, memo, image, files, shm_size=shm)
+        session = st.store.create_session(user, dataset, entry, args, request_res, memo, image, files, shm_size=shm,
+                                          team=team, visibility=visibility)
     except BaseException:
         forget(st.blobs, created)
         raise
     st.scheduler.wake()
     return SessionPublic.of(session)
+
+
+def session_team(st: ServerState, actor: Actor, team: str) -> str:
+    """The team a new session of `actor` belongs to: `team`, which they must be in, or their default."""
+    if not team:
+        return st.store.get_user(actor.name).default_team
+    if team not in actor.teams and not actor.admin:
+        mine = ", ".join(sorted(actor.teams)) or "none"
+        raise Forbidden(f"You are not a member of team '{team}' (your teams: {mine}).")
+    st.store.get_team(team)
+    return team
 
 
 def shm_bytes(shm_size: str | None, memory: int) -> int:
@@ -95,11 +115,12 @@ def check_args(args: str) -> None:
 @router.get("", response_model=list[SessionPublic])
 def list_sessions(
     request: Request, all: bool = False, last: int | None = None, dataset: str | None = None,
-    pattern: str | None = None, _user: str = Depends(current_user),
+    pattern: str | None = None, actor: Actor = Depends(current_actor),
 ) -> list[SessionPublic]:
+    """The sessions the caller may read (nsml.core.policy), newest first."""
     st = state(request)
     statuses = None if all else set(ACTIVE)
-    sessions = st.store.list_sessions(statuses, dataset=dataset, limit=None if pattern else last)
+    sessions = st.store.list_sessions(statuses, dataset=dataset, limit=None if pattern else last, scope=session_scope(actor))
     if pattern:
         sessions = [s for s in sessions if naming.matches(pattern, s.name)][:last]
     return [SessionPublic.of(s) for s in sessions]
@@ -108,7 +129,7 @@ def list_sessions(
 @router.delete("", response_model=Removed)
 def remove_sessions(
     request: Request, pattern: list[str] = Query(default=[]), force: bool = False, skip: bool = False,
-    _user: str = Depends(current_user),
+    actor: Actor = Depends(current_actor),
 ) -> Removed:
     """Remove sessions matching glob patterns; running ones only with force=true (they are killed).
 
@@ -120,8 +141,11 @@ def remove_sessions(
     if not pattern:
         raise InvalidInput("Name the sessions to remove, e.g. alice/digits/3 or 'alice/digits/*'.")
     targets = {}
-    for pat in pattern:
-        matched = st.store.match_sessions(pat)
+    for pat in pattern:  # a plain name goes through the policy; a glob matches what the caller controls
+        if naming.is_pattern(pat):
+            matched = [s for s in st.store.match_sessions(pat, session_scope(actor)) if can(actor, Action.CONTROL, s)]
+        else:
+            matched = [session_for(st, actor, pat, Action.CONTROL)]
         if not matched:
             raise NotFound(f"No session matches '{pat}'.")
         targets.update({s.id: s for s in matched})
@@ -133,6 +157,7 @@ def remove_sessions(
             _hide(st, s)
         else:
             _remove(st, s)
+        st.store.audit(actor.name, "rm", s.name, ("skip " if skip else "") + ("force" if force else ""))
     return Removed(removed=sorted(s.name for s in targets.values()))
 
 
@@ -157,14 +182,15 @@ def _remove(st: ServerState, session) -> None:
 
 
 @router.get(SESSION, response_model=SessionPublic)
-def get_session(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
-    return SessionPublic.of(session_of(state(request), owner, dataset, number))
+def get_session(owner: str, dataset: str, number: int, session: Session = Depends(readable_session)) -> SessionPublic:
+    return SessionPublic.of(session)
 
 
 @router.post(SESSION + "/stop", response_model=SessionPublic)
-def stop_session(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+def stop_session(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(controlled_session),
+                 actor: Actor = Depends(current_actor)) -> SessionPublic:
     st = state(request)
-    session = session_of(st, owner, dataset, number)
+    st.store.audit(actor.name, "stop", session.name)
     if session.status in FINAL:
         raise Conflict(f"Session {session.name} has already {session.status.value}.")
     if session.status == Status.QUEUED or not st.executor.stop(session):
@@ -174,20 +200,18 @@ def stop_session(owner: str, dataset: str, number: int, request: Request, _user:
 
 
 @router.patch(SESSION + "/memo", response_model=SessionPublic)
-def set_memo(owner: str, dataset: str, number: int, body: MemoUpdate, request: Request, _user: str = Depends(current_user)) -> SessionPublic:
+def set_memo(owner: str, dataset: str, number: int, body: MemoUpdate, request: Request, session: Session = Depends(controlled_session)) -> SessionPublic:
     st = state(request)
-    session = session_of(st, owner, dataset, number)
     return SessionPublic.of(st.store.update_session(session.id, memo=body.memo))
 
 
 @router.get(SESSION + "/logs", response_model=LogChunk)
 def read_logs(
     owner: str, dataset: str, number: int, request: Request, offset: int = 0,
-    limit: int = Query(1 << 20, ge=1), tail: int | None = Query(None, ge=0), _user: str = Depends(current_user),
+    limit: int = Query(1 << 20, ge=1), tail: int | None = Query(None, ge=0), session: Session = Depends(readable_session),
 ) -> LogChunk:
     """Log bytes from `offset` (or the last `tail` lines); `done` once the session ended and all was read."""
     st = state(request)
-    session = session_of(st, owner, dataset, number)
     path = st.logs_dir / f"{session.id}.log"
     size = path.stat().st_size if path.exists() else 0
     if tail is not None:
@@ -217,15 +241,14 @@ def tail_lines(path, lines: int) -> str:
 
 
 @router.get(SESSION + "/code")
-def pull_code(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> StreamingResponse:
+def pull_code(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(readable_session)) -> StreamingResponse:
     st = state(request)
-    session = session_of(st, owner, dataset, number)
     return tar_response(st, st.store.files(session.code_fileset_id), "code.tar")
 
 
 @router.get(SESSION + "/outputs")
 def download_outputs(
-    owner: str, dataset: str, number: int, request: Request, only: str | None = None, _user: str = Depends(current_user),
+    owner: str, dataset: str, number: int, request: Request, only: str | None = None, session: Session = Depends(readable_session),
 ) -> StreamingResponse:
     """Files the session wrote in its working directory (collected when it ends; live while it
     runs). `only`: one file or folder, relative or as the absolute path /app/... NSML used."""
@@ -233,7 +256,6 @@ def download_outputs(
     from nsml.store.archive import Member, safe_relpath, stream_tar
 
     st = state(request)
-    session = session_of(st, owner, dataset, number)
     if session.outputs_fileset_id is not None:
         members = [Member(f.path, st.blobs.path(f.sha256), f.size) for f in st.store.files(session.outputs_fileset_id)]
     else:
@@ -254,15 +276,14 @@ def download_outputs(
 
 
 @router.get(SESSION + "/checkpoints", response_model=list[CheckpointPublic])
-def list_checkpoints(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> list[CheckpointPublic]:
-    st = state(request)
-    return [CheckpointPublic.of(c) for c in st.store.list_checkpoints(session_of(st, owner, dataset, number).id)]
+def list_checkpoints(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(readable_session)) -> list[CheckpointPublic]:
+    return [CheckpointPublic.of(c) for c in state(request).store.list_checkpoints(session.id)]
 
 
 @router.delete(SESSION + "/checkpoints", response_model=Removed)
-def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, pattern: str, _user: str = Depends(current_user)) -> Removed:
+def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, pattern: str, session: Session = Depends(controlled_session),
+                       actor: Actor = Depends(current_actor)) -> Removed:
     st = state(request)
-    session = session_of(st, owner, dataset, number)
     if naming.is_pattern(pattern):
         ckpts = st.store.list_checkpoints(session.id)
         targets = [c for c in ckpts if naming.matches(pattern, c.name)]
@@ -275,32 +296,28 @@ def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, 
     for ckpt in targets:
         st.store.delete_checkpoint(session.id, ckpt.name)
     st.blobs.delete_unused(shas)
+    st.store.audit(actor.name, "checkpoint rm", session.name, ", ".join(c.name for c in targets))
     return Removed(removed=[c.name for c in targets])
 
 
 @router.get(SESSION + "/checkpoints/{name}/archive")
-def pull_checkpoint(owner: str, dataset: str, number: int, name: str, request: Request, reader: str = Depends(caller),
-                    authorization: str | None = Header(default=None)) -> StreamingResponse:
-    """Also for a live session's supervisor (`nsml.load(session=...)`), for its owner's sessions."""
+def pull_checkpoint(owner: str, dataset: str, number: int, name: str, request: Request,
+                    target: Session = Depends(session_read_by_caller)) -> StreamingResponse:
+    """Also for a live session's supervisor (`nsml.load(session=...)`): what its owner may read."""
     st = state(request)
-    target = session_of(st, owner, dataset, number)
-    if credentials.is_session_token(request_token(request, authorization)) and target.owner != reader:
-        raise Forbidden(f"A session of {reader} cannot load checkpoints of {target.name}.")
     ckpt = st.store.get_checkpoint(target, name)
     return tar_response(st, st.store.files(ckpt.fileset_id), f"{name}.tar")
 
 
 @router.get(SESSION + "/metrics")
-def list_metrics(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> dict[str, int]:
+def list_metrics(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(readable_session)) -> dict[str, int]:
     """Metric keys of the session with their number of points."""
-    st = state(request)
-    return st.store.series_keys(session_of(st, owner, dataset, number).id)
+    return state(request).store.series_keys(session.id)
 
 
 @router.get(SESSION + "/metrics/{key:path}")
-def metric_series(owner: str, dataset: str, number: int, key: str, request: Request, _user: str = Depends(current_user)) -> dict:
-    st = state(request)
-    points = st.store.metric_points(session_of(st, owner, dataset, number).id, key)
+def metric_series(owner: str, dataset: str, number: int, key: str, request: Request, session: Session = Depends(readable_session)) -> dict:
+    points = state(request).store.metric_points(session.id, key)
     return {
         "key": key,
         "steps": [p.step for p in points],

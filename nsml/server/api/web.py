@@ -14,9 +14,11 @@ from fastapi.responses import Response
 
 from nsml.core.entities import Session
 from nsml.core.errors import InvalidInput, NotFound
+from nsml.core.policy import Actor, session_scope
 from nsml.core.states import Status
 
-from ..auth import current_user
+from ..access import readable_session, session_for
+from ..auth import current_actor
 from ..schemas import SessionPublic
 from ..state import ServerState, state
 from ..web.compare import args_rows, parse_args, side_by_side, split_args, text_lines
@@ -33,7 +35,7 @@ MAX_USAGE_POINTS = 1500
 def search_sessions(
     request: Request, q: str = "", dataset: str | None = None, status: list[str] = Query(default=[]),
     owner: str | None = None, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
-    _user: str = Depends(current_user),
+    actor: Actor = Depends(current_actor),
 ) -> dict[str, Any]:
     """Sessions whose name, memo or arguments contain q, newest first, one page at a time."""
     try:
@@ -41,12 +43,13 @@ def search_sessions(
     except ValueError as exc:
         raise InvalidInput(f"Unknown status in {status}; use {', '.join(s.value for s in Status)}.") from exc
     total, page = state(request).store.search_sessions(
-        q=q, dataset=dataset or None, statuses=statuses, owner=owner or None, offset=offset, limit=limit)
+        q=q, dataset=dataset or None, statuses=statuses, owner=owner or None, offset=offset, limit=limit,
+        scope=session_scope(actor))
     return {"total": total, "offset": offset, "limit": limit, "sessions": [SessionPublic.of(s) for s in page]}
 
 
-def _session(st: ServerState, name: str) -> Session:
-    return st.store.get_session(name.strip().strip("/"))
+def _session(st: ServerState, actor: Actor, name: str) -> Session:
+    return session_for(st, actor, name.strip().strip("/"))
 
 
 def _brief(s: Session) -> dict[str, Any]:
@@ -74,7 +77,7 @@ def _compact_y(values: list) -> list:
 def graph(
     request: Request, s: list[str] = Query(default=[]), x: str = "step", xmin: float | None = None,
     xmax: float | None = None, buckets: int = Query(500, ge=10, le=5000), key: list[str] = Query(default=[]),
-    _user: str = Depends(current_user),
+    actor: Actor = Depends(current_actor),
 ) -> Response:
     """Series of several sessions for an overlaid chart, each downsampled on the server to at
     most `buckets` points within [xmin, xmax] (per-interval min and max), so a million-step run costs what the chart
@@ -88,7 +91,7 @@ def graph(
     found, missing = [], []
     for name in dict.fromkeys(s):
         try:
-            found.append(_session(st, name))
+            found.append(_session(st, actor, name))  # one the caller may not read is "missing" too
         except (NotFound, InvalidInput):
             missing.append(name)
     keys_by_id = st.store.series_keys([f.id for f in found]) if found else {}
@@ -118,11 +121,10 @@ def graph(
 
 
 @router.get(SESSION + "/info")
-def session_info(owner: str, dataset: str, number: int, request: Request, _user: str = Depends(current_user)) -> dict[str, Any]:
+def session_info(owner: str, dataset: str, number: int, request: Request, sess: Session = Depends(readable_session)) -> dict[str, Any]:
     """Everything the Info tab shows: the session, its status history, its resource usage over
     time (CPU, memory, per GPU) and which GPUs look idle ("zombie")."""
     st = state(request)
-    sess = st.store.get_session(f"{owner}/{dataset}/{number}")
     samples = st.store.usage(sess.id, 0.0)
     stride = max(1, math.ceil(len(samples) / MAX_USAGE_POINTS))
     shown = samples[::stride]
@@ -162,10 +164,10 @@ def zombie_gpus(sess: Session, samples: list, now: float | None = None) -> list[
 
 
 @router.get("/diff")
-def diff(request: Request, a: str, b: str, context: int = Query(3, ge=0, le=50), _user: str = Depends(current_user)) -> dict[str, Any]:
+def diff(request: Request, a: str, b: str, context: int = Query(3, ge=0, le=50), actor: Actor = Depends(current_actor)) -> dict[str, Any]:
     """Side-by-side diff of two sessions' uploaded code (file by file) and of their arguments."""
     st = state(request)
-    left, right = _session(st, a), _session(st, b)
+    left, right = _session(st, actor, a), _session(st, actor, b)
     lfiles = {f.path: f for f in st.store.files(left.code_fileset_id)} if left.code_fileset_id else {}
     rfiles = {f.path: f for f in st.store.files(right.code_fileset_id)} if right.code_fileset_id else {}
     files = []

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from nsml import __version__
 
-from ..auth import COOKIE, user_for
+from ..auth import COOKIE, actor_for
 
 router = APIRouter(include_in_schema=False)
 HERE = Path(__file__).parent
@@ -119,7 +119,7 @@ def _safe_next(target: str) -> str:
 def login(request: Request, token: str = "", next: str = "/") -> Response:
     """Trade the token in the link `nsml web` printed for an HttpOnly cookie, then drop it from
     the address bar by redirecting."""
-    if not token or user_for(request, token) is None:
+    if not token or actor_for(request, token) is None:
         body = ("<!doctype html><meta charset=utf-8><title>NSML login</title>"
                 "<p style='font:15px system-ui;margin:3em'>This login link is not valid for this server. "
                 "Run <code>nsml web</code> to get a fresh one.</p>")

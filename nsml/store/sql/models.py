@@ -22,8 +22,59 @@ class UserRow(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)  # unused since 0005: tokens
     created: Mapped[float] = mapped_column(Float)
+    password_hash: Mapped[str] = mapped_column(String(256), default="")  # '' = token login only (0005)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_team: Mapped[str] = mapped_column(String(64), default="")
+
+
+class TokenRow(Base):
+    """An API token, stored as its SHA-256 (a token is 256 random bits: no salt needed)."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(64), default="")
+    created: Mapped[float] = mapped_column(Float)
+    expires: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: never
+    last_used: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TeamRow(Base):
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    created: Mapped[float] = mapped_column(Float)
+
+
+class TeamMemberRow(Base):
+    __tablename__ = "team_members"
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+
+class DatasetGrantRow(Base):
+    """Who else may read a private dataset: grantee 'user:NAME' or 'team:NAME'."""
+
+    __tablename__ = "dataset_grants"
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    grantee: Mapped[str] = mapped_column(String(72), primary_key=True)
+
+
+class AuditRow(Base):
+    """Who did what: stops, removals, submits, grants, logins, token use (`nsml audit`)."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(256), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class FilesetRow(Base):
@@ -119,6 +170,8 @@ class SessionRow(Base):
     # the latest resume restarted from ('' before any) (0004).
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     resumed_from: Mapped[str] = mapped_column(String(256), default="")
+    team: Mapped[str] = mapped_column(String(64), default="")  # (0005)
+    visibility: Mapped[str] = mapped_column(String(8), default="team")
 
 
 class SessionEventRow(Base):

@@ -3,11 +3,12 @@
 import json
 import time
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 
 from nsml.core import naming
 from nsml.core.entities import Checkpoint, FileEntry, Session, SessionEvent
 from nsml.core.errors import NotFound, not_found
+from nsml.core.policy import SessionScope
 from nsml.core.resources import Resources
 from nsml.core.states import RESUMABLE, Status, can_move
 
@@ -26,7 +27,16 @@ def to_session(row: SessionRow) -> Session:
         log_offset=row.log_offset, gpu_ids=row.gpu_ids, kind=row.kind, source=row.source,
         source_checkpoint=row.source_checkpoint, shm_size=row.shm_size, removed=row.removed,
         batch_size=row.batch_size, attempt=row.attempt, resumed_from=row.resumed_from,
+        team=row.team, visibility=row.visibility,
     )
+
+
+def in_scope(scope: SessionScope | None) -> list:
+    """The WHERE clauses that select the sessions `scope` (nsml.core.policy) may read."""
+    if scope is None or scope.everything:
+        return []
+    team_visible = and_(SessionRow.visibility == "team", SessionRow.team != "", SessionRow.team.in_(sorted(scope.teams)))
+    return [or_(SessionRow.owner == scope.owner, SessionRow.visibility == "public", team_visible)]
 
 
 def to_checkpoint(row: CheckpointRow) -> Checkpoint:
@@ -39,7 +49,7 @@ class SessionsMixin:
         self, owner: str, dataset: str, entry: str, args: str, resources: Resources,
         memo: str, image: str, code: list[FileEntry] | int,
         kind: str = "normal", source: str = "", source_checkpoint: str = "", shm_size: int = 0,
-        batch_size: int = 0,
+        batch_size: int = 0, team: str = "", visibility: str = "team",
     ) -> Session:
         """A queued session; `code` is the uploaded files, or the code fileset of the session a
         fork/submit/infer relaunches (shared, not copied)."""
@@ -56,7 +66,7 @@ class SessionsMixin:
                 created=time.time(), memo=memo, image=image, code_fileset_id=code_id,
                 summary="{}", last_values="{}", error="", gpu_ids="",
                 kind=kind, source=source, source_checkpoint=source_checkpoint, shm_size=shm_size,
-                batch_size=batch_size,
+                batch_size=batch_size, team=team, visibility=visibility,
             )
             orm.add(row)
             orm.flush()
@@ -89,9 +99,11 @@ class SessionsMixin:
     def list_sessions(
         self, statuses: set[Status] | None = None, dataset: str | None = None,
         owner: str | None = None, limit: int | None = None, removed: bool = False,
+        scope: SessionScope | None = None,
     ) -> list[Session]:
-        """Newest first; sessions taken out of listings by `rm -s` only with removed=True."""
-        query = select(SessionRow).order_by(SessionRow.created.desc(), SessionRow.id.desc())
+        """Newest first; sessions taken out of listings by `rm -s` only with removed=True; only
+        those `scope` may read (None: all)."""
+        query = select(SessionRow).where(*in_scope(scope)).order_by(SessionRow.created.desc(), SessionRow.id.desc())
         if not removed:
             query = query.where(SessionRow.removed.is_(None))
         if statuses:
@@ -105,11 +117,11 @@ class SessionsMixin:
         with self._read() as orm:
             return [to_session(r) for r in orm.scalars(query)]
 
-    def match_sessions(self, pattern: str) -> list[Session]:
+    def match_sessions(self, pattern: str, scope: SessionScope | None = None) -> list[Session]:
         """Sessions whose name matches a glob; a plain name must exist (clear error otherwise)."""
         if not naming.is_pattern(pattern):
             return [self.get_session(pattern)]
-        return [s for s in self.list_sessions() if naming.matches(pattern, s.name)]
+        return [s for s in self.list_sessions(scope=scope) if naming.matches(pattern, s.name)]
 
     def update_session(self, session_id: int, **fields) -> Session:
         """Set plain columns; status changes go through move_session."""

@@ -1,6 +1,5 @@
 """SqlStore: every read and write of metadata. Returns nsml.core entities, never ORM rows."""
 
-import hashlib
 import json
 import threading
 import time
@@ -16,9 +15,10 @@ from nsml.core.errors import AlreadyExists, Forbidden, StorageFull, not_found
 
 from .engine import make_engine, migrate
 from .boards import BoardsMixin
+from .identity import IdentityMixin
 from .metrics import MetricsMixin
 from .usage import UsageMixin
-from .models import DatasetRow, FileRow, FilesetRow, UserRow
+from .models import DatasetRow, FileRow, FilesetRow
 from .sessions import SessionsMixin
 from .views import ViewsMixin
 
@@ -42,11 +42,7 @@ def _is_disk_full(exc: DBAPIError) -> bool:
     )
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class SqlStore(ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin):
+class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite allows one writer at a time; taking turns here avoids "database is locked".
@@ -88,20 +84,6 @@ class SqlStore(ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin)
 
     def close(self) -> None:
         self.engine.dispose()
-
-    # -- users ----------------------------------------------------------------------------
-    def add_user(self, name: str, token: str) -> None:
-        naming.check_owner(name)
-        with self._write() as orm:
-            row = orm.scalar(select(UserRow).where(UserRow.name == name))
-            if row is None:
-                orm.add(UserRow(name=name, token_sha256=_token_hash(token), created=time.time()))
-            else:
-                row.token_sha256 = _token_hash(token)
-
-    def user_for_token(self, token: str) -> str | None:
-        with self._read() as orm:
-            return orm.scalar(select(UserRow.name).where(UserRow.token_sha256 == _token_hash(token)))
 
     # -- filesets -------------------------------------------------------------------------
     def add_fileset(self, kind: str, entries: Iterable[FileEntry], orm: OrmSession | None = None) -> int:
@@ -145,12 +127,12 @@ class SqlStore(ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin)
 
     # -- datasets -------------------------------------------------------------------------
     @staticmethod
-    def _dataset(row: DatasetRow, fs: FilesetRow) -> Dataset:
+    def _dataset(row: DatasetRow, fs: FilesetRow, grants: tuple[str, ...] = ()) -> Dataset:
         return Dataset(
             name=row.name, owner=row.owner, description=row.description, private=row.private,
             size=fs.size, file_count=fs.file_count, created=row.created, updated=row.updated,
             fileset_id=row.fileset_id, has_test=row.has_test, metric=row.metric, order=row.order,
-            submit_interval=row.submit_interval, tags=tuple(json.loads(row.tags or "[]")),
+            submit_interval=row.submit_interval, tags=tuple(json.loads(row.tags or "[]")), grants=grants,
         )
 
     def put_dataset(
@@ -204,7 +186,7 @@ class SqlStore(ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin)
             ).first()
             if found is None:
                 raise not_found("Dataset", name, list(orm.scalars(select(DatasetRow.name))))
-            return self._dataset(*found)
+            return self._dataset(*found, self.dataset_grants(orm, [found[0].id]).get(found[0].id, ()))
 
     def list_datasets(self, pattern: str | None = None) -> list[Dataset]:
         with self._read() as orm:
@@ -212,7 +194,8 @@ class SqlStore(ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin)
                 select(DatasetRow, FilesetRow).join(FilesetRow, DatasetRow.fileset_id == FilesetRow.id)
                 .order_by(DatasetRow.name)
             ).all()
-            out = [self._dataset(d, f) for d, f in rows]
+            grants = self.dataset_grants(orm, [d.id for d, _ in rows])
+            out = [self._dataset(d, f, grants.get(d.id, ())) for d, f in rows]
         if pattern:
             out = [d for d in out if naming.matches(pattern, d.name)]
         return out

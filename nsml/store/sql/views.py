@@ -27,7 +27,7 @@ from nsml.core.downsample import finite_points, intervals_for, minmax_downsample
 from nsml.core.entities import Session
 
 from .models import PointBlockRow, SeriesRow, SessionRow
-from .sessions import to_session
+from .sessions import in_scope, to_session
 
 log = logging.getLogger("nsml.store")
 BLOCK = 128  # points per block: ~800 rows for 100,000 points, which a chart of 500 intervals reads
@@ -69,12 +69,12 @@ class ViewsMixin:
     # -- session search ---------------------------------------------------------------------
     def search_sessions(
         self, q: str = "", dataset: str | None = None, statuses: set[str] | None = None,
-        owner: str | None = None, offset: int = 0, limit: int = 50,
+        owner: str | None = None, offset: int = 0, limit: int = 50, scope=None,
     ) -> tuple[int, list[Session]]:
         """(how many match, one page of them newest first). `q` matches, case-insensitively,
         part of the name owner/dataset/N, the memo or the arguments. Sessions `rm -s` took out of
-        listings are left out."""
-        where = [SessionRow.removed.is_(None)]
+        listings are left out, and those `scope` (nsml.core.policy.SessionScope) may not read."""
+        where = [SessionRow.removed.is_(None), *in_scope(scope)]
         if q:
             pattern = _like(q)
             name = SessionRow.owner + "/" + SessionRow.dataset + "/" + cast(SessionRow.number, String)
