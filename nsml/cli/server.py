@@ -1,5 +1,6 @@
 """nsml server [stop], nsml login, nsml logout."""
 
+import getpass
 import json
 import os
 import signal
@@ -54,6 +55,8 @@ def server(
         shown = local_url(bound).replace("127.0.0.1", "localhost") if host in ("127.0.0.1", "0.0.0.0") else bound.url
         render.console.print(f"NSML server on {bound.url} (data in {h})")
         render.console.print(f"Connect with: nsml login {shown} --token {token}")
+        render.console.print(f"That token is {bound.user or getpass.getuser()}'s, this server's admin: add the others with "
+                             f"`nsml user add NAME --password`; they log in with `nsml login {shown} --user NAME`.")
 
     # server.json lets `nsml` commands using this home talk to this server instead of starting another.
     serve(settings, server_file=h / "server.json", announce=announce)

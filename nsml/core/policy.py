@@ -101,3 +101,14 @@ def check_visibility(value: str) -> str:
     if value not in VISIBILITIES:
         raise InvalidInput(f"Visibility must be one of {', '.join(VISIBILITIES)}, not {value!r}.")
     return value
+
+
+def require_admin(actor: Actor, what: str) -> None:
+    """Users, other people's tokens and the audit table are the admins' (`what`: the action)."""
+    if not actor.admin:
+        raise Forbidden(f"Only an admin may {what}.")
+
+
+def may_manage_team(actor: Actor, team_owner: str) -> bool:
+    """Who adds members to a team: its owner, or an admin."""
+    return actor.admin or actor.name == team_owner

@@ -47,6 +47,11 @@ def actor_for(request: Request, token: str) -> Actor | None:
     return actor
 
 
+def forget_cached() -> None:
+    """Drop every cached token: a revocation or a team change takes effect on the next request."""
+    _cache.clear()
+
+
 def current_actor(request: Request, authorization: str | None = Header(default=None)) -> Actor:
     """The user calling, with their teams and whether they are an admin (nsml.core.policy)."""
     token = request_token(request, authorization)
