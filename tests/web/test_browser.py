@@ -160,3 +160,32 @@ def test_the_private_scope_shows_only_your_sessions(srv, page, pair, tmp_path):
     page.goto(page.url)  # the shared link keeps the scope
     page.wait_for_selector(f"tr[data-session='{pair[0]}']")
     assert page.locator(f"tr[data-session='{bobs}']").count() == 0
+
+
+def test_the_login_page_logs_in_with_a_username_and_password(srv, browser):
+    """A user the admin added logs in through the form (no `nsml web` link), lands on the
+    sessions page, and a wrong password keeps them out with a message."""
+    import httpx
+
+    resp = srv.api.post("/api/users", json={"name": "webuser", "password": "a long passphrase"})
+    assert resp.status_code == 201, resp.text
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    try:
+        pg.goto(f"{srv.url}/login")
+        pg.fill("input[name=username]", "webuser")
+        pg.fill("input[name=password]", "not it at all")
+        pg.click("button[type=submit]")
+        assert "Wrong username or password." in pg.inner_text(".error")
+        assert not [c for c in context.cookies() if c["name"] == "nsml_token"]
+        pg.fill("input[name=username]", "webuser")
+        pg.fill("input[name=password]", "a long passphrase")
+        pg.click("button[type=submit]")
+        pg.wait_for_url(f"{srv.url}/")
+        [cookie] = [c for c in context.cookies() if c["name"] == "nsml_token"]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        who = httpx.get(f"{srv.url}/api/whoami", cookies={"nsml_token": cookie["value"]}).json()
+        assert who["user"] == "webuser"
+    finally:
+        context.close()

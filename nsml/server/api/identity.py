@@ -122,7 +122,7 @@ class AuditPublic(BaseModel):
     detail: str
 
 
-def _issue(st, user: str, label: str, days: float | None) -> NewToken:
+def issue_token(st, user: str, label: str, days: float | None) -> NewToken:
     token = secrets.token_urlsafe(32)
     expires = time.time() + days * 86400 if days else None
     row = st.store.add_token(user, token, label, expires)
@@ -145,7 +145,7 @@ async def login(body: Login, request: Request) -> NewToken:
         st.store.audit(body.username, "login failed", body.username)
         raise Unauthorized("Wrong username or password.")
     st.store.audit(body.username, "login", body.username, body.label)
-    return _issue(st, body.username, body.label, body.days)
+    return issue_token(st, body.username, body.label, body.days)
 
 
 # -- users ----------------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ async def add_user(body: NewUser, request: Request, actor: Actor = Depends(curre
     if body.team:
         st.store.join_team(body.team, body.name)
     st.store.audit(actor.name, "user add", body.name, "admin" if body.admin else "")
-    return _issue(st, body.name, "first", None)
+    return issue_token(st, body.name, "first", None)
 
 
 @router.delete("/users/{name}")
@@ -212,7 +212,7 @@ def list_tokens(request: Request, actor: Actor = Depends(current_actor)) -> list
 def new_token(body: TokenRequest, request: Request, actor: Actor = Depends(current_actor)) -> NewToken:
     st = state(request)
     st.store.audit(actor.name, "token new", actor.name, body.label)
-    return _issue(st, actor.name, body.label, body.days)
+    return issue_token(st, actor.name, body.label, body.days)
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from nsml import __version__
 
@@ -115,19 +116,66 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
-@router.get("/login")
-def login(request: Request, token: str = "", next: str = "/") -> Response:
-    """Trade the token in the link `nsml web` printed for an HttpOnly cookie, then drop it from
-    the address bar by redirecting."""
-    if not token or actor_for(request, token) is None:
-        body = ("<!doctype html><meta charset=utf-8><title>NSML login</title>"
-                "<p style='font:15px system-ui;margin:3em'>This login link is not valid for this server. "
-                "Run <code>nsml web</code> to get a fresh one.</p>")
-        return HTMLResponse(body, status_code=401)
-    resp = RedirectResponse(_safe_next(next), status_code=303)
+LOGIN_FORM = """<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content="width=device-width">
+<title>NSML login</title><link rel=stylesheet href="{css}">
+<main class=login><h1>NSML</h1>{message}
+<form method=post action="/login"><input type=hidden name=next value="{next}">
+<label>Username <input name=username autocomplete=username required maxlength=64 autofocus></label>
+<label>Password <input name=password type=password autocomplete=current-password required maxlength=1024></label>
+<button type=submit>Log in</button></form>
+<p class=hint>Or run <code>nsml web</code> for a login link.</p></main></html>"""
+MAX_FORM_BYTES = 4096
+
+
+def login_page(next_path: str, message: str = "", status: int = 200) -> HTMLResponse:
+    text = LOGIN_FORM.format(css=static_url("app.css"), next=html.escape(_safe_next(next_path)),
+                             message=f"<p class=error role=alert>{html.escape(message)}</p>" if message else "")
+    return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _logged_in(request: Request, token: str, next_path: str) -> Response:
+    resp = RedirectResponse(_safe_next(next_path), status_code=303)
     resp.set_cookie(COOKIE, token, max_age=COOKIE_DAYS * 86400, httponly=True, samesite="strict",
                     secure=request.url.scheme == "https", path="/")
     return resp
+
+
+@router.get("/login")
+def login(request: Request, token: str = "", next: str = "/") -> Response:
+    """Without a token: the username and password form. With the token in the link `nsml web`
+    printed: trade it for an HttpOnly cookie, then drop it from the address bar by redirecting."""
+    if not token:
+        return login_page(next)
+    if actor_for(request, token) is None:
+        return login_page(next, "This login link is not valid for this server. Run nsml web for a fresh one, "
+                                "or log in below.", 401)
+    return _logged_in(request, token, next)
+
+
+@router.post("/login")
+async def login_with_password(request: Request) -> Response:
+    """The form's answer: a token of its own for this browser (COOKIE_DAYS, `nsml token ls`
+    lists it as 'web'), in the cookie."""
+    from urllib.parse import parse_qs
+
+    from .. import passwords
+    from ..api.identity import issue_token
+
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return login_page("/", "That form is too large.", 413)
+    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+    username, password, next_path = form.get("username", "")[:64], form.get("password", ""), form.get("next", "/")
+    st = request.app.state.nsml
+    stored = st.store.password_hash(username) if username else None
+    ok = bool(stored) and await run_in_threadpool(passwords.verify, password, stored)
+    if not ok:
+        if not stored:
+            await run_in_threadpool(passwords.burn, password)
+        st.store.audit(username or "-", "login failed", username, "web")
+        return login_page(next_path, "Wrong username or password.", 401)
+    st.store.audit(username, "login", username, "web")
+    return _logged_in(request, issue_token(st, username, "web", COOKIE_DAYS).token, next_path)
 
 
 @router.get("/logout")
