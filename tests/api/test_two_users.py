@@ -197,4 +197,4 @@ def test_users_teams_tokens_and_logins(world, server):
     listed = bob.get("/api/tokens").json()
     assert {t["label"] for t in listed} >= {"first", "laptop", "login"} and all("token" not in t for t in listed)
     actions = {e["action"] for e in alice.get("/api/audit", params={"limit": 1000}).json()}
-    assert {"user add", "team add", "team join", "login", "login failed", "token revoke", "password"} <= actions
+    assert {"user add", "team add", "team join", "login", "login failed", "token revoke", "password", "token use"} <= actions

@@ -126,12 +126,19 @@ class IdentityMixin:
                 row.revoked = time.time()
             return _token(row)
 
-    def touch_token(self, token_id: int) -> None:
-        """Record a use (called at most once a minute per token: the auth cache)."""
+    def touch_token(self, token_id: int, audit_every: float = 3600.0) -> None:
+        """Record a use (called once per cache period per token, by the server's auth); the audit
+        table gets a 'token use' row when the token was not used for `audit_every` seconds."""
+        now = time.time()
         with self._write() as orm:
             row = orm.get(TokenRow, token_id)
-            if row is not None:
-                row.last_used = time.time()
+            if row is None:
+                return
+            if row.last_used is None or now - row.last_used >= audit_every:
+                user = orm.get(UserRow, row.user_id)
+                orm.add(AuditRow(at=now, actor=user.name if user else "?", action="token use",
+                                 target=f"token {row.id}", detail=row.label))
+            row.last_used = now
 
     # -- teams ----------------------------------------------------------------------------
     def add_team(self, name: str, owner: str) -> Team:
