@@ -75,3 +75,41 @@ def test_the_sql_scope_selects_exactly_what_can_reads(store):
         assert listed == {s.id for s in everything if can(actor, Action.READ, s)}, name
         total, page = store.search_sessions(scope=session_scope(actor), limit=100)
         assert total == len(listed) and {s.id for s in page} == listed
+
+
+def test_a_database_from_before_users_keeps_its_tokens_and_admin(tmp_path):
+    """Migration 0005 on a real 0004 database: each user's one token becomes their first API
+    token, the first user (the server's own) becomes the admin; and it downgrades again."""
+    import hashlib
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from nsml.store.sql import open_store
+    from nsml.store.sql.engine import MIGRATIONS, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'nsml.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+
+    def to(revision, down=False):
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+
+    to("0004")
+    with engine.begin() as conn:
+        for name, token in (("alice", "tok-alice"), ("bob", "tok-bob")):
+            conn.execute(text("INSERT INTO users (name, token_sha256, created) VALUES (:n, :t, 0)"),
+                         {"n": name, "t": hashlib.sha256(token.encode()).hexdigest()})
+    engine.dispose()
+    store = open_store(f"sqlite:///{tmp_path / 'nsml.db'}")
+    alice, _ = store.actor_for_token("tok-alice")
+    bob, _ = store.actor_for_token("tok-bob")
+    assert (alice.name, alice.admin, bob.name, bob.admin) == ("alice", True, "bob", False)
+    store.close()
+    to("0004", down=True)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT name, token_sha256 FROM users ORDER BY name")).all()
+    assert [(n, t == hashlib.sha256(f"tok-{n}".encode()).hexdigest()) for n, t in rows] == [("alice", True), ("bob", True)]
