@@ -61,8 +61,8 @@ def current_actor(request: Request, authorization: str | None = Header(default=N
         raise Unauthorized("A session's credentials are for its own supervisor's calls only.")
     actor = actor_for(request, token)
     if actor is None:
-        raise Unauthorized("The token is not valid for this server (revoked, expired or unknown): "
-                           "run `nsml login URL` again.")
+        # Revoked, expired or unknown alike: the answer tells nobody which tokens ever existed.
+        raise Unauthorized("The token is not valid for this server: run `nsml login URL` again.")
     return actor
 
 

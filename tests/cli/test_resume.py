@@ -187,6 +187,6 @@ def test_only_the_owner_may_resume(server, cli):
     name = start_session(cli, "-d", "resumedata", "-a", "--epochs 3 --crash-after 0")
     assert server.wait(name)["status"] == "failed"
     bob = add_user(server, "bob", "bobs-resume-token")
-    resp = bob.post(f"/api/sessions/{name}/resume")
-    assert resp.status_code == 403 and "you can resume only your own sessions" in resp.json()["detail"]
+    resp = bob.post(f"/api/sessions/{name}/resume")  # not bob's to read either: as if it did not exist
+    assert resp.status_code == 404 and resp.json()["detail"].startswith(f"Session '{name}' does not exist.")
     assert server.session(name)["attempt"] == 1
