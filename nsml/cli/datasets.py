@@ -86,8 +86,24 @@ def change(
     order: str = typer.Option(None, "--order", help="desc (higher is better) or asc."),
     submit_interval: str = typer.Option(None, "--submit-interval", help="Least time between one user's ranked submits, e.g. 1h; 0 = no limit."),
     tags: list[str] = typer.Option(None, "--tag", help="Replace the tags: --tag '#a' --tag '#b' (at most 7, starting with #); --tag none removes them."),
+    users: list[str] = typer.Option(None, "-u", "--user", help="Let this user read the private dataset (repeat for more)."),
+    teams: list[str] = typer.Option(None, "-t", "--team", help="Let this team's members read the private dataset (repeat for more)."),
+    revoke: bool = typer.Option(False, "--revoke", help="Take the access of the -u users and -t teams away instead."),
 ):
-    """Change a dataset's description, tags or leaderboard settings (owner only)."""
+    """Change a dataset's description, tags or leaderboard settings, or who reads a private one
+    (-u USER, -t TEAM; --revoke to take it away). Its owner or an admin."""
+    if revoke and not (users or teams):
+        raise CliError("--revoke takes access away from the users and teams named with -u USER or -t TEAM; name at least one.")
+    grantees = [{"user": u} for u in users or []] + [{"team": t} for t in teams or []]
+    c = api()
+    for who in grantees:
+        granted = c.post(f"/api/datasets/{name}/grants", json={**who, "revoke": revoke})
+    if grantees:
+        named = ", ".join(f"{k}:{v}" for who in grantees for k, v in who.items())
+        render.console.print(f"Dataset {name}: " + (f"{named} may no longer read it" if revoke else f"{named} may read it")
+                             + f" (granted: {', '.join(granted) or 'nobody'})")
+        if not any(v is not None for v in (desc, metric, order, submit_interval)) and not tags:
+            return
     body = {"description": desc, "order": order}
     if tags:
         body["tags"] = [] if [t.lower() for t in tags] == ["none"] else tags
@@ -95,7 +111,7 @@ def change(
         body["metric"] = "" if metric.lower() == "none" else metric
     if submit_interval is not None:
         body["submit_interval"] = parse_duration(submit_interval)
-    ds = api().patch(f"/api/datasets/{name}", json={k: v for k, v in body.items() if v is not None})
+    ds = c.patch(f"/api/datasets/{name}", json={k: v for k, v in body.items() if v is not None})
     board = f"leaderboard {ds['metric']} ({ds['order']})" if ds["metric"] else "no leaderboard"
     render.console.print(f"Dataset {ds['name']}: {board}" + (f", tags {' '.join(ds['tags'])}" if ds.get("tags") else ""))
     if metric is not None and ds["metric"]:

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from nsml.core.errors import NsmlError
 
-from . import datasets, interactive, models, relaunch, server, sessions, usage, web
+from . import accounts, datasets, interactive, models, relaunch, server, sessions, usage, web
 from .render import err_console
 from .usage import ClickException, NoArgsIsHelpError, UsageError
 
@@ -27,6 +27,7 @@ app.add_typer(server.app, name="server")
 sessions.register(app)
 relaunch.register(app, datasets.app)
 interactive.register(app)
+accounts.register(app)
 app.command("login")(server.login)
 app.command("logout")(server.logout)
 app.command("web")(web.web)

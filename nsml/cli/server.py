@@ -4,6 +4,7 @@ import getpass
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -99,26 +100,47 @@ def _ended(pid: int) -> bool:
 
 def login(
     url: str = typer.Argument(..., help="Server address, e.g. http://gpu-box:18553", metavar="URL"),
-    token: str = typer.Option(None, "--token", help="Token printed by `nsml server` (asked for if omitted, on a terminal)."),
+    token: str = typer.Option(None, "--token", help="Token printed by `nsml server` or `nsml user add` (asked for if omitted, on a terminal)."),
+    user: str = typer.Option(None, "--user", "-u", help="Log in with this user's password instead (asked on a terminal, else read from stdin's first line); makes a token valid 90 days."),
 ):
-    """Use a remote (team) server from now on, instead of the private background one."""
+    """Use a remote (team) server from now on, instead of the private background one.
+
+    Log in with your username and password (--user, or asked on a terminal), or with a token
+    (--token). Either way the token is kept in NSML_HOME/config.json, readable by you only."""
     url = url.rstrip("/")
     if "://" not in url:
         raise CliError(f"'{url}' is not a server address; write it like http://gpu-box:18553.")
+    if token and user:
+        raise CliError("Give --user (to log in with a password) or --token, not both.")
     _check_server(url)  # before asking for a token: a typo in the URL is found first
-    if not token:
+    if not token and not user:
         if not sys.stdin.isatty():
-            raise CliError(f"No --token given and no terminal to ask for one; run nsml login {url} --token TOKEN (the token `nsml server` printed).")
-        token = typer.prompt("Token", hide_input=True)
-    try:
-        resp = httpx.get(url + "/api/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    except httpx.HTTPError as exc:
-        raise CliError(f"Cannot reach {url}: {exc}") from exc
-    check(resp)
-    try:
-        user = resp.json()["user"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CliError(f"{url} does not look like an NSML server.") from exc
+            raise CliError(f"No --token or --user given and no terminal to ask for one; run nsml login {url} --user NAME "
+                           f"(the password is read from stdin) or nsml login {url} --token TOKEN (the token `nsml server` printed).")
+        user = typer.prompt("Username (Enter to give a token instead)", default="", show_default=False).strip()
+        if not user:
+            token = typer.prompt("Token", hide_input=True)
+    expires = None
+    if user:
+        from .accounts import read_password
+
+        password = read_password(what=f"{user}'s password")
+        resp = _post(url + "/api/login", {"username": user, "password": password, "label": f"login from {socket.gethostname()}"[:64]})
+        try:
+            new = resp.json()
+            user, token, expires = new["user"], new["token"], new["expires"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CliError(f"{url} does not look like an NSML server.") from exc
+    else:
+        try:
+            resp = httpx.get(url + "/api/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        except httpx.HTTPError as exc:
+            raise CliError(f"Cannot reach {url}: {exc}") from exc
+        check(resp)
+        try:
+            user = resp.json()["user"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CliError(f"{url} does not look like an NSML server.") from exc
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
@@ -127,6 +149,19 @@ def login(
         json.dump({"url": url, "token": token}, f)
     os.replace(tmp, path)
     render.console.print(f"Welcome to NSML, {user}! Commands now use {url}")
+    if expires:
+        from .accounts import until
+
+        render.console.print(f"This login expires {until(expires)}; log in again then (`nsml token ls` lists your tokens).")
+
+
+def _post(url: str, body: dict) -> httpx.Response:
+    try:
+        resp = httpx.post(url, json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        raise CliError(f"Cannot reach {url.rsplit('/api/', 1)[0]}: {exc}") from exc
+    check(resp)
+    return resp
 
 
 def _check_server(url: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from nsml.core.naming import NO_DATASET
+from nsml.core.policy import check_visibility
 from nsml.core.resources import parse_size
 
 from . import render
@@ -26,14 +27,19 @@ def run(
     shm_size: str = typer.Option(None, "--shm-size", help="Shared memory (/dev/shm) for the session, e.g. 2G (default 1G, at most --memory)."),
     memo: str = typer.Option("", "-m", "--memo", help="A description of this session."),
     folder: Path = typer.Option(Path("."), "--path", help="Folder to upload instead of the current one."),
+    team: str = typer.Option(None, "--team", help="The team the session belongs to, one of yours (default: your default team, see `nsml team ls`)."),
+    visibility: str = typer.Option(None, "--visibility", metavar="private|team|public", help="Who may read it: private (you and admins), team (also its team's members; the default) or public (every user)."),
 ):
     """Upload the current folder (minus .nsmlignore and the default ignores) and start ENTRY as a new session."""
+    if visibility is not None:
+        check_visibility(visibility)  # before uploading anything
     if not (folder / entry).is_file():
         py = sorted(p.name for p in folder.glob("*.py"))
         hint = f" Python files here: {', '.join(py[:8])}." if py else " There is no .py file here."
         raise CliError(f"Entry file '{entry}' does not exist in {folder.resolve()}; choose one with -e.{hint}")
     params = {"entry": entry, "args": args, "memo": memo}
-    params.update({k: v for k, v in {"dataset": dataset, "gpus": gpus, "cpus": cpus, "memory": memory, "shm_size": shm_size}.items() if v is not None})
+    params.update({k: v for k, v in {"dataset": dataset, "gpus": gpus, "cpus": cpus, "memory": memory, "shm_size": shm_size,
+                   "team": team, "visibility": visibility}.items() if v is not None})
     if shm_size is not None:
         parse_size(shm_size)  # a clear error before uploading anything
     c = api()

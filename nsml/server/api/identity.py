@@ -185,6 +185,7 @@ def remove_user(name: str, request: Request, actor: Actor = Depends(current_acto
         raise InvalidInput("You cannot remove yourself; another admin can.")
     st = state(request)
     st.store.remove_user(name)
+    auth.forget_cached()  # their tokens stop working on the next request
     st.store.audit(actor.name, "user rm", name)
     return {"removed": name}
 
