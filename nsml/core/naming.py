@@ -3,9 +3,10 @@
 import fnmatch
 import re
 
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 
 DATASET_NAME_MAX = 20
+MAX_SESSION_NUMBER = 2**31 - 1  # what the store's INTEGER column holds (SQLite and PostgreSQL)
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _OWNER_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _CHECKPOINT_RE = re.compile(r"^[^/\\\x00]+$")
@@ -54,7 +55,11 @@ def parse_session_name(name: str) -> tuple[str, str, int]:
         raise InvalidInput(
             f"'{name}' is not a session name; session names look like OWNER/DATASET/NUMBER, e.g. alice/digits/3."
         )
-    return parts[0], parts[1], int(parts[2])
+    digits = parts[2].lstrip("0") or "0"
+    number = int(digits) if len(digits) <= 10 else MAX_SESSION_NUMBER + 1  # int() of 5000 digits raises
+    if number > MAX_SESSION_NUMBER:  # no session has it: never hand the store a number it cannot hold
+        raise NotFound(f"Session '{name}' does not exist: session numbers go up to {MAX_SESSION_NUMBER}.")
+    return parts[0], parts[1], number
 
 
 def is_pattern(text: str) -> bool:

@@ -17,7 +17,7 @@ from nsml.scheduler.service import Scheduler
 from nsml.store.blobs import BlobStore
 from nsml.store.sql import open_store
 
-from . import errors
+from . import errors, web_security
 from . import relaunch as relaunch_flow
 from .api import boards, channel, credit, datasets, identity, relaunch, runtime, sessions, system
 from .api import web as web_api
@@ -109,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
 
     app.add_middleware(ReleaseLeases)
+    web_security.install(app)  # outermost: the Origin rule, the JSON body cap, the security headers
     for module in (system, credit, identity, datasets, boards, sessions, relaunch, runtime, channel):
         app.include_router(module.router)
     app.include_router(web_api.router)

@@ -7,6 +7,13 @@ from pydantic import BaseModel, Field
 
 from nsml.core.entities import Checkpoint, Dataset, Session, Submission
 
+from .bounds import MAX_MEMO, MAX_NAME, MAX_SECONDS, MAX_TAGS_GIVEN, MAX_TEXT
+
+
+# The request body of an upload (dataset push, code upload): documented, so clients and fuzzers
+# know to send an uncompressed tar (the routes read it as a stream, not through pydantic).
+TAR_BODY = {"requestBody": {"required": True, "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}
+
 
 def finite(values: dict[str, Any]) -> dict[str, Any]:
     """JSON has no NaN or Infinity: send them as strings so browsers and clients can parse."""
@@ -72,6 +79,8 @@ class SessionPublic(BaseModel):
     removed: float | None = None  # when `rm -s` took it out of listings (its stored files are kept)
     attempt: int = 1  # nsml resume: 2, 3, … (the same session, run again)
     resumed_from: str = ""  # the checkpoint the latest resume restarted from
+    team: str = ""  # the team it belongs to ('' for none)
+    visibility: str = "team"  # private, team or public: who may read it (nsml.core.policy)
 
     @classmethod
     def of(cls, s: Session) -> "SessionPublic":
@@ -82,7 +91,7 @@ class SessionPublic(BaseModel):
             cpus=s.resources.cpus, memory=s.resources.memory, gpus=s.resources.gpus, gpu_ids=s.gpu_ids,
             summary=finite(s.summary), last_values=finite(s.last_values), kind=s.kind, source=s.source,
             source_checkpoint=s.source_checkpoint, shm_size=s.shm_size, removed=s.removed,
-            attempt=s.attempt, resumed_from=s.resumed_from,
+            attempt=s.attempt, resumed_from=s.resumed_from, team=s.team, visibility=s.visibility,
         )
 
 
@@ -126,7 +135,7 @@ class ExitReport(BaseModel):
 
 
 class MemoUpdate(BaseModel):
-    memo: str
+    memo: str = Field(max_length=MAX_MEMO, description=f"At most {MAX_MEMO} characters.")
 
 
 class Removed(BaseModel):
@@ -199,11 +208,11 @@ class BoardPublic(BaseModel):
 
 
 class DatasetChange(BaseModel):
-    description: str | None = None
-    metric: str | None = None  # '' removes the leaderboard
-    order: str | None = None
-    submit_interval: float | None = None
-    tags: list[str] | None = None  # replaces the tags; [] removes them
+    description: str | None = Field(None, max_length=MAX_TEXT)
+    metric: str | None = Field(None, max_length=MAX_NAME)  # '' removes the leaderboard
+    order: str | None = Field(None, max_length=MAX_NAME)
+    submit_interval: float | None = Field(None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)  # seconds; 0: no limit
+    tags: list[str] | None = Field(None, max_length=MAX_TAGS_GIVEN)  # replaces the tags; [] removes them
 
 
 class Credit(BaseModel):

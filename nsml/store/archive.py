@@ -29,8 +29,23 @@ class Member:
     mtime: float = 0.0
 
 
+def check_utf8(name: str) -> str:
+    """Refuse a name that is not UTF-8 (tarfile hands such bytes over as lone surrogates, which
+    neither the store nor a JSON answer can hold); the error shows the bad bytes escaped."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            shown = name.encode("utf-8", "backslashreplace").decode()
+        raise InvalidInput(f"Archive entry '{shown}' has a name that is not UTF-8; rename it.") from None
+    return name
+
+
 def safe_relpath(name: str) -> str:
     """Normalise an archive or upload path, refusing anything that could escape its folder."""
+    check_utf8(name)
     raw = name.replace("\\", "/")
     if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
         raise InvalidInput(f"'{name}' is an absolute path; archives may only hold relative paths.")
@@ -172,6 +187,8 @@ def read_tar(fileobj, store_file: Callable[[str, Iterator[bytes], int], None]) -
     try:
         with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
             for info in tar:
+                check_utf8(info.name)
+                check_utf8(info.linkname)
                 if info.isdir():
                     safe_relpath(info.name)
                     continue

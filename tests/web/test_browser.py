@@ -189,3 +189,23 @@ def test_the_login_page_logs_in_with_a_username_and_password(srv, browser):
         assert who["user"] == "webuser"
     finally:
         context.close()
+
+
+def test_the_dashboard_runs_under_its_content_security_policy(srv, page, pair):
+    """No page asks for anything the CSP (nsml/server/web_security.py) refuses, and the page's
+    own cookie-authenticated PATCH passes the Origin rule."""
+    a, b = pair
+    refused, errors = [], []
+    page.on("console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    for path, ready in [("/", f"text={a}"), (f"/compare?s={a}&s={b}", ".panel[data-key='train/loss'] .main-svg"),
+                        (f"/sessions/{a}?tab=info", "#memo-save"), ("/resources", "#main h2, #main table")]:
+        page.goto(f"{srv.url}{path}")
+        page.locator(ready).first.wait_for()
+    assert page.evaluate("document.documentElement.dataset.theme") in ("light", "dark")  # theme.js ran
+    page.goto(f"{srv.url}/sessions/{a}?tab=info")
+    page.fill("#memo", "saved under the CSP")
+    page.click("#memo-save")
+    page.get_by_text("Memo saved").wait_for()
+    assert srv.session(a)["memo"] == "saved under the CSP"
+    assert not refused and not errors, (refused, errors)

@@ -1,6 +1,6 @@
 """Leaderboards: a dataset's ranked submissions, its submissions, and its leaderboard settings."""
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from nsml.core import scoring
 from nsml.core.errors import InvalidInput
@@ -43,7 +43,7 @@ def board(name: str, request: Request, all: bool = False, dataset: Dataset = Dep
 
 
 @router.get("/{name}/submissions", response_model=list[SubmissionPublic])
-def submissions(name: str, request: Request, mine: bool = False, limit: int = 100, dataset: Dataset = Depends(readable_dataset),
+def submissions(name: str, request: Request, mine: bool = False, limit: int = Query(100, ge=1, le=1000), dataset: Dataset = Depends(readable_dataset),
                 user: str = Depends(current_user)) -> list[SubmissionPublic]:
     """Recent submissions to the dataset, newest first, test runs and failures included."""
     st = state(request)

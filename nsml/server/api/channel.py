@@ -29,6 +29,7 @@ from nsml.core.states import Status
 
 from ..access import controlled_session
 from ..auth import supervisor_of
+from ..bounds import SessionNumber
 from ..state import state
 from .sessions import SESSION, session_of
 
@@ -155,7 +156,7 @@ def hub(request: Request) -> ChannelHub:
 
 
 # -- who may call ---------------------------------------------------------------------------------
-def supervisor_caller(owner: str, dataset: str, number: int, request: Request,
+def supervisor_caller(owner: str, dataset: str, number: SessionNumber, request: Request,
                       authorization: str | None = Header(default=None)) -> None:
     """The channel's session end accepts only that session's own scoped credentials."""
     supervisor_of(owner, dataset, number, request, authorization)
@@ -221,7 +222,7 @@ class ShAnswer(BaseModel):
 
 
 @router.post(SESSION + "/exec", response_model=ExecAnswer)
-async def exec_code(owner: str, dataset: str, number: int, body: ExecRequest, request: Request,
+async def exec_code(owner: str, dataset: str, number: SessionNumber, body: ExecRequest, request: Request,
                     target: Session = Depends(controlled_session)) -> ExecAnswer:
     """Evaluate code in the scope the running session registered with nsml.report(scope=…) or
     nsml.paused(scope=…). Owner only."""
@@ -232,7 +233,7 @@ async def exec_code(owner: str, dataset: str, number: int, body: ExecRequest, re
 
 
 @router.post(SESSION + "/sh", response_model=ShAnswer)
-async def run_shell(owner: str, dataset: str, number: int, body: ShRequest, request: Request,
+async def run_shell(owner: str, dataset: str, number: SessionNumber, body: ShRequest, request: Request,
                     target: Session = Depends(controlled_session)) -> ShAnswer:
     """Run a shell command in the running session's working directory; its output and exit
     code. Owner only."""
@@ -246,7 +247,7 @@ async def run_shell(owner: str, dataset: str, number: int, body: ShRequest, requ
 
 # -- the supervisor's end -------------------------------------------------------------------------
 @router.get(SESSION + "/channel/next", dependencies=[Depends(supervisor_caller)])
-async def channel_next(owner: str, dataset: str, number: int, request: Request, wait: float = Query(20.0, ge=0, le=60)):
+async def channel_next(owner: str, dataset: str, number: SessionNumber, request: Request, wait: float = Query(20.0, ge=0, le=60)):
     """The next request for this session, `{"id", "kind", "payload"}`; 204 when none came
     within `wait` seconds (poll again)."""
     st = state(request)
@@ -258,7 +259,7 @@ async def channel_next(owner: str, dataset: str, number: int, request: Request, 
 
 
 @router.post(SESSION + "/channel/{request_id}/result", dependencies=[Depends(supervisor_caller)])
-async def channel_result(owner: str, dataset: str, number: int, request_id: str, request: Request) -> dict:
+async def channel_result(owner: str, dataset: str, number: SessionNumber, request_id: str, request: Request) -> dict:
     """The result of request `request_id` (a JSON object); `accepted` is false when its caller
     stopped waiting."""
     import json

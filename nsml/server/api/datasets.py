@@ -17,7 +17,8 @@ from nsml.core.policy import Action, Actor, can
 
 from ..access import controlled_dataset, readable_dataset, readable_datasets
 from ..auth import current_actor
-from ..schemas import DatasetPublic, FilePublic
+from ..bounds import MAX_TAGS_GIVEN, Name, OptText, Seconds, Text
+from ..schemas import TAR_BODY, DatasetPublic, FilePublic
 from ..state import state
 from ..uploads import forget, receive_tar
 
@@ -43,11 +44,11 @@ def check_tags(tags: list[str]) -> list[str]:
     return out
 
 
-@router.post("/{name}", response_model=DatasetPublic, status_code=201)
+@router.post("/{name}", response_model=DatasetPublic, status_code=201, openapi_extra=TAR_BODY)
 async def push_dataset(
-    name: str, request: Request, force: bool = False, description: str = "", private: bool = False,
-    leaderboard: bool = False, metric: str = "", order: str = "", submit_interval: float | None = None,
-    tag: list[str] | None = Query(default=None), actor: Actor = Depends(current_actor),
+    name: str, request: Request, force: bool = False, description: Text = "", private: bool = False,
+    leaderboard: bool = False, metric: Name = "", order: Name = "", submit_interval: Seconds = None,
+    tag: list[str] | None = Query(default=None, max_length=MAX_TAGS_GIVEN), actor: Actor = Depends(current_actor),
 ) -> DatasetPublic:
     """Body: an uncompressed tar of the dataset folder. The dataset appears only once every file
     is stored; with force=true it replaces an existing one at that moment, not before.
@@ -136,7 +137,7 @@ def _check_owner(dataset: Dataset, actor: Actor, action: str) -> None:
 
 
 @router.get("", response_model=list[DatasetPublic])
-def list_datasets(request: Request, pattern: str | None = None, actor: Actor = Depends(current_actor)) -> list[DatasetPublic]:
+def list_datasets(request: Request, pattern: OptText = None, actor: Actor = Depends(current_actor)) -> list[DatasetPublic]:
     return [DatasetPublic.of(d) for d in readable_datasets(state(request), actor, pattern)]
 
 
@@ -181,10 +182,19 @@ def remove_dataset(name: str, request: Request, force: bool = False, dataset: Da
     return {"removed": name}
 
 
+def attachment(filename: str) -> str:
+    """A Content-Disposition any name fits in (a checkpoint may be called "모델" or 'a"b'): an
+    ASCII fallback plus the exact name, percent-encoded (RFC 6266); a header holds latin-1 only."""
+    from urllib.parse import quote
+
+    plain = "".join(ch if " " <= ch < "\x7f" and ch not in '"\\' else "_" for ch in filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def tar_response(st, files, filename: str) -> StreamingResponse:
     members = [Member(f.path, st.blobs.path(f.sha256), f.size) for f in files]
     return StreamingResponse(
         stream_tar(members), media_type="application/x-tar",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-NSML-Files": str(len(files)),
+        headers={"Content-Disposition": attachment(filename), "X-NSML-Files": str(len(files)),
                  "X-NSML-Bytes": str(sum(f.size for f in files))},
     )

@@ -12,6 +12,7 @@ from nsml.scheduler import evaluator
 from .. import relaunch
 from ..access import controlled_session, dataset_for
 from ..auth import current_actor, current_user
+from ..bounds import BatchSize, Cpus, Gpus, Name, OptArgs, OptName, RowId, SessionNumber, Size
 from ..schemas import InferRequest, InferResponse, SessionPublic, SubmissionPublic
 from ..state import state
 from .sessions import SESSION, check_args
@@ -32,8 +33,8 @@ def _resources(st, source, gpus: int | None, cpus: float | None, memory: str | N
 
 @router.post("/sessions" + SESSION + "/fork", response_model=SessionPublic, status_code=201)
 def fork(
-    owner: str, dataset: str, number: int, request: Request, checkpoint: str | None = None, args: str | None = None,
-    gpus: int | None = None, cpus: float | None = None, memory: str | None = None,
+    owner: str, dataset: str, number: SessionNumber, request: Request, checkpoint: OptName = None, args: OptArgs = None,
+    gpus: Gpus = None, cpus: Cpus = None, memory: Size = None,
     source: Session = Depends(controlled_session), user: str = Depends(current_user),
 ) -> SessionPublic:
     """A new session with the source's code and arguments (or `args`), relaunched with
@@ -48,7 +49,7 @@ def fork(
 
 
 @router.post("/sessions" + SESSION + "/resume", response_model=SessionPublic)
-def resume(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(controlled_session)) -> SessionPublic:
+def resume(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(controlled_session)) -> SessionPublic:
     """Restart a stopped or failed session from its latest checkpoint, under the same name, as its
     next attempt: relaunched with its arguments plus `--pause 1 --iteration CHECKPOINT`. Owner only."""
     return SessionPublic.of(relaunch.resume_session(state(request), session))
@@ -56,8 +57,8 @@ def resume(owner: str, dataset: str, number: int, request: Request, session: Ses
 
 @router.post("/sessions" + SESSION + "/submit", response_model=SubmissionPublic, status_code=201)
 def submit(
-    owner: str, dataset: str, number: int, checkpoint: str, request: Request, test: bool = False,
-    batch_size: int | None = None, source: Session = Depends(controlled_session), user: str = Depends(current_user),
+    owner: str, dataset: str, number: SessionNumber, checkpoint: Name, request: Request, test: bool = False,
+    batch_size: BatchSize = None, source: Session = Depends(controlled_session), user: str = Depends(current_user),
 ) -> SubmissionPublic:
     """Score a checkpoint on the dataset's hidden test split (`test`: the same, never ranked).
     `batch_size`: passed as batch_size= to the dataset's data loader and the bound infer where
@@ -71,7 +72,7 @@ def submit(
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionPublic)
-def get_submission(submission_id: int, request: Request, actor: Actor = Depends(current_actor)) -> SubmissionPublic:
+def get_submission(submission_id: RowId, request: Request, actor: Actor = Depends(current_actor)) -> SubmissionPublic:
     """A submission, for those who may read its dataset (its board shows the same)."""
     st = state(request)
     try:
@@ -104,8 +105,8 @@ def _notice(st, submission) -> str:
 
 @router.post("/sessions" + SESSION + "/infer-session", response_model=SessionPublic)
 def infer_session(
-    owner: str, dataset: str, number: int, request: Request, checkpoint: str | None = None, feed: str | None = None,
-    gpus: int | None = None, cpus: float | None = None, memory: str | None = None,
+    owner: str, dataset: str, number: SessionNumber, request: Request, checkpoint: OptName = None, feed: OptName = None,
+    gpus: Gpus = None, cpus: Cpus = None, memory: Size = None,
     source: Session = Depends(controlled_session), actor: Actor = Depends(current_actor),
 ) -> SessionPublic:
     """Your running infer session for this checkpoint (default: the latest), started if there is
@@ -119,7 +120,7 @@ def infer_session(
 
 
 @router.post("/sessions" + SESSION + "/infer", response_model=InferResponse)
-async def infer(owner: str, dataset: str, number: int, body: InferRequest, request: Request,
+async def infer(owner: str, dataset: str, number: SessionNumber, body: InferRequest, request: Request,
                 session: Session = Depends(controlled_session)) -> InferResponse:
     """Run the loaded model of infer session OWNER/DATASET/N on `data`; waits up to 30 s for a
     model that is still loading (409 after that: try again)."""

@@ -25,6 +25,7 @@ from nsml.core.states import Status, final_status
 
 from .. import relaunch
 from ..auth import supervisor_of
+from ..bounds import MAX_OFFSET, SessionNumber
 from ..schemas import CheckpointPublic, ExitReport, JournalOffset, Offset, SessionPublic
 from ..state import state
 from ..uploads import forget, receive_tar
@@ -51,8 +52,8 @@ async def bounded_body(request: Request, limit: int = MAX_BODY) -> bytes:
 
 
 @router.post(SESSION + "/journal", response_model=JournalOffset)
-async def ingest_journal(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0),
-                         skip: int = Query(0, ge=0), _session: Session = Depends(supervisor_of)):
+async def ingest_journal(owner: str, dataset: str, number: SessionNumber, request: Request, offset: int = Query(ge=0, le=MAX_OFFSET),
+                         skip: int = Query(0, ge=0, le=MAX_OFFSET), _session: Session = Depends(supervisor_of)):
     """Journal bytes from `offset`; or, with `skip`, no body: move past `skip` bytes at `offset`.
     `notes`: what the ingest refused (a NaN, an over-long key...), for the session's log."""
     st = state(request)
@@ -72,7 +73,7 @@ async def ingest_journal(owner: str, dataset: str, number: int, request: Request
 
 
 @router.post(SESSION + "/logs", response_model=Offset)
-async def ingest_logs(owner: str, dataset: str, number: int, request: Request, offset: int = Query(ge=0), _session: Session = Depends(supervisor_of)) -> Offset:
+async def ingest_logs(owner: str, dataset: str, number: SessionNumber, request: Request, offset: int = Query(ge=0, le=MAX_OFFSET), _session: Session = Depends(supervisor_of)) -> Offset:
     st = state(request)
     session = session_of(st, owner, dataset, number)
     data = await bounded_body(request)
@@ -103,7 +104,7 @@ def append_log(st, session_id: int, offset: int, data: bytes) -> int:
 
 
 @router.post(SESSION + "/checkpoints/{name}", response_model=CheckpointPublic, status_code=201)
-async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, walltime: float, request: Request, _session: Session = Depends(supervisor_of)) -> CheckpointPublic:
+async def upload_checkpoint(owner: str, dataset: str, number: SessionNumber, name: str, request: Request, walltime: float = Query(allow_inf_nan=False), _session: Session = Depends(supervisor_of)) -> CheckpointPublic:
     st = state(request)
     session = session_of(st, owner, dataset, number)
     old_shas = st.store.fileset_shas(*(c.fileset_id for c in st.store.list_checkpoints(session.id) if c.name == name))
@@ -118,7 +119,7 @@ async def upload_checkpoint(owner: str, dataset: str, number: int, name: str, wa
 
 
 @router.post(SESSION + "/outputs", response_model=SessionPublic)
-async def upload_outputs(owner: str, dataset: str, number: int, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
+async def upload_outputs(owner: str, dataset: str, number: SessionNumber, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
     st = state(request)
     session = session_of(st, owner, dataset, number)
     old_shas = st.store.fileset_shas(session.outputs_fileset_id)
@@ -133,7 +134,7 @@ async def upload_outputs(owner: str, dataset: str, number: int, request: Request
 
 
 @router.post(SESSION + "/prediction", response_model=Offset)
-async def upload_prediction(owner: str, dataset: str, number: int, request: Request, _session: Session = Depends(supervisor_of)) -> Offset:
+async def upload_prediction(owner: str, dataset: str, number: SessionNumber, request: Request, _session: Session = Depends(supervisor_of)) -> Offset:
     """A submit session's predictions (a tar holding prediction.txt), kept for the evaluator."""
     st = state(request)
     session = session_of(st, owner, dataset, number)
@@ -156,7 +157,7 @@ MAX_EXIT_BODY = 2 << 20  # the exit report carries relaunch.json (at most spool.
 
 @router.post(SESSION + "/exit", response_model=SessionPublic, openapi_extra={
     "requestBody": {"required": True, "content": {"application/json": {"schema": ExitReport.model_json_schema()}}}})
-async def report_exit(owner: str, dataset: str, number: int, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
+async def report_exit(owner: str, dataset: str, number: SessionNumber, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
     """`ExitReport` as the body, read (bounded) only once the caller is known to be the session's
     supervisor: a declared body would be read whole before any check."""
     from pydantic import ValidationError
@@ -170,7 +171,7 @@ async def report_exit(owner: str, dataset: str, number: int, request: Request, _
     return await run_in_threadpool(_record_exit, state(request), owner, dataset, number, body)
 
 
-def _record_exit(st, owner: str, dataset: str, number: int, body: ExitReport) -> SessionPublic:
+def _record_exit(st, owner: str, dataset: str, number: SessionNumber, body: ExitReport) -> SessionPublic:
     session = session_of(st, owner, dataset, number)
     status = final_status(body.exit_code, body.stopped or session.status == Status.STOPPED)
     if body.reason and status != Status.STOPPED:  # the supervisor ended it (disk full, out of memory)

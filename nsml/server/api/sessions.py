@@ -17,7 +17,9 @@ from nsml.scheduler.environments import read_first_line_image
 
 from ..access import controlled_session, dataset_for, readable_session, session_for, session_read_by_caller
 from ..auth import current_actor
-from ..schemas import CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic, finite
+from ..bounds import (MAX_ITEMS, MAX_LOG_CHUNK, MAX_OFFSET, MAX_TAIL, Args, Count, Cpus, Gpus, Memo, Name, OptName,
+                      OptText, SessionNumber, Size)
+from ..schemas import TAR_BODY, CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic, finite
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
 from .datasets import tar_response
@@ -29,15 +31,15 @@ DEFAULT_MEMORY = 24 << 30
 DEFAULT_SHM = 1 << 30  # NSML's --shm-size default, 1G
 
 
-def session_of(st: ServerState, owner: str, dataset: str, number: int):
+def session_of(st: ServerState, owner: str, dataset: str, number: SessionNumber):
     return st.store.get_session(naming.session_name(owner, dataset, number))
 
 
-@router.post("", response_model=SessionPublic, status_code=201)
+@router.post("", response_model=SessionPublic, status_code=201, openapi_extra=TAR_BODY)
 async def run_session(
-    request: Request, dataset: str = "", entry: str = "main.py", args: str = "", gpus: int | None = None,
-    cpus: float | None = None, memory: str | None = None, memo: str = "", shm_size: str | None = None,
-    team: str = "", visibility: str = DEFAULT_VISIBILITY, actor: Actor = Depends(current_actor),
+    request: Request, dataset: Name = "", entry: Name = "main.py", args: Args = "", gpus: Gpus = None,
+    cpus: Cpus = None, memory: Size = None, memo: Memo = "", shm_size: Size = None,
+    team: Name = "", visibility: Name = DEFAULT_VISIBILITY, actor: Actor = Depends(current_actor),
 ) -> SessionPublic:
     """Body: an uncompressed tar of the code folder. Starts when resources allow (status queued first).
 
@@ -114,8 +116,8 @@ def check_args(args: str) -> None:
 
 @router.get("", response_model=list[SessionPublic])
 def list_sessions(
-    request: Request, all: bool = False, last: int | None = None, dataset: str | None = None,
-    pattern: str | None = None, actor: Actor = Depends(current_actor),
+    request: Request, all: bool = False, last: Count = None, dataset: OptName = None,
+    pattern: OptText = None, actor: Actor = Depends(current_actor),
 ) -> list[SessionPublic]:
     """The sessions the caller may read (nsml.core.policy), newest first."""
     st = state(request)
@@ -128,7 +130,7 @@ def list_sessions(
 
 @router.delete("", response_model=Removed)
 def remove_sessions(
-    request: Request, pattern: list[str] = Query(default=[]), force: bool = False, skip: bool = False,
+    request: Request, pattern: list[str] = Query(default=[], max_length=MAX_ITEMS), force: bool = False, skip: bool = False,
     actor: Actor = Depends(current_actor),
 ) -> Removed:
     """Remove sessions matching glob patterns; running ones only with force=true (they are killed).
@@ -182,12 +184,12 @@ def _remove(st: ServerState, session) -> None:
 
 
 @router.get(SESSION, response_model=SessionPublic)
-def get_session(owner: str, dataset: str, number: int, session: Session = Depends(readable_session)) -> SessionPublic:
+def get_session(owner: str, dataset: str, number: SessionNumber, session: Session = Depends(readable_session)) -> SessionPublic:
     return SessionPublic.of(session)
 
 
 @router.post(SESSION + "/stop", response_model=SessionPublic)
-def stop_session(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(controlled_session),
+def stop_session(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(controlled_session),
                  actor: Actor = Depends(current_actor)) -> SessionPublic:
     st = state(request)
     st.store.audit(actor.name, "stop", session.name)
@@ -200,15 +202,15 @@ def stop_session(owner: str, dataset: str, number: int, request: Request, sessio
 
 
 @router.patch(SESSION + "/memo", response_model=SessionPublic)
-def set_memo(owner: str, dataset: str, number: int, body: MemoUpdate, request: Request, session: Session = Depends(controlled_session)) -> SessionPublic:
+def set_memo(owner: str, dataset: str, number: SessionNumber, body: MemoUpdate, request: Request, session: Session = Depends(controlled_session)) -> SessionPublic:
     st = state(request)
     return SessionPublic.of(st.store.update_session(session.id, memo=body.memo))
 
 
 @router.get(SESSION + "/logs", response_model=LogChunk)
 def read_logs(
-    owner: str, dataset: str, number: int, request: Request, offset: int = 0,
-    limit: int = Query(1 << 20, ge=1), tail: int | None = Query(None, ge=0), session: Session = Depends(readable_session),
+    owner: str, dataset: str, number: SessionNumber, request: Request, offset: int = Query(0, le=MAX_OFFSET),
+    limit: int = Query(1 << 20, ge=1, le=MAX_LOG_CHUNK), tail: int | None = Query(None, ge=0, le=MAX_TAIL), session: Session = Depends(readable_session),
 ) -> LogChunk:
     """Log bytes from `offset` (or the last `tail` lines); `done` once the session ended and all was read."""
     st = state(request)
@@ -241,14 +243,14 @@ def tail_lines(path, lines: int) -> str:
 
 
 @router.get(SESSION + "/code")
-def pull_code(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(readable_session)) -> StreamingResponse:
+def pull_code(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(readable_session)) -> StreamingResponse:
     st = state(request)
     return tar_response(st, st.store.files(session.code_fileset_id), "code.tar")
 
 
 @router.get(SESSION + "/outputs")
 def download_outputs(
-    owner: str, dataset: str, number: int, request: Request, only: str | None = None, session: Session = Depends(readable_session),
+    owner: str, dataset: str, number: SessionNumber, request: Request, only: OptText = None, session: Session = Depends(readable_session),
 ) -> StreamingResponse:
     """Files the session wrote in its working directory (collected when it ends; live while it
     runs). `only`: one file or folder, relative or as the absolute path /app/... NSML used."""
@@ -276,12 +278,12 @@ def download_outputs(
 
 
 @router.get(SESSION + "/checkpoints", response_model=list[CheckpointPublic])
-def list_checkpoints(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(readable_session)) -> list[CheckpointPublic]:
+def list_checkpoints(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(readable_session)) -> list[CheckpointPublic]:
     return [CheckpointPublic.of(c) for c in state(request).store.list_checkpoints(session.id)]
 
 
 @router.delete(SESSION + "/checkpoints", response_model=Removed)
-def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, pattern: str, session: Session = Depends(controlled_session),
+def remove_checkpoints(owner: str, dataset: str, number: SessionNumber, request: Request, pattern: Name, session: Session = Depends(controlled_session),
                        actor: Actor = Depends(current_actor)) -> Removed:
     st = state(request)
     if naming.is_pattern(pattern):
@@ -301,7 +303,7 @@ def remove_checkpoints(owner: str, dataset: str, number: int, request: Request, 
 
 
 @router.get(SESSION + "/checkpoints/{name}/archive")
-def pull_checkpoint(owner: str, dataset: str, number: int, name: str, request: Request,
+def pull_checkpoint(owner: str, dataset: str, number: SessionNumber, name: str, request: Request,
                     target: Session = Depends(session_read_by_caller)) -> StreamingResponse:
     """Also for a live session's supervisor (`nsml.load(session=...)`): what its owner may read."""
     st = state(request)
@@ -310,13 +312,13 @@ def pull_checkpoint(owner: str, dataset: str, number: int, name: str, request: R
 
 
 @router.get(SESSION + "/metrics")
-def list_metrics(owner: str, dataset: str, number: int, request: Request, session: Session = Depends(readable_session)) -> dict[str, int]:
+def list_metrics(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(readable_session)) -> dict[str, int]:
     """Metric keys of the session with their number of points."""
     return state(request).store.series_keys(session.id)
 
 
 @router.get(SESSION + "/metrics/{key:path}")
-def metric_series(owner: str, dataset: str, number: int, key: str, request: Request, session: Session = Depends(readable_session)) -> dict:
+def metric_series(owner: str, dataset: str, number: SessionNumber, key: str, request: Request, session: Session = Depends(readable_session)) -> dict:
     points = state(request).store.metric_points(session.id, key)
     return {
         "key": key,

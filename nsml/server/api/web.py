@@ -19,6 +19,7 @@ from nsml.core.states import Status
 
 from ..access import readable_session, session_for
 from ..auth import current_actor
+from ..bounds import MAX_INT, MAX_ITEMS, Finite, Name, OptName, SessionNumber, Text
 from ..schemas import SessionPublic
 from ..state import ServerState, state
 from ..web.compare import args_rows, parse_args, side_by_side, split_args, text_lines
@@ -33,8 +34,8 @@ MAX_USAGE_POINTS = 1500
 
 @router.get("/sessions")
 def search_sessions(
-    request: Request, q: str = "", dataset: str | None = None, status: list[str] = Query(default=[]),
-    owner: str | None = None, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+    request: Request, q: Text = "", dataset: OptName = None, status: list[str] = Query(default=[], max_length=MAX_ITEMS),
+    owner: OptName = None, offset: int = Query(0, ge=0, le=MAX_INT), limit: int = Query(50, ge=1, le=500),
     actor: Actor = Depends(current_actor),
 ) -> dict[str, Any]:
     """Sessions whose name, memo or arguments contain q, newest first, one page at a time."""
@@ -75,8 +76,8 @@ def _compact_y(values: list) -> list:
 
 @router.get("/graph")
 def graph(
-    request: Request, s: list[str] = Query(default=[]), x: str = "step", xmin: float | None = None,
-    xmax: float | None = None, buckets: int = Query(500, ge=10, le=5000), key: list[str] = Query(default=[]),
+    request: Request, s: list[str] = Query(default=[], max_length=MAX_ITEMS), x: Name = "step", xmin: Finite = None,
+    xmax: Finite = None, buckets: int = Query(500, ge=10, le=5000), key: list[str] = Query(default=[], max_length=MAX_ITEMS),
     actor: Actor = Depends(current_actor),
 ) -> Response:
     """Series of several sessions for an overlaid chart, each downsampled on the server to at
@@ -121,7 +122,7 @@ def graph(
 
 
 @router.get(SESSION + "/info")
-def session_info(owner: str, dataset: str, number: int, request: Request, sess: Session = Depends(readable_session)) -> dict[str, Any]:
+def session_info(owner: str, dataset: str, number: SessionNumber, request: Request, sess: Session = Depends(readable_session)) -> dict[str, Any]:
     """Everything the Info tab shows: the session, its status history, its resource usage over
     time (CPU, memory, per GPU) and which GPUs look idle ("zombie")."""
     st = state(request)
@@ -164,7 +165,7 @@ def zombie_gpus(sess: Session, samples: list, now: float | None = None) -> list[
 
 
 @router.get("/diff")
-def diff(request: Request, a: str, b: str, context: int = Query(3, ge=0, le=50), actor: Actor = Depends(current_actor)) -> dict[str, Any]:
+def diff(request: Request, a: Name, b: Name, context: int = Query(3, ge=0, le=50), actor: Actor = Depends(current_actor)) -> dict[str, Any]:
     """Side-by-side diff of two sessions' uploaded code (file by file) and of their arguments."""
     st = state(request)
     left, right = _session(st, actor, a), _session(st, actor, b)

@@ -75,7 +75,7 @@ def shell(page: str, title: str) -> HTMLResponse:
     text = _shell_template()
     scripts = "\n".join(f'<script src="{static_url(s)}" defer></script>' for s in ["plotly.min.js", *SCRIPTS])
     for key, value in {"title": html.escape(title), "page": page, "css": static_url("app.css"),
-                       "scripts": scripts, "version": __version__}.items():
+                       "theme": static_url("theme.js"), "scripts": scripts, "version": __version__}.items():
         text = text.replace("{{" + key + "}}", value)
     # The shell holds no data (scripts fetch it with the login cookie), so it may be cached briefly.
     return HTMLResponse(text, headers={"Cache-Control": "no-cache"})
