@@ -41,5 +41,5 @@ OptArgs = Annotated[str | None, Query(max_length=MAX_ARGS)]
 Memo = Annotated[str, Query(max_length=MAX_MEMO)]
 Count = Annotated[int | None, Query(ge=0, le=MAX_INT)]
 Finite = Annotated[float | None, Query(allow_inf_nan=False)]
-BatchSize = Annotated[int | None, Query(ge=1, le=MAX_INT)]
+BatchSize = Annotated[int | None, Query(le=MAX_INT)]  # 0 and below: relaunch.start_submit says why, in words
 Seconds = Annotated[float | None, Query(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
