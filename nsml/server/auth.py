@@ -12,7 +12,7 @@ from fastapi import Depends, Header, Request
 from nsml.core import credentials, naming
 from nsml.core.entities import Session
 from nsml.core.policy import Actor
-from nsml.core.errors import Forbidden, NotFound, Unauthorized
+from nsml.core.errors import Forbidden, NotFound, StorageFull, Unauthorized
 from nsml.core.states import ACTIVE, Status
 
 from .state import state
@@ -42,7 +42,10 @@ def actor_for(request: Request, token: str) -> Actor | None:
         _cache.pop(key, None)
         return None
     actor, token_id = found
-    store.touch_token(token_id)
+    try:
+        store.touch_token(token_id)
+    except StorageFull:
+        pass  # a full disk must not lock everyone out; the use is recorded once there is room
     _cache[key] = (actor, time.monotonic())
     return actor
 

@@ -1,5 +1,6 @@
 """The objects one server instance works with, handed to routes through request.app.state."""
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from nsml.core.states import ACTIVE
 from nsml.scheduler.local import LocalExecutor
 from nsml.scheduler.service import Scheduler
 from nsml.store.blobs import BlobStore
+from nsml.core.errors import StorageFull
 from nsml.store.sql import SqlStore
 
 from .settings import Settings
@@ -28,6 +30,15 @@ class ServerState:
     logs_dir: Path
     log_lock: threading.Lock
     session_secret: bytes = b""  # signs session-scoped credentials (nsml.core.credentials)
+
+    def audit(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
+        """Record what `actor` did. Best effort where the disk is full: a stop or a removal (what
+        frees space) must not be refused because its record cannot be written; the entry goes to
+        the server's log instead."""
+        try:
+            self.store.audit(actor, action, target, detail)
+        except StorageFull:
+            logging.getLogger("nsml.audit").warning("disk full, not in the audit table: %s %s %s %s", actor, action, target, detail)
 
     def prune_dataset_views(self) -> None:
         """Drop the read-only views of dataset versions no longer stored (see LocalExecutor)."""

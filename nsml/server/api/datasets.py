@@ -178,7 +178,7 @@ def remove_dataset(name: str, request: Request, force: bool = False, dataset: Da
     st.store.delete_dataset(name)
     st.blobs.delete_unused(shas)
     st.prune_dataset_views()
-    st.store.audit(actor.name, "dataset rm", name, "force" if force else "")
+    st.audit(actor.name, "dataset rm", name, "force" if force else "")
     return {"removed": name}
 
 

@@ -142,9 +142,9 @@ async def login(body: Login, request: Request) -> NewToken:
         await run_in_threadpool(passwords.burn, body.password)
         ok = False
     if not ok:
-        st.store.audit(body.username, "login failed", body.username)
+        st.audit(body.username, "login failed", body.username)
         raise Unauthorized("Wrong username or password.")
-    st.store.audit(body.username, "login", body.username, body.label)
+    st.audit(body.username, "login", body.username, body.label)
     return issue_token(st, body.username, body.label, body.days)
 
 
@@ -173,7 +173,7 @@ async def add_user(body: NewUser, request: Request, actor: Actor = Depends(curre
     st.store.add_user(body.name, password_hash=hashed, admin=body.admin, exist_ok=False)
     if body.team:
         st.store.join_team(body.team, body.name)
-    st.store.audit(actor.name, "user add", body.name, "admin" if body.admin else "")
+    st.audit(actor.name, "user add", body.name, "admin" if body.admin else "")
     return issue_token(st, body.name, "first", None)
 
 
@@ -186,7 +186,7 @@ def remove_user(name: str, request: Request, actor: Actor = Depends(current_acto
     st = state(request)
     st.store.remove_user(name)
     auth.forget_cached()  # their tokens stop working on the next request
-    st.store.audit(actor.name, "user rm", name)
+    st.audit(actor.name, "user rm", name)
     return {"removed": name}
 
 
@@ -198,7 +198,7 @@ async def set_password(name: str, body: PasswordChange, request: Request, actor:
     st = state(request)
     st.store.get_user(name)
     st.store.set_password_hash(name, await run_in_threadpool(passwords.hash_password, body.password))
-    st.store.audit(actor.name, "password", name)
+    st.audit(actor.name, "password", name)
     return {"user": name}
 
 
@@ -212,7 +212,7 @@ def list_tokens(request: Request, actor: Actor = Depends(current_actor)) -> list
 @router.post("/tokens", response_model=NewToken, status_code=201)
 def new_token(body: TokenRequest, request: Request, actor: Actor = Depends(current_actor)) -> NewToken:
     st = state(request)
-    st.store.audit(actor.name, "token new", actor.name, body.label)
+    st.audit(actor.name, "token new", actor.name, body.label)
     return issue_token(st, actor.name, body.label, body.days)
 
 
@@ -222,7 +222,7 @@ def revoke_token(request: Request, token_id: int = Path(ge=1, le=2**31 - 1),
     """Revoke one of your tokens; it stops working within seconds (the server's cache)."""
     st = state(request)
     revoked = st.store.revoke_token(actor.name, token_id)
-    st.store.audit(actor.name, "token revoke", actor.name, str(token_id))
+    st.audit(actor.name, "token revoke", actor.name, str(token_id))
     auth.forget_cached()
     return TokenPublic.of(revoked)
 
@@ -239,7 +239,7 @@ def add_team(body: TeamRequest, request: Request, actor: Actor = Depends(current
     """A new team, owned by (and holding) its maker."""
     st = state(request)
     team = st.store.add_team(body.name, actor.name)
-    st.store.audit(actor.name, "team add", body.name)
+    st.audit(actor.name, "team add", body.name)
     return TeamPublic.of(team)
 
 
@@ -251,7 +251,7 @@ def join_team(team: str, body: MemberRequest, request: Request, actor: Actor = D
     if not may_manage_team(actor, found.owner):
         raise Forbidden(f"Only team {team}'s owner ({found.owner}) or an admin may add members.")
     joined = st.store.join_team(team, body.user)
-    st.store.audit(actor.name, "team join", team, body.user)
+    st.audit(actor.name, "team join", team, body.user)
     auth.forget_cached()  # the member's teams change now, not after the cache period
     return TeamPublic.of(joined)
 
@@ -267,7 +267,7 @@ def grant(name: str, body: GrantRequest, request: Request, dataset: Dataset = De
     grantee = f"user:{body.user}" if body.user else f"team:{body.team}"
     st = state(request)
     st.store.grant_dataset(dataset.name, grantee, grant=not body.revoke)
-    st.store.audit(actor.name, "revoke" if body.revoke else "grant", dataset.name, grantee)
+    st.audit(actor.name, "revoke" if body.revoke else "grant", dataset.name, grantee)
     return list(st.store.get_dataset(dataset.name).grants)
 
 

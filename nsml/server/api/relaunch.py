@@ -44,7 +44,7 @@ def fork(
     if args is not None:
         check_args(args)
     session = relaunch.relaunch(st, source, "fork", ckpt.name, user, args=args, resources=_resources(st, source, gpus, cpus, memory))
-    st.store.audit(user, "fork", source.name, f"checkpoint {ckpt.name} → {session.name}")
+    st.audit(user, "fork", source.name, f"checkpoint {ckpt.name} → {session.name}")
     return SessionPublic.of(session)
 
 
@@ -67,7 +67,7 @@ def submit(
     rate limit of their own (settings.test_submits_per_hour)."""
     st = state(request)
     submission = relaunch.start_submit(st, source, checkpoint, test, user, batch_size)
-    st.store.audit(user, "submit -t" if test else "submit", source.name, f"checkpoint {checkpoint} → {submission.dataset}")
+    st.audit(user, "submit -t" if test else "submit", source.name, f"checkpoint {checkpoint} → {submission.dataset}")
     return _public(st, submission)
 
 

@@ -159,7 +159,7 @@ def remove_sessions(
             _hide(st, s)
         else:
             _remove(st, s)
-        st.store.audit(actor.name, "rm", s.name, ("skip " if skip else "") + ("force" if force else ""))
+        st.audit(actor.name, "rm", s.name, ("skip " if skip else "") + ("force" if force else ""))
     return Removed(removed=sorted(s.name for s in targets.values()))
 
 
@@ -192,12 +192,12 @@ def get_session(owner: str, dataset: str, number: SessionNumber, session: Sessio
 def stop_session(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(controlled_session),
                  actor: Actor = Depends(current_actor)) -> SessionPublic:
     st = state(request)
-    st.store.audit(actor.name, "stop", session.name)
     if session.status in FINAL:
         raise Conflict(f"Session {session.name} has already {session.status.value}.")
     if session.status == Status.QUEUED or not st.executor.stop(session):
         st.store.move_session(session.id, Status.STOPPED, ended=time.time())
         st.scheduler.wake()
+    st.audit(actor.name, "stop", session.name)
     return SessionPublic.of(st.store.session_by_id(session.id))
 
 
@@ -298,7 +298,7 @@ def remove_checkpoints(owner: str, dataset: str, number: SessionNumber, request:
     for ckpt in targets:
         st.store.delete_checkpoint(session.id, ckpt.name)
     st.blobs.delete_unused(shas)
-    st.store.audit(actor.name, "checkpoint rm", session.name, ", ".join(c.name for c in targets))
+    st.audit(actor.name, "checkpoint rm", session.name, ", ".join(c.name for c in targets))
     return Removed(removed=[c.name for c in targets])
 
 

@@ -172,9 +172,9 @@ async def login_with_password(request: Request) -> Response:
     if not ok:
         if not stored:
             await run_in_threadpool(passwords.burn, password)
-        st.store.audit(username or "-", "login failed", username, "web")
+        st.audit(username or "-", "login failed", username, "web")
         return login_page(next_path, "Wrong username or password.", 401)
-    st.store.audit(username, "login", username, "web")
+    st.audit(username, "login", username, "web")
     return _logged_in(request, issue_token(st, username, "web", COOKIE_DAYS).token, next_path)
 
 
