@@ -1,11 +1,13 @@
 """The policy at every route: FastAPI dependencies that hand a route the session or dataset it
 names only when nsml.core.policy allows the caller that action on it.
 
-A route that names a session or dataset takes it from one of these (tests/api/test_policy.py
+A route that names a session or dataset takes it from one of these (tests/api/test_policy_routes.py
 enumerates the routes and fails on one that does not), so no route reads one unchecked. What a
 caller may not even read is answered 404 with "did you mean" names drawn from what they may read,
 so its existence is not revealed; what they read but may not change, 403.
 """
+
+from collections.abc import Callable
 
 from fastapi import Depends, Request
 
@@ -19,24 +21,27 @@ from .state import ServerState, state
 
 
 def session_for(st: ServerState, actor: Actor, name: str, action: Action = Action.READ) -> Session:
-    try:
-        session = st.store.get_session(name)
-    except NotFound:
-        session = None
-    if session is None or not can(actor, Action.READ, session):
-        known = [s.name for s in st.store.list_sessions(removed=True, scope=session_scope(actor))]
-        raise not_found("Session", name, known)
-    return require(actor, action, session, f"Session {name}")
+    return _checked(actor, action, _get(st.store.get_session, name), "Session", name, f"Session {name}",
+                    lambda: [s.name for s in st.store.list_sessions(removed=True, scope=session_scope(actor))])
 
 
 def dataset_for(st: ServerState, actor: Actor, name: str, action: Action = Action.READ) -> Dataset:
+    return _checked(actor, action, _get(st.store.get_dataset, name), "Dataset", name, f"Dataset '{name}'",
+                    lambda: [d.name for d in readable_datasets(st, actor)])
+
+
+def _get(lookup: Callable, name: str):
     try:
-        dataset = st.store.get_dataset(name)
+        return lookup(name)
     except NotFound:
-        dataset = None
-    if dataset is None or not can(actor, Action.READ, dataset):
-        raise not_found("Dataset", name, [d.name for d in readable_datasets(st, actor)])
-    return require(actor, action, dataset, f"Dataset '{name}'")
+        return None
+
+
+def _checked(actor: Actor, action: Action, found, kind: str, name: str, label: str, readable_names: Callable[[], list[str]]):
+    """What one may not read reads as missing (its "did you mean" drawn only from what one may read)."""
+    if found is None or not can(actor, Action.READ, found):
+        raise not_found(kind, name, readable_names())
+    return require(actor, action, found, label)
 
 
 def readable_datasets(st: ServerState, actor: Actor, pattern: str | None = None) -> list[Dataset]:

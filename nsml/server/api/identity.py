@@ -53,19 +53,6 @@ class TeamPublic(BaseModel):
         return cls(name=t.name, owner=t.owner, members=list(t.members), created=t.created)
 
 
-class TokenPublic(BaseModel):
-    id: int
-    label: str
-    created: float
-    expires: float | None
-    last_used: float | None
-    revoked: float | None
-
-    @classmethod
-    def of(cls, t: Token) -> "TokenPublic":
-        return cls(**t.__dict__)
-
-
 class NewToken(BaseModel):
     """A token, shown this once."""
 
@@ -203,10 +190,11 @@ async def set_password(name: str, body: PasswordChange, request: Request, actor:
 
 
 # -- tokens ---------------------------------------------------------------------------------------
-@router.get("/tokens", response_model=list[TokenPublic])
-def list_tokens(request: Request, actor: Actor = Depends(current_actor)) -> list[TokenPublic]:
+# Token (a frozen dataclass of nsml.core.entities) is its own public shape: it never holds the token.
+@router.get("/tokens", response_model=list[Token])
+def list_tokens(request: Request, actor: Actor = Depends(current_actor)) -> list[Token]:
     """Your tokens (never the tokens themselves)."""
-    return [TokenPublic.of(t) for t in state(request).store.list_tokens(actor.name)]
+    return state(request).store.list_tokens(actor.name)
 
 
 @router.post("/tokens", response_model=NewToken, status_code=201)
@@ -216,15 +204,15 @@ def new_token(body: TokenRequest, request: Request, actor: Actor = Depends(curre
     return issue_token(st, actor.name, body.label, body.days)
 
 
-@router.delete("/tokens/{token_id}", response_model=TokenPublic)
+@router.delete("/tokens/{token_id}", response_model=Token)
 def revoke_token(request: Request, token_id: int = Path(ge=1, le=2**31 - 1),
-                 actor: Actor = Depends(current_actor)) -> TokenPublic:
+                 actor: Actor = Depends(current_actor)) -> Token:
     """Revoke one of your tokens; it stops working within seconds (the server's cache)."""
     st = state(request)
     revoked = st.store.revoke_token(actor.name, token_id)
     st.audit(actor.name, "token revoke", actor.name, str(token_id))
     auth.forget_cached()
-    return TokenPublic.of(revoked)
+    return revoked
 
 
 # -- teams ----------------------------------------------------------------------------------------
