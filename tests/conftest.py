@@ -81,7 +81,7 @@ class Server:
         owner, dataset, n = name.split("/")
         return self.api.get(f"/api/sessions/{owner}/{dataset}/{n}").json()
 
-    def wait(self, name: str, statuses=("exited", "failed", "stopped"), timeout: float = 120) -> dict:
+    def wait(self, name: str, statuses=("exited", "failed", "stopped", "lost", "paused"), timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             s = self.session(name)

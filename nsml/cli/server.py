@@ -28,6 +28,7 @@ def server(
     cpus: float = typer.Option(None, "--cpus", help="CPUs sessions may use in total (default: all)."),
     memory: str = typer.Option(None, "--memory", help="Memory sessions may use in total (default: all)."),
     gpus: int = typer.Option(None, "--gpus", help="GPUs sessions may use (default: all found)."),
+    inventory: Path = typer.Option(None, "--inventory", help="Schedule onto the nodes declared in this YAML file instead of this machine (docs/scheduler.md); sessions still run here."),
     sandbox: str = typer.Option("auto", "--sandbox", help="Session sandbox: auto (bubblewrap; a team server refuses to start without it), bwrap, or none (sessions run unconfined: only for a machine you alone use)."),
     no_session_network: bool = typer.Option(False, "--no-session-network", help="Training sessions get no network either (submit and infer sessions never have any)."),
 ):
@@ -49,7 +50,7 @@ def server(
         )
     token = read_or_create_token(h)
     settings = Settings(home=h, db_url=db, host=host, port=port, token=token, cpus=cpus,
-                        memory=parse_size(memory) if memory else None, gpus=gpus, sandbox=sandbox,
+                        memory=parse_size(memory) if memory else None, gpus=gpus, sandbox=sandbox, inventory=inventory,
                         session_network=not no_session_network)
 
     def announce(bound: Settings) -> None:  # only once the port is ours

@@ -12,6 +12,7 @@ from nsml.core.resources import parse_size
 
 from . import render
 from .connection import CliError, api, session_path
+from .datasets import parse_duration
 from .transfer import download_tar, upload_folder
 
 FOLLOW_POLL = 0.3
@@ -29,6 +30,9 @@ def run(
     folder: Path = typer.Option(Path("."), "--path", help="Folder to upload instead of the current one."),
     team: str = typer.Option(None, "--team", help="The team the session belongs to, one of yours (default: your default team, see `nsml team ls`)."),
     visibility: str = typer.Option(None, "--visibility", metavar="private|team|public", help="Who may read it: private (you and admins), team (also its team's members; the default) or public (every user)."),
+    gpu_model: str = typer.Option(None, "--gpu-model", help="Only GPUs whose model contains this, e.g. A100 or H100 (see `nsml resources`)."),
+    priority: str = typer.Option(None, "--priority", metavar="low|normal|high", help="Its place in the queue: low, normal (the default) or high (admins only)."),
+    time_limit: str = typer.Option(None, "--time-limit", help="Stop the session once it has run this long, e.g. 90m, 12h or 2d."),
 ):
     """Upload the current folder (minus .nsmlignore and the default ignores) and start ENTRY as a new session."""
     if visibility is not None:
@@ -39,7 +43,8 @@ def run(
         raise CliError(f"Entry file '{entry}' does not exist in {folder.resolve()}; choose one with -e.{hint}")
     params = {"entry": entry, "args": args, "memo": memo}
     params.update({k: v for k, v in {"dataset": dataset, "gpus": gpus, "cpus": cpus, "memory": memory, "shm_size": shm_size,
-                   "team": team, "visibility": visibility}.items() if v is not None})
+                   "team": team, "visibility": visibility, "gpu_model": gpu_model, "priority": priority,
+                   "time_limit": parse_duration(time_limit) if time_limit is not None else None}.items() if v is not None})
     if shm_size is not None:
         parse_size(shm_size)  # a clear error before uploading anything
     c = api()
@@ -68,11 +73,17 @@ def ps(
         notes = [str(s["exit_code"])] if s["status"] == "failed" and s["exit_code"] is not None else []
         if s.get("attempt", 1) > 1:  # nsml resume ran it again
             notes.append(f"attempt {s['attempt']}")
+        if s.get("queue_position"):
+            notes.append(f"#{s['queue_position']} in queue")
+        if s.get("zombie"):
+            notes.append(f"zombie? GPU {', '.join(map(str, s['zombie']))} idle")
         if notes:
             status += f" ({', '.join(notes)})"
         info = render.summary(s["summary"]) or render.summary(s["last_values"])
-        if s["status"] == "failed" and s["error"]:
+        if s["status"] in ("failed", "lost") and s["error"]:
             info = s["error"].splitlines()[-1][:120]
+        if s.get("queue_reason"):
+            info = s["queue_reason"]
         rows.append([s["name"], render.ago(s["created"]), s["entry"] + (" " + s["args"] if s["args"] else ""), status,
                      session_type(s), info, s["memo"]])
     render.table(["Name", "Created", "Args", "Status", "Type", "Summary", "Description"], rows)

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .resources import Resources
-from .states import Status
+from .states import SessionKind, Status, SubmissionStatus
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Session:
     journal_offset: int = 0
     log_offset: int = 0
     gpu_ids: str = ""  # comma-separated, as handed to CUDA_VISIBLE_DEVICES
-    kind: str = "normal"  # normal (run), fork, submit, submit_test, infer
+    kind: SessionKind = SessionKind.NORMAL
     source: str = ""  # for fork/submit/infer: the session whose code and checkpoint it relaunched
     source_checkpoint: str = ""
     shm_size: int = 0  # bytes of shared memory asked for with run --shm-size; 0 = the default
@@ -72,6 +72,11 @@ class Session:
     resumed_from: str = ""  # the checkpoint the latest resume restarted from ('' for attempt 1)
     team: str = ""  # the one team it belongs to ('' for none): who may read it, and later quotas
     visibility: str = "team"  # private, team or public (nsml.core.policy)
+    priority: int = 0  # run --priority: -1 low, 0 normal, 1 high (admins only)
+    time_limit: float | None = None  # run --time-limit, in seconds: stopped by the platform once reached
+    gpu_model: str = ""  # run --gpu-model: only GPUs whose model contains this
+    node: str = ""  # where it runs (or ran): a node of the executor's inventory
+    heartbeat: float | None = None  # when its supervisor last reported in: liveness
 
     @property
     def name(self) -> str:
@@ -132,7 +137,7 @@ class Submission:
     test: bool  # submit -t: the whole pipeline, never ranked
     runner: str  # the submit session that ran it ('' once removed)
     runner_id: int | None
-    status: str  # running, evaluating, scored, failed
+    status: SubmissionStatus
     step: str  # where it failed: load, infer, write, evaluate
     error: str
     score: float | None

@@ -44,25 +44,14 @@ class Resources:
         return f"{self.gpus} GPU, {self.cpus:g} CPU, {format_size(self.memory)} memory"
 
 
-def check_request(request: Resources, capacity: Resources, idle_ok: bool = False) -> None:
-    """Refuse a request that could never start, instead of queueing it forever.
-
-    `idle_ok`: 0 CPUs is allowed (an infer session that mostly waits for requests)."""
-    if not (request.cpus > 0 or (idle_ok and request.cpus == 0)):  # also refuses NaN, which would fit nowhere
-        raise InvalidInput("A session needs more than 0 CPUs.")
-    if request.gpus < 0:
-        raise InvalidInput("The number of GPUs cannot be negative.")
-    if request.gpus > capacity.gpus:
-        from .errors import InsufficientResources
-
-        raise InsufficientResources(
-            f"The session asks for {request.gpus} GPU(s) but this cluster has {capacity.gpus}; "
-            f"ask for fewer with -g (use -g 0 for CPU only)."
-        )
-    if request.cpus > capacity.cpus or request.memory > capacity.memory:
-        from .errors import InsufficientResources
-
-        raise InsufficientResources(
-            f"The session asks for {request.describe()} but the largest machine has {capacity.describe()}; "
-            f"lower -c or --memory."
-        )
+def format_duration(seconds: float) -> str:
+    """'1h 30m', '45s', '2d 3h': a time limit or a wait, for people."""
+    seconds = int(round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return " ".join(parts[:2])

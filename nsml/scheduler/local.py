@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nsml.core.entities import Dataset, FileEntry, Session
+from nsml.core.inventory import Node
+from nsml.core.states import RELAUNCH_KINDS, SUBMIT_KINDS, SessionKind
 from nsml.store.blobs import BlobStore
 
 from . import bwrap, environments, limits, sandbox
@@ -29,7 +31,7 @@ from . import bwrap, environments, limits, sandbox
 class LocalExecutor:
     def __init__(self, home: Path, blobs: BlobStore, server_url: str, token: str | Callable[[Session], str],
                  server_file: Path | None = None, paused_timeout: float = 300.0, isolation: bwrap.Mode | None = None,
-                 network: bool = True):
+                 network: bool = True, nodes: list[Node] | None = None, heartbeat_every: float = 5.0):
         self.home = Path(home).resolve()  # the supervisor runs in the run dir: paths must be absolute
         self.blobs = blobs
         self.server_url = server_url
@@ -40,6 +42,8 @@ class LocalExecutor:
         self.paused_timeout = paused_timeout  # how long a relaunched script may take to reach nsml.paused()
         self.isolation = isolation or bwrap.Mode("none", "not sandboxed")
         self.network = network  # training sessions get outbound network (never the host's loopback)
+        self.nodes = list(nodes) if nodes else []  # what this machine offers (nsml.scheduler.inventory)
+        self.heartbeat_every = heartbeat_every  # how often supervisors report in (the scheduler's liveness)
         self._readonly_mounts: bool | None = None  # probed on first launch
         self._limits: limits.Backend | None = None
 
@@ -105,8 +109,9 @@ class LocalExecutor:
             # Where this attempt's log and journal continue the server's (0 but for a resume).
             "log_base": session.log_offset,
             "journal_base": session.journal_offset,
+            "heartbeat_every": self.heartbeat_every,
             "shm_size": session.shm_size,  # run --shm-size: the size of the sandbox's /dev/shm
-            "paused_timeout": self.paused_timeout if session.kind in SUBMIT_KINDS + ("infer",) else None,
+            "paused_timeout": self.paused_timeout if session.kind in RELAUNCH_KINDS - {SessionKind.FORK} else None,
         }
         if confined:  # the session's own interpreter first, as an activated venv would have it
             spec["env"]["PATH"] = f"{Path(python).parent}:{DEFAULT_PATH}"
@@ -130,8 +135,10 @@ class LocalExecutor:
         if uid is not None:
             for path in (workdir, spool):
                 _chown_tree(path, uid)
-        devices = [f"/dev/nvidia{g}" for g in gpu_ids]
-        if gpu_ids:
+        # Only the devices that are there: a declared inventory's GPUs (nsml.scheduler.inventory)
+        # have no /dev/nvidiaN on a machine without them, and bubblewrap refuses a missing one.
+        devices = [d for d in (f"/dev/nvidia{g}" for g in gpu_ids) if os.path.exists(d)]
+        if devices:
             devices += [d for d in bwrap.NVIDIA_SHARED if os.path.exists(d)]
         return {
             "workdir": str(workdir), "spool": str(spool), "uid": uid,
@@ -141,7 +148,7 @@ class LocalExecutor:
                 if bwrap.outside([p], self.home) or p.startswith(str(self.home / "envs") + "/")],
             "dataset": [dataset.name, str(data_path)] if dataset and data_path else None,
             # Submit and infer sessions hold the hidden test data: no network at all for them.
-            "network": self.network and session.kind not in SUBMIT_KINDS + ("infer",),
+            "network": self.network and session.kind not in RELAUNCH_KINDS - {SessionKind.FORK},
             "devices": devices,
             "shm_bytes": session.shm_size or None,
         }
@@ -178,7 +185,7 @@ class LocalExecutor:
             env.update(NSML_SERVER_URL=self.server_url, NSML_TOKEN=self.token_for(session))
         # What nsml.paused() acts on (nsml.client.protocol). A resumed attempt has none of it:
         # `--pause 1 --iteration C` alone makes paused() load the session's own checkpoint C.
-        if session.kind != "normal" and not session.resumed_from:
+        if session.kind != SessionKind.NORMAL and not session.resumed_from:
             env.update(
                 NSML_RELAUNCH=session.kind,
                 NSML_SOURCE_SESSION=session.source,
@@ -187,7 +194,7 @@ class LocalExecutor:
             )
         if session.batch_size:  # submit -b N (nsml.client.predict)
             env["NSML_SUBMIT_BATCH_SIZE"] = str(session.batch_size)
-        if session.kind == "infer":
+        if session.kind == SessionKind.INFER:
             inside = Path(bwrap.SPOOL) / INFER_SOCKET if confined else self.infer_socket(session)
             env["NSML_INFER_SOCKET"] = str(inside)
         return env
@@ -204,6 +211,67 @@ class LocalExecutor:
         folder = Path(tempfile.gettempdir()) / f"nsml-{os.getuid()}-{tag}"
         folder.mkdir(mode=0o700, exist_ok=True)
         return folder / f"{session.id}.sock"
+
+    def infer_ready(self, session: Session) -> bool:
+        """Whether the infer session's model is loaded and listening. Its stage is read the way
+        the supervisor reads it: a small regular file of the session's, never a link or a FIFO
+        (which would hang the caller)."""
+        from .session_files import read_stage
+
+        stage = read_stage({"spool": str(self.spool(session))}) or {}
+        return stage.get("stage") == "serving" and self.infer_socket(session).exists()
+
+    def infer(self, session: Session, data) -> object:
+        """One request to the loaded model over its socket (checked to be the session's own)."""
+        import json
+        import socket
+
+        from nsml.core.errors import Conflict, InvalidInput
+        from nsml.core.wire import connect, read_line
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            connect(conn, self.infer_socket(session), self.socket_owner(session))
+            conn.sendall(json.dumps({"data": data}).encode() + b"\n")
+            reply = read_line(conn)
+        try:
+            answer = json.loads(reply)
+        except ValueError:
+            raise Conflict("The infer session closed the connection without an answer; see its logs.") from None
+        if "error" in answer:
+            raise InvalidInput(f"infer raised an error:\n{answer['error']}")
+        return answer["output"]
+
+    def live_outputs(self, session: Session, code: dict[str, str]) -> list[tuple[str, Path, int]]:
+        """(relative path, host path, size) of the files a running session wrote so far."""
+        from .session_files import written_files
+
+        workdir = self.run_dir(session) / "app"
+        if not workdir.is_dir():
+            return []
+        return [(rel, path, path.stat().st_size) for rel, path in written_files(workdir, code)]
+
+    def note(self, session: Session, line: str) -> None:
+        """A `[nsml] …` line in the session's log; its supervisor ships it with the rest."""
+        from .shipper import _note
+
+        try:
+            _note(self.run_dir(session) / "output.log", line)
+        except OSError:
+            pass  # the run directory is gone: the session ended meanwhile
+
+    def signal(self, session: Session, signum: int) -> bool:
+        """Signal the session's user process group (SIGUSR1: the library checkpoints)."""
+        pid = self.user_pid(session)
+        if not pid:
+            return False
+        try:
+            os.killpg(pid, signum)
+            return True
+        except OSError:
+            return False
+
+    def inventory(self) -> list[Node]:
+        return list(self.nodes)
 
     def socket_owner(self, session: Session) -> int | None:
         """The uid a sandboxed session's sockets must belong to (None: not sandboxed)."""
@@ -336,7 +404,7 @@ class LocalExecutor:
 
     def remove(self, session: Session) -> None:
         shutil.rmtree(self.run_dir(session), ignore_errors=True)
-        if session.kind == "infer":
+        if session.kind == SessionKind.INFER:
             self.infer_socket(session).unlink(missing_ok=True)
 
     def release_workdir(self, session: Session) -> None:
@@ -345,7 +413,6 @@ class LocalExecutor:
         shutil.rmtree(self.run_dir(session) / "app", ignore_errors=True)
 
 
-SUBMIT_KINDS = ("submit", "submit_test")
 INFER_SOCKET = "infer.sock"
 # A session's processes at most (threads count): far above what training needs, far below what
 # would take the machine down (a fork bomb ends its own session only).
@@ -377,11 +444,11 @@ def reserved_args(session: Session) -> list[str]:
     """What NSML appends to the entry's arguments when it relaunches a session."""
     if session.resumed_from:  # nsml resume, of a run or a fork: its own latest checkpoint
         return ["--pause", "1", "--iteration", session.resumed_from]
-    if session.kind == "fork":
+    if session.kind == SessionKind.FORK:
         return ["--pause", "1", "--iteration", session.source_checkpoint]
     if session.kind in SUBMIT_KINDS:
         return ["--pause", "1", "--mode", "test"]
-    if session.kind == "infer":
+    if session.kind == SessionKind.INFER:
         return ["--pause", "1"]
     return []
 

@@ -1,37 +1,45 @@
-"""The scheduling loop: starts queued sessions when they fit, notices supervisors that vanished."""
+"""The scheduling loop: starts queued sessions where placement puts them, stops sessions past
+their time limit, and marks sessions lost whose supervisor stopped sending heartbeats."""
 
 import logging
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import replace
 
 from nsml.core.entities import Session
 from nsml.core.errors import NotFound, NsmlError
-from nsml.core.resources import Resources
+from nsml.core.inventory import Node
 from nsml.core.states import Status
 
-from .local import LocalExecutor
-from .policy import place
+from .executor import Executor
+from .placement import Plan, place
 from .usage import UsageSampler
 
 log = logging.getLogger("nsml.scheduler")
 RECONCILE_EVERY = 2.0
+LOST = ("The session's supervisor stopped reporting (no heartbeat for {timeout:.0f} s: killed, or its machine went away); "
+        "what it shipped before (logs, metrics, checkpoints) is kept. Run it again from its last checkpoint with nsml resume {name}.")
+TIME_LIMIT = "[nsml] the session reached its time limit ({limit}) and was stopped by the platform."
 
 
 class Scheduler:
-    def __init__(self, store, executor: LocalExecutor, capacity: Resources, gpu_ids: list[int], interval: float = 0.2):
+    def __init__(self, store, executor: Executor, nodes: Sequence[Node], interval: float = 0.2,
+                 heartbeat_timeout: float = 30.0, feed=None):
         self.store = store
         self.executor = executor
-        self.capacity = capacity
-        self.gpu_ids = gpu_ids
+        self.nodes = list(nodes)
         self.interval = interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.started_at = time.time()  # heartbeats that stopped while the server itself was away get a new chance
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._launching: set[int] = set()
         self._last_reconcile = 0.0
-        self.usage = UsageSampler(store, executor)  # samples running sessions every few seconds
+        self._time_limited: set[int] = set()  # stopped for their time limit, not yet ended
+        self.usage = UsageSampler(store, executor, gpus=feed)  # samples running sessions every few seconds
 
     def start(self) -> None:
         self.reconcile(at_startup=True)
@@ -64,15 +72,19 @@ class Scheduler:
         if not queued:
             return
         running = self.store.list_sessions({Status.RUNNING})
-        for decision in place(queued, running, self.capacity, self.gpu_ids):
+        for decision in place(queued, running, self.nodes, explain=False).starts:
             session = self.store.move_session(
-                decision.session.id, Status.RUNNING, started=time.time(),
-                gpu_ids=",".join(map(str, decision.gpu_ids)),
+                decision.session.id, Status.RUNNING, started=time.time(), node=decision.node,
+                gpu_ids=",".join(map(str, decision.gpu_ids)), heartbeat=None,
             )
             if session is None:
                 continue  # stopped or removed meanwhile
             self._launching.add(session.id)
             threading.Thread(target=self._launch, args=(session, decision.gpu_ids), daemon=True).start()
+
+    def plan(self) -> Plan:
+        """This moment's plan with every queued session's position and reason (for ps and the web)."""
+        return place(self.store.list_sessions({Status.QUEUED}), self.store.list_sessions({Status.RUNNING}), self.nodes)
 
     def _launch(self, session: Session, gpu_ids: tuple[int, ...]) -> None:
         try:
@@ -107,24 +119,42 @@ class Scheduler:
         self.wake()
 
     def reconcile(self, at_startup: bool = False) -> None:
-        """Running sessions whose supervisor is gone (killed, machine rebooted) become failed.
+        """Running sessions: past their time limit, stopped; silent past the heartbeat timeout, lost.
 
         A running session without a supervisor is one being prepared (environment build); at
         startup nobody is preparing it any more, so it fails at once rather than after a delay.
         """
         self._last_reconcile = time.monotonic()
+        now = time.time()
         for session in self.store.list_sessions({Status.RUNNING}):
             if session.id in self._launching or session.supervisor_pid is None:
-                stale = at_startup or time.time() - (session.started or 0) > 60
+                stale = at_startup or now - (session.started or 0) > 60
                 if session.id not in self._launching and session.supervisor_pid is None and stale:
                     self.fail(session, "The session never started: the server stopped while preparing it. Run it again.")
                 continue
-            if not self.executor.alive(session):
-                time.sleep(0.5)  # the supervisor may be posting its exit right now
-                try:
-                    fresh = self.store.session_by_id(session.id)
-                except NotFound:  # removed meanwhile
-                    continue
-                if fresh.status == Status.RUNNING:
-                    self.executor.kill(fresh)  # its user process must not run on unsupervised
-                    self.fail(fresh, "The session's supervisor process disappeared (killed?); the session was ended and the logs it had shipped are kept.")
+            if session.time_limit and session.started and now - session.started > session.time_limit:
+                self._stop_for_time_limit(session)
+            last = max(session.heartbeat or session.started or 0, self.started_at)
+            if now - last > self.heartbeat_timeout:
+                self._lose(session)
+
+    def _stop_for_time_limit(self, session: Session) -> None:
+        if session.id in self._time_limited:
+            return
+        self._time_limited.add(session.id)
+        from nsml.core.resources import format_duration
+
+        self.executor.note(session, TIME_LIMIT.format(limit=format_duration(session.time_limit)))
+        self.executor.stop(session)
+
+    def _lose(self, session: Session) -> None:
+        try:
+            fresh = self.store.session_by_id(session.id)
+        except NotFound:  # removed meanwhile
+            return
+        if fresh.status != Status.RUNNING or (fresh.heartbeat or 0) > (session.heartbeat or 0):
+            return  # it reported in meanwhile
+        self.executor.kill(fresh)  # whatever is left of it must not run on unsupervised
+        message = LOST.format(timeout=self.heartbeat_timeout, name=fresh.name)
+        self.store.move_session(fresh.id, Status.LOST, ended=time.time(), error=message)
+        self.wake()

@@ -353,6 +353,29 @@ class Shipper:
         if self.stop_requested["at"] is None:
             self.stop_requested["at"] = time.monotonic()
 
+    def start_heartbeat(self) -> threading.Thread:
+        """Report in every `heartbeat_every` seconds (the scheduler's liveness: a session whose
+        supervisor stops reporting is lost). One try per beat on a client of its own, so a slow
+        upload never delays it; the next beat is the retry."""
+        import httpx
+
+        every = float(self.spec.get("heartbeat_every") or 5.0)
+        client = httpx.Client(timeout=max(1.0, every), headers=self.client.headers)
+
+        def beat() -> None:
+            while not self.gone:
+                try:
+                    resp = client.post(self.url + self.base + "/heartbeat")
+                    if resp.status_code == 404:
+                        self.gone = True
+                except httpx.HTTPError:
+                    self.refresh_url()
+                time.sleep(every)
+
+        thread = threading.Thread(target=beat, name="nsml-heartbeat", daemon=True)
+        thread.start()
+        return thread
+
     def guard(self, proc, grace: float = GRACE_SECONDS) -> threading.Thread:
         """A thread that ends the user process once a stop is asked for, whatever the shipping
         is doing (a post can wait up to its timeout): SIGTERM at once, SIGKILL after `grace`.

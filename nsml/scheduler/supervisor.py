@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from nsml.scheduler.session_files import read_stage, written_files  # noqa: F401 (written_files: live downloads)
+from nsml.core.states import SUBMIT_KINDS
+from nsml.scheduler.session_files import read_stage
 from nsml.scheduler.shipper import GRACE_SECONDS, Shipper, _note
 
 POLL_SECONDS = 0.2
@@ -64,6 +65,7 @@ def main(spec_path: str) -> int:
     Path(spec.get("user_pid") or Path(spec["spool"], "user.pid")).write_text(str(proc.pid))
     shipper = Shipper(spec, stop_requested)
     shipper.guard(proc)  # a stop ends the user process in time, whatever the shipping is doing
+    shipper.start_heartbeat()
     if gateway is not None:
         gateway.shipper = shipper
         gateway.start()
@@ -113,7 +115,7 @@ def main(spec_path: str) -> int:
     if spec.get("kind", "normal") != "normal":
         relaunch = read_stage(spec) or {"stage": "", "error": ""}
         relaunch["timed_out"] = timed_out
-        if spec["kind"] in ("submit", "submit_test"):
+        if spec["kind"] in SUBMIT_KINDS:
             shipper.ship_prediction()
     shipper.ship_log()
     if reason:

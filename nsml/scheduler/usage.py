@@ -108,7 +108,7 @@ class NvmlReader:
         self._nvml = None
         self._tried = False
 
-    def read(self, indices: list[int]) -> list[dict]:
+    def read(self, indices: list[int], node: str = "") -> list[dict]:
         if not indices:
             return []
         if not self._tried:
@@ -194,7 +194,7 @@ class UsageSampler:
             memory = sum(s.rss for s in stats) * _PAGE
             indices = [int(i) for i in session.gpu_ids.split(",") if i.strip().isdigit()]
             try:
-                self.store.add_usage(session.id, at, round(cpu, 1), memory, self.gpus.read(indices))
+                self.store.add_usage(session.id, at, round(cpu, 1), memory, self.gpus.read(indices, session.node))
                 written += 1
             except Exception:  # removed meanwhile, database busy: the next sample will do
                 log.debug("could not store usage of %s", session.name, exc_info=True)
@@ -204,19 +204,21 @@ class UsageSampler:
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def is_zombie(samples: list[UsageSample], gpu_count: int, now: float, window: float = 3600.0) -> bool:
-    """The spec's zombie flag: a session holding a GPU that showed 0 % utilisation in every
-    sample of the last `window` seconds. The samples must reach back over the whole window (a
-    session an hour old can be a zombie, a minute-old one cannot), and a GPU missing from a
-    sample counts as not idle."""
-    if gpu_count <= 0:
-        return False
-    recent = [s for s in samples if now - window <= s.at <= now]
-    if not recent or not any(s.at <= now - window + SAMPLE_EVERY * 2 for s in samples if s.at <= now):
-        return False
-    indices = {g.get("index") for s in recent for g in s.gpus}
+def zombie_gpus(samples: list[UsageSample], after: float, now: float | None = None) -> list[int]:
+    """The spec's zombie flag: the GPUs of a session that showed 0 % utilisation in every sample
+    of the last `after` seconds (an hour by default, NSML_ZOMBIE_AFTER). The samples must reach
+    back over the whole window (a session an hour old can be a zombie, a minute-old one cannot),
+    and a GPU missing from a sample counts as not idle. `now`: the latest sample's time unless given."""
+    if not samples:
+        return []
+    now = samples[-1].at if now is None else now
+    if not any(s.at <= now - after + SAMPLE_EVERY * 2 for s in samples if s.at <= now):
+        return []
+    recent = [s for s in samples if now - after <= s.at <= now]
+    indices = {g.get("index") for s in recent for g in s.gpus} - {None}
+    idle = []
     for index in indices:
         readings = [next((g for g in s.gpus if g.get("index") == index), None) for s in recent]
         if all(g is not None and not g.get("util") for g in readings):
-            return True
-    return False
+            idle.append(index)
+    return sorted(idle)

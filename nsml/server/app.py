@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from nsml import __version__
 from nsml.core import credentials
 from nsml.scheduler.local import LocalExecutor
-from nsml.scheduler.machine import capacity as machine_capacity
+from nsml.scheduler import inventory
 from nsml.scheduler.service import Scheduler
 from nsml.store.blobs import BlobStore
 from nsml.store.sql import open_store
@@ -71,7 +71,12 @@ def build_state(settings: Settings) -> ServerState:
     blobs = BlobStore(home / "blobs")
     blobs.in_use = store.shas_in_use  # a blob is deleted only once no file row refers to it
     blobs.clean_tmp()
-    cap, gpus = machine_capacity(settings.cpus, settings.memory, settings.gpus)
+    feed = None
+    if settings.inventory:
+        nodes, feed_path = inventory.load_declared(settings.inventory)
+        feed = inventory.UtilisationFeed(feed_path) if feed_path else None
+    else:
+        nodes = inventory.this_machine(settings.cpus, settings.memory, settings.gpus)
     secret = read_or_create_token(home, "session.key").encode()
     isolation = settings.isolation
     if isolation is None:  # an app built directly (tests, embedding): the embedded default
@@ -80,9 +85,11 @@ def build_state(settings: Settings) -> ServerState:
         isolation = choose(settings.sandbox, team=False)[0]
     executor = LocalExecutor(home, blobs, settings.url, lambda s: credentials.session_token(secret, s.id, s.attempt),
                              server_file=home / "server.json", paused_timeout=settings.paused_timeout,
-                             isolation=isolation, network=settings.session_network)
-    scheduler = Scheduler(store, executor, cap, [g.index for g in gpus][: cap.gpus] or list(range(cap.gpus)), settings.scheduler_interval)
-    return ServerState(settings, store, blobs, executor, scheduler, cap, gpus, home / "logs", threading.Lock(), secret)
+                             isolation=isolation, network=settings.session_network, nodes=nodes,
+                             heartbeat_every=min(5.0, settings.heartbeat_timeout / 4))
+    scheduler = Scheduler(store, executor, executor.inventory(), settings.scheduler_interval, heartbeat_timeout=settings.heartbeat_timeout,
+                          feed=feed)
+    return ServerState(settings, store, blobs, executor, scheduler, nodes, home / "logs", threading.Lock(), secret)
 
 
 def create_app(settings: Settings) -> FastAPI:

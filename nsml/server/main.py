@@ -44,6 +44,10 @@ def serve(settings: Settings, server_file: Path | None = None, announce: Callabl
 
     from .isolation import choose
 
+    if settings.inventory:  # a malformed nodes.yaml: one line naming the problem, before anything starts
+        from nsml.scheduler.inventory import load_declared
+
+        load_declared(settings.inventory)
     sock = bind_socket(settings.host, settings.port)  # a busy port first: one line, nothing else
     try:
         mode, line = choose(settings.sandbox, team=server_file is None or announce is not None)
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cpus", type=float, default=None)
     p.add_argument("--memory", default=None)
     p.add_argument("--gpus", type=int, default=None)
+    p.add_argument("--inventory", type=Path, default=None, help="a declared inventory (nodes.yaml)")
     p.add_argument("--embedded", action="store_true", help="write HOME/server.json for the CLI to find")
     p.add_argument("--sandbox", default="auto", help="auto, bwrap or none (docs/security.md)")
     p.add_argument("--no-session-network", action="store_true", help="training sessions get no network either")
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     from nsml.core.resources import parse_size
 
     settings = Settings(home=a.home, db_url=a.db, host=a.host, port=a.port, cpus=a.cpus,
-                        memory=parse_size(a.memory) if a.memory else None, gpus=a.gpus, sandbox=a.sandbox,
+                        memory=parse_size(a.memory) if a.memory else None, gpus=a.gpus, sandbox=a.sandbox, inventory=a.inventory,
                         session_network=not a.no_session_network)
     try:
         serve(settings, server_file=a.home / "server.json" if a.embedded else None)

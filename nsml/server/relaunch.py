@@ -7,21 +7,17 @@ nsml.scheduler.local.reserved_args), and ``nsml.paused()`` does the rest inside 
 process has written its predictions: the evaluator scores them outside the user's process.
 """
 
-import json
 import logging
 import os
-import socket
 import threading
 import time
 from pathlib import Path
 
 from nsml.core.entities import Checkpoint, Session, Submission
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from nsml.core.resources import Resources, check_request
-from nsml.core.states import ACTIVE, FINAL, RESUMABLE
-from nsml.core.wire import read_line
-from nsml.scheduler import evaluator
-from nsml.scheduler.local import SUBMIT_KINDS
+from nsml.core.resources import Resources
+from nsml.core.states import ACTIVE, FINAL, RESUMABLE, SUBMIT_KINDS, SessionKind, SubmissionStatus
+from nsml.scheduler import admission, evaluator
 
 from . import rescoring
 from .api.sessions import tail_lines
@@ -48,11 +44,8 @@ def relaunch(
 ) -> Session:
     if source.code_fileset_id is None:
         raise Conflict(f"Session {source.name}'s code is still uploading; try again in a moment.")
-    resources = resources or Resources(
-        min(source.resources.cpus, st.capacity.cpus), min(source.resources.memory, st.capacity.memory),
-        min(source.resources.gpus, st.capacity.gpus),
-    )
-    check_request(resources, st.capacity, idle_ok=kind == "infer")
+    resources = resources or admission.like(source.resources, st.nodes)
+    admission.admit(resources, st.nodes, source.gpu_model if resources.gpus else "", idle_ok=kind == SessionKind.INFER)
     memo = f"{kind} of {source.name} at checkpoint {checkpoint}"
     session = st.store.create_session(
         user, dataset or source.dataset, source.entry, source.args if args is None else args, resources, memo,
@@ -60,13 +53,15 @@ def relaunch(
         shm_size=source.shm_size, batch_size=batch_size,
         # A fork, submit or infer session is read by those who read its source.
         team=source.team, visibility=source.visibility,
+        # On the GPU model its source asked for, and at its priority (which its owner was allowed).
+        gpu_model=source.gpu_model if resources.gpus else "", priority=source.priority,
     )
     st.scheduler.wake()
     return session
 
 
 # -- resume ---------------------------------------------------------------------------------------
-RESUMABLE_KINDS = ("normal", "fork")  # training sessions; a submit or infer is started afresh
+RESUMABLE_KINDS = (SessionKind.NORMAL, SessionKind.FORK)  # training sessions; a submit or infer is started afresh
 
 
 def resume_session(st: ServerState, session: Session) -> Session:
@@ -93,7 +88,7 @@ def resume_session(st: ServerState, session: Session) -> Session:
                        f"Start it afresh with nsml run.")
     if session.code_fileset_id is None:
         raise Conflict(f"Session {session.name}'s code was never stored; start it afresh with nsml run.")
-    check_request(session.resources, st.capacity)
+    admission.admit(session.resources, st.nodes, session.gpu_model)
     latest = max(checkpoints, key=lambda c: c.created).name
     note = f"resumed from checkpoint {latest} (attempt {session.attempt + 1})"
     path = st.logs_dir / f"{session.id}.log"
@@ -142,7 +137,7 @@ def start_submit(st: ServerState, source: Session, checkpoint: str, test: bool, 
     ckpt = pick_checkpoint(st, source, checkpoint)
     with _submit_guard:  # checked and recorded together: parallel requests cannot slip past a limit
         _check_rate(st, dataset, user, test)
-        runner = relaunch(st, source, "submit_test" if test else "submit", ckpt.name, user, batch_size=batch_size or 0)
+        runner = relaunch(st, source, SessionKind.SUBMIT_TEST if test else SessionKind.SUBMIT, ckpt.name, user, batch_size=batch_size or 0)
         return st.store.create_submission(dataset.name, user, source.name, ckpt.name, test, runner.id)
 
 
@@ -194,26 +189,26 @@ def on_exit(st: ServerState, session: Session, exit_code: int, stopped: bool, re
         return  # a resumed fork is trained on its own checkpoint; its exit is an ordinary one
     stage = relaunch_state or {}
     problem = _failure(st, session, exit_code, stopped, stage)
-    if problem and session.kind in ("fork", "infer"):
+    if problem and session.kind in (SessionKind.FORK, SessionKind.INFER):
         st.store.update_session(session.id, error=f"{problem[0]} failed: {_last_line(problem[1])}" if problem[0] else problem[1])
     if session.kind not in SUBMIT_KINDS:
         return
     submission = st.store.submission_of_runner(session.id)
-    if submission is None or submission.status != "running":
+    if submission is None or submission.status != SubmissionStatus.RUNNING:
         return  # a retried exit report: handled the first time
     if problem:
         step, error = problem
-        st.store.finish_submission(submission.id, "failed", step=step, error=error)
+        st.store.finish_submission(submission.id, SubmissionStatus.FAILED, step=step, error=error)
         return
     written = str(stage.get("predictions", ""))[:8]  # the format nsml.client.predict wrote
-    if st.store.finish_submission(submission.id, "evaluating", prediction_format=written) is not None:
+    if st.store.finish_submission(submission.id, SubmissionStatus.EVALUATING, prediction_format=written) is not None:
         threading.Thread(target=_evaluate, args=(st, submission, session), name=f"nsml-eval-{submission.id}", daemon=True).start()
 
 
 def _failure(st: ServerState, session: Session, exit_code: int, stopped: bool, stage: dict) -> tuple[str, str] | None:
     """(step, message) when a relaunch did not do its job, else None."""
     reached, error = stage.get("stage", ""), stage.get("error", "")
-    if session.kind == "fork" and reached == "loaded":
+    if session.kind == SessionKind.FORK and reached == "loaded":
         return None  # training after the load is the script's own business
     if session.kind in SUBMIT_KINDS and reached == "done" and exit_code == 0:
         return None
@@ -227,11 +222,11 @@ def _failure(st: ServerState, session: Session, exit_code: int, stopped: bool, s
         return (reached, "The session was stopped.") if session.kind in SUBMIT_KINDS else None
     tail = _log_tail(st, session)
     if not reached:
-        if session.kind == "fork" and exit_code == 0:
+        if session.kind == SessionKind.FORK and exit_code == 0:
             return None  # a fork that never asked for its checkpoint: it trained from scratch
         return "load", (f"{session.entry} exited ({_code(exit_code)}) without calling nsml.paused(). NSML relaunches it with "
                         f"--pause 1; it must call nsml.paused(scope=locals()) after nsml.bind(...) when --pause is 1.{tail}")
-    if session.kind == "infer" and reached == "serving" and exit_code == 0:
+    if session.kind == SessionKind.INFER and reached == "serving" and exit_code == 0:
         return None
     return reached, f"The process ended ({_code(exit_code)}) during {reached}.{tail}"
 
@@ -259,15 +254,15 @@ def _evaluate(st: ServerState, submission: Submission, session: Session) -> None
             raise evaluator.EvaluationFailed("The submit session wrote no predictions.")
         key, score = rescoring.score_now(st, dataset, st.store.get_submission(submission.id), prediction)
         if submission.test:  # submit -t says that the evaluator returned a number, never which
-            st.store.finish_submission(submission.id, "scored", score=None, scoring=key)
+            st.store.finish_submission(submission.id, SubmissionStatus.SCORED, score=None, scoring=key)
             return
-        st.store.finish_submission(submission.id, "scored", score=score, scoring=key)
+        st.store.finish_submission(submission.id, SubmissionStatus.SCORED, score=score, scoring=key)
         rescoring.rescore_later(st, dataset.name)  # the board may have changed while it was evaluated
     except evaluator.EvaluationFailed as exc:
-        st.store.finish_submission(submission.id, "failed", step="evaluate", error=str(exc))
+        st.store.finish_submission(submission.id, SubmissionStatus.FAILED, step="evaluate", error=str(exc))
     except Exception as exc:  # an internal error must still end the submission
         log.exception("evaluating submission %s failed", submission.id)
-        st.store.finish_submission(submission.id, "failed", step="evaluate", error=f"{type(exc).__name__}: {exc}")
+        st.store.finish_submission(submission.id, SubmissionStatus.FAILED, step="evaluate", error=f"{type(exc).__name__}: {exc}")
 
 
 def fail_unfinished_submissions(st: ServerState) -> None:
@@ -280,10 +275,10 @@ def fail_unfinished_submissions(st: ServerState) -> None:
             runner = st.store.session_by_id(submission.runner_id) if submission.runner_id else None
         except NotFound:
             pass
-        if submission.status == "evaluating" and runner is not None:
+        if submission.status == SubmissionStatus.EVALUATING and runner is not None:
             threading.Thread(target=_evaluate, args=(st, submission, runner), daemon=True).start()
         elif runner is None or runner.status in FINAL:
-            st.store.finish_submission(submission.id, "failed", step="", error="The submit session ended without reporting back (server restart?).")
+            st.store.finish_submission(submission.id, SubmissionStatus.FAILED, step="", error="The submit session ended without reporting back (server restart?).")
 
 
 # -- infer ----------------------------------------------------------------------------------------
@@ -292,54 +287,28 @@ def find_or_start_infer(st: ServerState, source: Session, checkpoint: str | None
     ckpt = pick_checkpoint(st, source, checkpoint)
     target = dataset or source.dataset
     for s in st.store.list_sessions(set(ACTIVE), owner=user):
-        if s.kind == "infer" and s.source == source.name and s.source_checkpoint == ckpt.name and s.dataset == target:
+        if s.kind == SessionKind.INFER and s.source == source.name and s.source_checkpoint == ckpt.name and s.dataset == target:
             return s
     if resources is None:
         # It waits for requests most of its life: reserving the source's CPUs and memory would
         # keep a small machine's submits and runs queued behind an idle model. GPUs it keeps:
         # the model lives on them.
-        resources = Resources(0.0, 0, min(source.resources.gpus, st.capacity.gpus))
-    return relaunch(st, source, "infer", ckpt.name, user, resources=resources, dataset=target)
+        resources = Resources(0.0, 0, min(source.resources.gpus, admission.largest(st.nodes).gpus))
+    return relaunch(st, source, SessionKind.INFER, ckpt.name, user, resources=resources, dataset=target)
 
 
 def infer_request(st: ServerState, session: Session, data, wait: float) -> object:
     """Send one request to the infer session's loaded model; waits up to `wait` s for it to load."""
-    if session.kind != "infer":
+    if session.kind != SessionKind.INFER:
         raise InvalidInput(f"Session {session.name} is a {session.kind} session, not an infer session; start one with nsml infer.")
     deadline = time.monotonic() + wait
-    sock_path = st.executor.infer_socket(session)
     while True:
         session = st.store.session_by_id(session.id)
         if session.status in FINAL:
             raise Conflict(f"Infer session {session.name} has ended ({session.status.value}): {session.error or 'see nsml logs ' + session.name}")
-        stage = _stage(st, session)
-        if stage.get("stage") == "serving" and sock_path.exists():
+        if st.executor.infer_ready(session):
             break
         if time.monotonic() > deadline:
             raise Conflict(f"Infer session {session.name} is still loading its model; try again, or see nsml logs {session.name}.")
         time.sleep(0.1)
-    return _ask(sock_path, data, st.executor.socket_owner(session))
-
-
-def _stage(st: ServerState, session: Session) -> dict:
-    """How far the infer session got, read the way the supervisor reads it: a small regular
-    file of the session's, never a link or a FIFO (which would hang this thread)."""
-    from nsml.scheduler.session_files import read_stage
-
-    return read_stage({"spool": str(st.executor.spool(session))}) or {}
-
-
-def _ask(sock_path: Path, data, owner: int | None) -> object:
-    from nsml.core.wire import connect
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        connect(conn, sock_path, owner)
-        conn.sendall(json.dumps({"data": data}).encode() + b"\n")
-        reply = read_line(conn)
-    try:
-        answer = json.loads(reply)
-    except ValueError:
-        raise Conflict("The infer session closed the connection without an answer; see its logs.") from None
-    if "error" in answer:
-        raise InvalidInput(f"infer raised an error:\n{answer['error']}")
-    return answer["output"]
+    return st.executor.infer(session, data)

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from nsml.core.entities import Checkpoint, Dataset, Session, Submission
+from nsml.scheduler.placement import PRIORITY_NAMES
 
 from .bounds import MAX_MEMO, MAX_NAME, MAX_SECONDS, MAX_TAGS_GIVEN, MAX_TEXT
 
@@ -81,9 +82,18 @@ class SessionPublic(BaseModel):
     resumed_from: str = ""  # the checkpoint the latest resume restarted from
     team: str = ""  # the team it belongs to ('' for none)
     visibility: str = "team"  # private, team or public: who may read it (nsml.core.policy)
+    priority: str = "normal"  # low, normal or high
+    time_limit: float | None = None  # seconds after its start at which the platform stops it
+    gpu_model: str = ""  # only GPUs whose model contains this
+    node: str = ""  # the node it runs (or ran) on
+    heartbeat: float | None = None  # when its supervisor last reported in
+    # A queued session's place in the queue (1: next) and why it waits (nsml.scheduler.placement)
+    queue_position: int | None = None
+    queue_reason: str = ""
+    zombie: list[int] = []  # allocated GPUs at 0 % utilisation past the server's zombie threshold
 
     @classmethod
-    def of(cls, s: Session) -> "SessionPublic":
+    def of(cls, s: Session, waiting=None, zombie: list[int] | None = None) -> "SessionPublic":
         return cls(
             name=s.name, owner=s.owner, dataset=s.dataset, number=s.number, entry=s.entry, args=s.args,
             command=s.command, status=s.status.value, exit_code=s.exit_code, created=s.created,
@@ -92,6 +102,9 @@ class SessionPublic(BaseModel):
             summary=finite(s.summary), last_values=finite(s.last_values), kind=s.kind, source=s.source,
             source_checkpoint=s.source_checkpoint, shm_size=s.shm_size, removed=s.removed,
             attempt=s.attempt, resumed_from=s.resumed_from, team=s.team, visibility=s.visibility,
+            priority=PRIORITY_NAMES.get(s.priority, str(s.priority)), time_limit=s.time_limit, gpu_model=s.gpu_model,
+            node=s.node, heartbeat=s.heartbeat, queue_position=waiting.position if waiting else None,
+            queue_reason=waiting.reason if waiting else "", zombie=zombie or [],
         )
 
 

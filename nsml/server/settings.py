@@ -21,6 +21,14 @@ class Settings:
     cpus: float | None = None
     memory: int | None = None
     gpus: int | None = None
+    # A declared inventory (nodes.yaml: nodes, their CPUs, memory and GPUs; nsml.scheduler.inventory)
+    # instead of this machine's: how tests and benchmarks get many GPUs on a machine with none.
+    inventory: Path | None = None
+    # A running session whose supervisor has not reported in this long is lost (its heartbeat
+    # comes every few seconds; a server that was away itself waits this long again after start).
+    heartbeat_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_HEARTBEAT_TIMEOUT", 30)))
+    # A GPU held at 0 % utilisation this long flags its session as a zombie (ps, web).
+    zombie_after: float = field(default_factory=lambda: float(os.environ.get("NSML_ZOMBIE_AFTER", 3600)))
     scheduler_interval: float = 0.2
     # How long a relaunched script (submit, infer) may take to reach nsml.paused(), and how long
     # a dataset's evaluation.py may run. Environment overrides, for tests and slow models.

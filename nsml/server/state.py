@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import Request
 
-from nsml.core.resources import Resources
+from nsml.core.inventory import Node
 from nsml.core.states import ACTIVE
 from nsml.scheduler.local import LocalExecutor
 from nsml.scheduler.service import Scheduler
@@ -25,8 +25,7 @@ class ServerState:
     blobs: BlobStore
     executor: LocalExecutor
     scheduler: Scheduler
-    capacity: Resources
-    gpus: list
+    nodes: list[Node]  # what the executor's inventory has (nsml.scheduler.inventory)
     logs_dir: Path
     log_lock: threading.Lock
     session_secret: bytes = b""  # signs session-scoped credentials (nsml.core.credentials)

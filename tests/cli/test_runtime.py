@@ -20,7 +20,7 @@ WAIT_S = 60
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    yield from serve_for_module(tmp_path_factory, "runtime")
+    yield from serve_for_module(tmp_path_factory, "runtime", env={"NSML_HEARTBEAT_TIMEOUT": "6"})
 
 
 @pytest.fixture
@@ -238,7 +238,7 @@ def test_a_full_machine_queues_sessions_until_resources_free(server, cli):
 
     too_big = cli("run", "-d", "queue", "-c", "2", cwd=code, check=False)
     assert too_big.returncode == 1
-    assert "but the largest machine has" in too_big.stderr and " 1 CPU" in " ".join(too_big.stderr.split())
+    assert "but the largest node has" in too_big.stderr and " 1 CPU" in " ".join(too_big.stderr.split())
 
     time.sleep(1)  # several scheduler rounds: the queued ones must still be waiting
     rows = {r.split()[0]: r for r in cli("ps", "-d", "queue").stdout.splitlines()[2:]}
@@ -330,7 +330,9 @@ while True:
 """
 
 
-def test_a_killed_supervisor_fails_the_session_and_ends_its_process(srv, mcli):
+def test_a_killed_supervisor_loses_the_session_and_ends_its_process(srv, mcli):
+    """Liveness is the supervisor's heartbeat (nsml.scheduler.service): this module's server
+    takes a session as lost after NSML_HEARTBEAT_TIMEOUT seconds of silence."""
     push(mcli, "orphan")
     write_project(mcli.cwd / "code", FOREVER)
     name = run(mcli, "-d", "orphan", cwd=mcli.cwd / "code")
@@ -344,12 +346,13 @@ def test_a_killed_supervisor_fails_the_session_and_ends_its_process(srv, mcli):
 
     os.kill(supervisor, signal.SIGKILL)
     s = srv.wait(name)
-    assert s["status"] == "failed"
-    assert s["error"].startswith("The session's supervisor process disappeared")
+    assert s["status"] == "lost", s
+    assert s["error"].startswith("The session's supervisor stopped reporting (no heartbeat for"), s
+    assert f"nsml resume {name}" in s["error"]
     wait_for(lambda: process_gone(user), "the unsupervised user process to be ended")
     assert "ready" in mcli("logs", name).stdout
     row = [r for r in mcli("ps", "-a", "-d", "orphan").stdout.splitlines() if name in r][0]
-    assert "Failed" in row and "supervisor process disappeared" in row
+    assert "Lost" in row and "supervisor stopped reporting" in row
 
 
 GPU_MAIN = """\

@@ -325,8 +325,8 @@ def test_bad_run_requests_leave_nothing_behind(srv, cli):
     add_files(cli.cwd, **{"helper.py": ""})
     cases = [
         (["-e", "nope.py"], "Entry file 'nope.py' does not exist in"),
-        (["-g", "64"], "The session asks for 64 GPU(s) but this cluster has"),
-        (["-c", "1000"], "but the largest machine has"),
+        (["-g", "64"], "The session asks for 64 GPU(s) but the largest node has"),
+        (["-c", "1000"], "but the largest node has"),
         (["--memory", "lots"], "'lots' is not a size"),
         (["-a", "--name 'unclosed"], "cannot be split like a shell would"),
     ]

@@ -12,7 +12,7 @@ import pytest
 from nsml.core.entities import FileEntry, UsageSample
 from nsml.core.resources import Resources
 from nsml.core.states import Status
-from nsml.scheduler.usage import GroupCpu, NvmlReader, UsageSampler, is_zombie, processes_by_group, read_stat
+from nsml.scheduler.usage import GroupCpu, NvmlReader, UsageSampler, processes_by_group, zombie_gpus, read_stat
 from nsml.store.sql import open_store
 
 BUSY = """
@@ -58,7 +58,7 @@ class GroupOf:
 
 
 class NoGpus(NvmlReader):
-    def read(self, indices):
+    def read(self, indices, node=""):
         return []
 
 
@@ -132,15 +132,16 @@ def gpu(index, util):
 def test_zombie_means_an_allocated_gpu_idle_for_the_whole_last_hour():
     now = 100_000.0
     idle = [UsageSample(now - t, 5.0, 1, [gpu(0, 0.0), gpu(1, 35.0)]) for t in range(3700, -1, -60)]
-    assert is_zombie(idle, gpu_count=2, now=now)  # GPU 0 idle all along
-    assert not is_zombie(idle, gpu_count=0, now=now)
+    assert zombie_gpus(idle, 3600, now=now) == [0]  # GPU 0 idle all along
+    assert zombie_gpus(idle, 3600) == [0]
+    assert zombie_gpus(idle, 7200, now=now) == []  # not idle that long (a shorter threshold flags sooner)
     busy_once = idle[:-10] + [UsageSample(now - 500, 5.0, 1, [gpu(0, 3.0), gpu(1, 35.0)])] + idle[-9:]
-    assert not is_zombie(busy_once, gpu_count=2, now=now)
+    assert zombie_gpus(busy_once, 3600, now=now) == []
     young = [s for s in idle if s.at > now - 1800]  # idle, but only for half an hour
-    assert not is_zombie(young, gpu_count=2, now=now)
+    assert zombie_gpus(young, 3600, now=now) == []
     missing = [UsageSample(s.at, s.cpu, s.memory, [gpu(1, 35.0)]) if i == 30 else s for i, s in enumerate(idle)]
-    assert not is_zombie(missing, gpu_count=2, now=now)  # a GPU not reported is not known idle
-    assert not is_zombie([], gpu_count=1, now=now)
+    assert zombie_gpus(missing, 3600, now=now) == []  # a GPU not reported is not known idle
+    assert zombie_gpus([], 3600, now=now) == []
 
 
 def test_old_samples_are_thinned_to_one_a_minute(store):

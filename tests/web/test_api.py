@@ -6,7 +6,7 @@ import pytest
 from nsml.core.entities import Session, UsageSample
 from nsml.core.resources import Resources
 from nsml.core.states import Status
-from nsml.server.api.web import ZOMBIE_SECONDS, zombie_gpus
+from nsml.scheduler.usage import zombie_gpus
 from nsml.server.web.compare import parse_args, side_by_side, split_args
 from tests.conftest import push_dataset, start_session, write_project
 
@@ -116,11 +116,11 @@ def test_side_by_side_folds_long_unchanged_stretches():
 
 
 def test_a_gpu_idle_for_an_hour_is_a_zombie():
-    s = Session(1, "alice", "d", 1, "main.py", "", Status.RUNNING, Resources(1, 1, 2), 0.0)
     samples = [UsageSample(t, 10.0, 1, [{"index": 0, "util": 0}, {"index": 1, "util": 50 if t < 600 else 0}])
-               for t in range(0, int(ZOMBIE_SECONDS) + 61, 60)]
-    assert zombie_gpus(s, samples) == [0]
-    assert zombie_gpus(s, samples[:10]) == []
+               for t in range(0, 3600 + 61, 60)]
+    assert zombie_gpus(samples, 3600) == [0]
+    assert zombie_gpus(samples[:10], 3600) == []
+    assert zombie_gpus(samples, 1800) == [0, 1]  # a shorter threshold: the second went idle at 600 s
 
 
 def test_nsml_web_prints_a_login_link_that_opens_the_dashboard(srv, wcli, two):

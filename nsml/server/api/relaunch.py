@@ -7,7 +7,8 @@ from nsml.core.entities import Session
 from nsml.core.errors import NotFound
 from nsml.core.policy import Actor
 from nsml.core.resources import Resources, parse_size
-from nsml.scheduler import evaluator
+from nsml.core.states import SessionKind
+from nsml.scheduler import admission, evaluator
 
 from .. import relaunch
 from ..access import controlled_session, dataset_for
@@ -24,11 +25,7 @@ INFER_WAIT = 30.0  # seconds one request waits for a model that is still loading
 def _resources(st, source, gpus: int | None, cpus: float | None, memory: str | None) -> Resources | None:
     if gpus is None and cpus is None and memory is None:
         return None  # the source session's
-    return Resources(
-        cpus=cpus if cpus is not None else min(source.resources.cpus, st.capacity.cpus),
-        memory=parse_size(memory) if memory else min(source.resources.memory, st.capacity.memory),
-        gpus=gpus if gpus is not None else min(source.resources.gpus, st.capacity.gpus),
-    )
+    return admission.like(source.resources, st.nodes, cpus, parse_size(memory) if memory else None, gpus)
 
 
 @router.post("/sessions" + SESSION + "/fork", response_model=SessionPublic, status_code=201)
@@ -43,7 +40,7 @@ def fork(
     ckpt = relaunch.pick_checkpoint(st, source, checkpoint)
     if args is not None:
         check_args(args)
-    session = relaunch.relaunch(st, source, "fork", ckpt.name, user, args=args, resources=_resources(st, source, gpus, cpus, memory))
+    session = relaunch.relaunch(st, source, SessionKind.FORK, ckpt.name, user, args=args, resources=_resources(st, source, gpus, cpus, memory))
     st.audit(user, "fork", source.name, f"checkpoint {ckpt.name} → {session.name}")
     return SessionPublic.of(session)
 

@@ -14,14 +14,13 @@ import shutil
 import signal
 import time
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from nsml.core.entities import Session
 from nsml.core.errors import Conflict, InvalidInput, StorageFull
-from nsml.scheduler.local import SUBMIT_KINDS
-from nsml.core.states import Status, final_status
+from nsml.core.states import SUBMIT_KINDS, SessionKind, Status, final_status
 
 from .. import relaunch
 from ..auth import supervisor_of
@@ -49,6 +48,17 @@ async def bounded_body(request: Request, limit: int = MAX_BODY) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+@router.post(SESSION + "/heartbeat", status_code=204)
+def heartbeat(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(supervisor_of)) -> Response:
+    """The supervisor reports in (every few seconds): the scheduler's liveness. A running
+    session silent past the server's heartbeat timeout is marked lost."""
+    try:
+        state(request).store.update_session(session.id, heartbeat=time.time())
+    except StorageFull:
+        pass  # a full disk must not make live sessions look lost; the next beat tries again
+    return Response(status_code=204)
 
 
 @router.post(SESSION + "/journal", response_model=JournalOffset)
@@ -189,7 +199,7 @@ def _record_exit(st, owner: str, dataset: str, number: SessionNumber, body: Exit
         moved = st.store.update_session(session.id, exit_code=body.exit_code, ended=session.ended or time.time())
     st.scheduler.wake()
     final = moved or st.store.session_by_id(session.id)
-    if session.kind != "normal" and moved is not None:
+    if session.kind != SessionKind.NORMAL and moved is not None:
         relaunch.on_exit(st, final, body.exit_code, body.stopped, body.relaunch)
         final = st.store.session_by_id(session.id)
     if final.outputs_fileset_id is not None:

@@ -3,6 +3,7 @@
 import shlex
 import time
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -11,14 +12,16 @@ from nsml.core import naming
 from nsml.core.entities import Session
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.policy import DEFAULT_VISIBILITY, Action, Actor, can, check_visibility, session_scope
-from nsml.core.resources import Resources, check_request, format_size, parse_size
+from nsml.core.resources import format_size, parse_size
 from nsml.core.states import ACTIVE, FINAL, Status
+from nsml.scheduler import admission
 from nsml.scheduler.environments import read_first_line_image
 
+from .. import scheduling
 from ..access import controlled_session, dataset_for, readable_session, session_for, session_read_by_caller
 from ..auth import current_actor
 from ..bounds import (MAX_ITEMS, MAX_LOG_CHUNK, MAX_OFFSET, MAX_TAIL, Args, Count, Cpus, Gpus, Memo, Name, OptName,
-                      OptText, SessionNumber, Size)
+                      OptText, Seconds, SessionNumber, Size)
 from ..schemas import TAR_BODY, CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic, finite
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
@@ -26,8 +29,6 @@ from .datasets import tar_response
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 SESSION = "/{owner}/{dataset}/{number}"
-DEFAULT_CPUS = 2.0
-DEFAULT_MEMORY = 24 << 30
 DEFAULT_SHM = 1 << 30  # NSML's --shm-size default, 1G
 
 
@@ -39,7 +40,8 @@ def session_of(st: ServerState, owner: str, dataset: str, number: SessionNumber)
 async def run_session(
     request: Request, dataset: Name = "", entry: Name = "main.py", args: Args = "", gpus: Gpus = None,
     cpus: Cpus = None, memory: Size = None, memo: Memo = "", shm_size: Size = None,
-    team: Name = "", visibility: Name = DEFAULT_VISIBILITY, actor: Actor = Depends(current_actor),
+    team: Name = "", visibility: Name = DEFAULT_VISIBILITY, priority: Name = "normal", time_limit: Seconds = None,
+    gpu_model: Annotated[str, Query(max_length=64)] = "", actor: Actor = Depends(current_actor),
 ) -> SessionPublic:
     """Body: an uncompressed tar of the code folder. Starts when resources allow (status queued first).
 
@@ -47,7 +49,9 @@ async def run_session(
     OWNER/.nodata/N (naming.NO_DATASET). `shm_size`: shared memory for /dev/shm (default 1G,
     at most the session's memory). `team`: the team it belongs to (default: the caller's default
     team), whose members may read it while `visibility` is team; private: its owner (and admins)
-    only; public: every user."""
+    only; public: every user. `priority`: low, normal or high (admins); `time_limit`: seconds
+    after which the platform stops it; `gpu_model`: only GPUs whose model contains this
+    (docs/scheduler.md)."""
     st = state(request)
     user = actor.name
     dataset = dataset.strip() or naming.NO_DATASET
@@ -55,12 +59,11 @@ async def run_session(
         dataset_for(st, actor, dataset)  # a clear "did you mean" before any byte is uploaded
     check_visibility(visibility)
     team = session_team(st, actor, team.strip())
-    request_res = Resources(
-        cpus=cpus if cpus is not None else min(DEFAULT_CPUS, st.capacity.cpus),
-        memory=parse_size(memory) if memory else min(DEFAULT_MEMORY, st.capacity.memory),
-        gpus=gpus if gpus is not None else min(1, st.capacity.gpus),
-    )
-    check_request(request_res, st.capacity)
+    request_res = admission.run_defaults(st.nodes, cpus, parse_size(memory) if memory else None, gpus)
+    gpu_model = gpu_model.strip()
+    admission.admit(request_res, st.nodes, gpu_model)
+    rank = admission.priority_of(priority, actor.admin)
+    limit = admission.time_limit_of(time_limit)
     shm = shm_bytes(shm_size, request_res.memory)
     entry = entry.strip()
     check_args(args)
@@ -75,7 +78,8 @@ async def run_session(
             raise InvalidInput(f"Entry file '{entry}' is not a Python file; NSML runs Python entry files only.")
         image = read_first_line_image({f.path: st.blobs.path(f.sha256) for f in files})
         session = st.store.create_session(user, dataset, entry, args, request_res, memo, image, files, shm_size=shm,
-                                          team=team, visibility=visibility)
+                                          team=team, visibility=visibility, priority=rank, time_limit=limit,
+                                          gpu_model=gpu_model)
     except BaseException:
         forget(st.blobs, created)
         raise
@@ -125,7 +129,7 @@ def list_sessions(
     sessions = st.store.list_sessions(statuses, dataset=dataset, limit=None if pattern else last, scope=session_scope(actor))
     if pattern:
         sessions = [s for s in sessions if naming.matches(pattern, s.name)][:last]
-    return [SessionPublic.of(s) for s in sessions]
+    return scheduling.public(st, sessions)
 
 
 @router.delete("", response_model=Removed)
@@ -184,8 +188,9 @@ def _remove(st: ServerState, session) -> None:
 
 
 @router.get(SESSION, response_model=SessionPublic)
-def get_session(owner: str, dataset: str, number: SessionNumber, session: Session = Depends(readable_session)) -> SessionPublic:
-    return SessionPublic.of(session)
+def get_session(owner: str, dataset: str, number: SessionNumber, request: Request,
+                session: Session = Depends(readable_session)) -> SessionPublic:
+    return scheduling.public(state(request), [session])[0]
 
 
 @router.post(SESSION + "/stop", response_model=SessionPublic)
@@ -254,16 +259,14 @@ def download_outputs(
 ) -> StreamingResponse:
     """Files the session wrote in its working directory (collected when it ends; live while it
     runs). `only`: one file or folder, relative or as the absolute path /app/... NSML used."""
-    from nsml.scheduler.supervisor import written_files
     from nsml.store.archive import Member, safe_relpath, stream_tar
 
     st = state(request)
     if session.outputs_fileset_id is not None:
         members = [Member(f.path, st.blobs.path(f.sha256), f.size) for f in st.store.files(session.outputs_fileset_id)]
-    else:
-        workdir = st.executor.run_dir(session) / "app"
+    else:  # still running: what it wrote so far, as its executor sees it
         code = {f.path: f.sha256 for f in st.store.files(session.code_fileset_id)} if session.code_fileset_id else {}
-        members = [Member(rel, p, p.stat().st_size) for rel, p in written_files(workdir, code)] if workdir.is_dir() else []
+        members = [Member(rel, path, size) for rel, path, size in st.executor.live_outputs(session, code)]
     if only:
         wanted = safe_relpath(only.removeprefix("/app/") if only.startswith("/app/") else only.lstrip("/"))
         chosen = [m for m in members if m.arcname == wanted or m.arcname.startswith(wanted + "/")]

@@ -9,6 +9,10 @@ from nsml import __version__
 from nsml.core.entities import Session
 from nsml.core.states import Status
 
+from nsml.scheduler import admission
+from nsml.scheduler.placement import PRIORITY_NAMES, gpu_ids_of
+
+from .. import scheduling
 from ..auth import current_user
 from ..schemas import Whoami
 from ..state import state
@@ -28,28 +32,34 @@ def whoami(request: Request, user: str = Depends(current_user)) -> Whoami:
 
 def _holding(s: Session) -> dict[str, Any]:
     return {
-        "session": s.name, "owner": s.owner, "dataset": s.dataset, "status": s.status.value,
+        "session": s.name, "owner": s.owner, "team": s.team, "dataset": s.dataset, "status": s.status.value,
         "cpus": s.resources.cpus, "memory": s.resources.memory, "gpus": s.resources.gpus,
-        "gpu_ids": [int(g) for g in s.gpu_ids.split(",") if g.strip().isdigit()],
+        "gpu_ids": list(gpu_ids_of(s)), "node": s.node, "priority": PRIORITY_NAMES.get(s.priority, str(s.priority)),
         "created": s.created, "started": s.started,
     }
 
 
-def _gpus(st) -> list[tuple[int, str, int]]:
-    """The GPUs the scheduler hands out: discovered ones, or bare indices when the server was
-    told a GPU count it could not see (--gpus N on a machine without NVML)."""
-    found = [(g.index, g.name, g.memory) for g in st.gpus][: st.capacity.gpus]
-    return found or [(i, "", 0) for i in range(st.capacity.gpus)]
-
-
 @router.get("/resources")
 def resources(request: Request, _user: str = Depends(current_user)) -> dict[str, Any]:
-    """What the machine has, who holds what now (per session, per owner, per GPU) and the queue
-    in the order the scheduler considers it (oldest first; a smaller request may start earlier)."""
+    """The nodes (CPUs, memory, GPUs with holder, utilisation and memory in use), who holds what
+    now (per session, per owner), and the queue in the order the scheduler considers it, each
+    with its position and the reason it waits."""
     st = state(request)
     running = st.store.list_sessions({Status.RUNNING})
-    queued = sorted(st.store.list_sessions({Status.QUEUED}), key=lambda s: (s.created, s.id))
-    holders = {g: s.name for s in running for g in _holding(s)["gpu_ids"]}
+    first = st.nodes[0].name if st.nodes else ""
+    holder = {((s.node or first), g): s for s in running for g in gpu_ids_of(s)}
+    readings = _latest_gpu_readings(st, running)
+    nodes = []
+    for n in st.nodes:
+        on_node = [s for s in running if (s.node or first) == n.name]
+        nodes.append({
+            "name": n.name, "cpus": n.cpus, "memory": n.memory,
+            "used": {"cpus": sum(s.resources.cpus for s in on_node), "memory": sum(s.resources.memory for s in on_node),
+                     "gpus": sum(s.resources.gpus for s in on_node)},
+            "gpus": [{"index": g.index, "name": g.model, "memory": g.memory,
+                      "holder": holder[(n.name, g.index)].name if (n.name, g.index) in holder else None,
+                      **readings.get((n.name, g.index), {"util": None, "memory_used": None})} for g in n.gpus],
+        })
     owners: dict[str, dict[str, float]] = {}
     for s in running:
         o = owners.setdefault(s.owner, {"sessions": 0, "cpus": 0.0, "memory": 0, "gpus": 0})
@@ -57,19 +67,40 @@ def resources(request: Request, _user: str = Depends(current_user)) -> dict[str,
         o["cpus"] += s.resources.cpus
         o["memory"] += s.resources.memory
         o["gpus"] += s.resources.gpus
+    waiting = scheduling.current_plan(st).waiting
     now = time.time()
+    top = admission.largest(st.nodes)
     return {
         "host": request.url.hostname or "",
-        "capacity": {"cpus": st.capacity.cpus, "memory": st.capacity.memory, "gpus": st.capacity.gpus},
+        "capacity": {"cpus": sum(n.cpus for n in st.nodes), "memory": sum(n.memory for n in st.nodes),
+                     "gpus": sum(len(n.gpus) for n in st.nodes)},
+        "largest": {"cpus": top.cpus, "memory": top.memory, "gpus": top.gpus},
         "used": {
             "cpus": sum(s.resources.cpus for s in running),
             "memory": sum(s.resources.memory for s in running),
             "gpus": sum(s.resources.gpus for s in running),
         },
-        "gpus": [{"index": i, "name": name, "memory": mem, "holder": holders.get(i)} for i, name, mem in _gpus(st)],
+        "nodes": nodes,
+        "gpus": [{**g, "node": n["name"]} for n in nodes for g in n["gpus"]],
         "running": [s.name for s in running],
-        "queued": [s.name for s in queued],
+        "queued": [w.session.name for w in waiting],
         "holders": [_holding(s) for s in running],
         "owners": [{"owner": k, **v} for k, v in sorted(owners.items())],
-        "queue": [{**_holding(s), "position": i + 1, "waiting": now - s.created} for i, s in enumerate(queued)],
+        "queue": [{**_holding(w.session), "position": w.position, "reason": w.reason, "waiting": now - w.session.created}
+                  for w in waiting],
     }
+
+
+def _latest_gpu_readings(st, running: list[Session]) -> dict[tuple[str, int], dict]:
+    """Each held GPU's latest sampled utilisation and memory in use (from the usage samples)."""
+    first = st.nodes[0].name if st.nodes else ""
+    out = {}
+    since = time.time() - 60
+    for s in running:
+        if not s.resources.gpus:
+            continue
+        samples = st.store.usage(s.id, since)
+        if samples:
+            for g in samples[-1].gpus:
+                out[((s.node or first), g.get("index"))] = {"util": g.get("util"), "memory_used": g.get("memory")}
+    return out

@@ -7,6 +7,7 @@ dashboard shows can also be read by a script.
 import gzip
 import json
 import math
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,18 +18,18 @@ from nsml.core.errors import InvalidInput, NotFound
 from nsml.core.policy import Actor, session_scope
 from nsml.core.states import Status
 
+from .. import scheduling
 from ..access import readable_session, session_for
 from ..auth import current_actor
 from ..bounds import MAX_INT, MAX_ITEMS, Finite, Name, OptName, SessionNumber, Text
-from ..schemas import SessionPublic
 from ..state import ServerState, state
+from nsml.scheduler.usage import zombie_gpus
 from ..web.compare import args_rows, parse_args, side_by_side, split_args, text_lines
 
 router = APIRouter(prefix="/api/web", tags=["web"])
 SESSION = "/sessions/{owner}/{dataset}/{number}"
 MAX_GRAPH_SESSIONS = 100
 GZIP_ABOVE = 64 << 10  # bytes; smaller graph answers go as they are
-ZOMBIE_SECONDS = 3600.0  # a GPU held at 0% this long is flagged (NSML's "zombie" session)
 MAX_USAGE_POINTS = 1500
 
 
@@ -43,10 +44,11 @@ def search_sessions(
         statuses = {Status(s) for s in status} or None
     except ValueError as exc:
         raise InvalidInput(f"Unknown status in {status}; use {', '.join(s.value for s in Status)}.") from exc
-    total, page = state(request).store.search_sessions(
+    st = state(request)
+    total, page = st.store.search_sessions(
         q=q, dataset=dataset or None, statuses=statuses, owner=owner or None, offset=offset, limit=limit,
         scope=session_scope(actor))
-    return {"total": total, "offset": offset, "limit": limit, "sessions": [SessionPublic.of(s) for s in page]}
+    return {"total": total, "offset": offset, "limit": limit, "sessions": scheduling.public(st, page)}
 
 
 def _session(st: ServerState, actor: Actor, name: str) -> Session:
@@ -137,31 +139,13 @@ def session_info(owner: str, dataset: str, number: SessionNumber, request: Reque
             entry["util"].append(g.get("util"))
             entry["memory"].append(g.get("memory"))
     return {
-        "session": SessionPublic.of(sess),
+        "session": scheduling.public(st, [sess])[0],
         "params": parse_args(sess.args),
         "events": [{"at": e.at, "status": e.status, "note": e.note} for e in st.store.session_events(sess.id)],
         "usage": {"at": [u.at for u in shown], "cpu": [u.cpu for u in shown], "memory": [u.memory for u in shown], "gpus": gpus},
-        "zombie": zombie_gpus(sess, samples) if sess.status == Status.RUNNING else [],
+        "zombie": zombie_gpus(samples, st.settings.zombie_after, time.time()) if sess.status == Status.RUNNING else [],
         "checkpoints": len(st.store.list_checkpoints(sess.id)),
     }
-
-
-def zombie_gpus(sess: Session, samples: list, now: float | None = None) -> list[int]:
-    """GPUs of a running session whose utilisation has been 0% for the last hour or more."""
-    if not samples:
-        return []
-    now = samples[-1].at if now is None else now
-    idle_since: dict[int, float] = {}
-    for sample in samples:
-        for g in sample.gpus:
-            index = g.get("index")
-            if index is None:
-                continue
-            if (g.get("util") or 0) > 0:
-                idle_since.pop(index, None)
-            elif index not in idle_since:
-                idle_since[index] = sample.at
-    return sorted(i for i, since in idle_since.items() if now - since >= ZOMBIE_SECONDS)
 
 
 @router.get("/diff")

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from nsml.core.entities import BoardRow, Submission
 from nsml.core.errors import NotFound
+from nsml.core.states import SUBMISSION_FINAL, SubmissionStatus, can_move_submission
 
 from .models import SessionRow, SubmissionRow
 
@@ -13,7 +14,7 @@ from .models import SessionRow, SubmissionRow
 def _to_submission(row: SubmissionRow, runner: str) -> Submission:
     return Submission(
         id=row.id, dataset=row.dataset, owner=row.owner, session=row.session, checkpoint=row.checkpoint,
-        test=row.test, runner=runner, runner_id=row.runner_id, status=row.status, step=row.step, error=row.error, score=row.score,
+        test=row.test, runner=runner, runner_id=row.runner_id, status=SubmissionStatus(row.status), step=row.step, error=row.error, score=row.score,
         created=row.created, finished=row.finished, scoring=row.scoring, prediction_format=row.prediction_format,
         rescore_error=row.rescore_error,
     )
@@ -51,10 +52,10 @@ class BoardsMixin:
         (a supervisor that retries its report must not score twice)."""
         with self._write() as orm:
             row = orm.get(SubmissionRow, submission_id)
-            if row is None or row.status in ("scored", "failed"):
+            if row is None or not can_move_submission(row.status, status):
                 return None
             row.status = status
-            if status in ("scored", "failed"):
+            if status in SUBMISSION_FINAL:
                 row.finished = time.time()
             for key, value in fields.items():
                 setattr(row, key, value)
@@ -62,7 +63,7 @@ class BoardsMixin:
 
     def unfinished_submissions(self) -> list[Submission]:
         with self._read() as orm:
-            rows = orm.scalars(select(SubmissionRow).where(SubmissionRow.status.in_(("running", "evaluating"))))
+            rows = orm.scalars(select(SubmissionRow).where(SubmissionRow.status.notin_(sorted(SUBMISSION_FINAL))))
             return [self._submission(orm, r) for r in rows]
 
     def last_ranked_submit(self, dataset: str, owner: str) -> float | None:

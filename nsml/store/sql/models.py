@@ -172,6 +172,13 @@ class SessionRow(Base):
     resumed_from: Mapped[str] = mapped_column(String(256), default="")
     team: Mapped[str] = mapped_column(String(64), default="")  # (0005)
     visibility: Mapped[str] = mapped_column(String(8), default="team")
+    # The scheduler's part (0006): run --priority/--time-limit/--gpu-model, the node it was
+    # placed on, and its supervisor's last heartbeat.
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    time_limit: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gpu_model: Mapped[str] = mapped_column(String(64), default="")
+    node: Mapped[str] = mapped_column(String(64), default="")
+    heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SessionEventRow(Base):

@@ -10,7 +10,7 @@ from nsml.core.entities import Checkpoint, FileEntry, Session, SessionEvent
 from nsml.core.errors import NotFound, not_found
 from nsml.core.policy import SessionScope
 from nsml.core.resources import Resources
-from nsml.core.states import RESUMABLE, Status, can_move
+from nsml.core.states import RESUMABLE, SessionKind, Status, can_move
 
 from .models import CheckpointRow, PointRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionRow
 
@@ -24,10 +24,11 @@ def to_session(row: SessionRow) -> Session:
         code_fileset_id=row.code_fileset_id, outputs_fileset_id=row.outputs_fileset_id,
         supervisor_pid=row.supervisor_pid, summary=json.loads(row.summary),
         last_values=json.loads(row.last_values), journal_offset=row.journal_offset,
-        log_offset=row.log_offset, gpu_ids=row.gpu_ids, kind=row.kind, source=row.source,
+        log_offset=row.log_offset, gpu_ids=row.gpu_ids, kind=SessionKind(row.kind), source=row.source,
         source_checkpoint=row.source_checkpoint, shm_size=row.shm_size, removed=row.removed,
         batch_size=row.batch_size, attempt=row.attempt, resumed_from=row.resumed_from,
-        team=row.team, visibility=row.visibility,
+        team=row.team, visibility=row.visibility, priority=row.priority, time_limit=row.time_limit,
+        gpu_model=row.gpu_model, node=row.node, heartbeat=row.heartbeat,
     )
 
 
@@ -48,8 +49,9 @@ class SessionsMixin:
     def create_session(
         self, owner: str, dataset: str, entry: str, args: str, resources: Resources,
         memo: str, image: str, code: list[FileEntry] | int,
-        kind: str = "normal", source: str = "", source_checkpoint: str = "", shm_size: int = 0,
-        batch_size: int = 0, team: str = "", visibility: str = "team",
+        kind: SessionKind = SessionKind.NORMAL, source: str = "", source_checkpoint: str = "", shm_size: int = 0,
+        batch_size: int = 0, team: str = "", visibility: str = "team", priority: int = 0,
+        time_limit: float | None = None, gpu_model: str = "",
     ) -> Session:
         """A queued session; `code` is the uploaded files, or the code fileset of the session a
         fork/submit/infer relaunches (shared, not copied)."""
@@ -66,7 +68,8 @@ class SessionsMixin:
                 created=time.time(), memo=memo, image=image, code_fileset_id=code_id,
                 summary="{}", last_values="{}", error="", gpu_ids="",
                 kind=kind, source=source, source_checkpoint=source_checkpoint, shm_size=shm_size,
-                batch_size=batch_size, team=team, visibility=visibility,
+                batch_size=batch_size, team=team, visibility=visibility, priority=priority,
+                time_limit=time_limit, gpu_model=gpu_model, node="",
             )
             orm.add(row)
             orm.flush()
@@ -172,7 +175,8 @@ class SessionsMixin:
             row.resumed_from = resumed_from
             row.log_offset = log_offset
             row.started = row.ended = row.exit_code = row.supervisor_pid = None
-            row.error = row.gpu_ids = ""
+            row.error = row.gpu_ids = row.node = ""
+            row.heartbeat = None
             orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=row.status, note=note))
             return to_session(row)
 
