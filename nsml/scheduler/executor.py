@@ -8,10 +8,22 @@ The local executor (nsml.scheduler.local.LocalExecutor) implements it for this m
 contract is tested in tests/scheduler/test_executor_contract.py.
 """
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from nsml.core.entities import Dataset, FileEntry, Session
 from nsml.core.inventory import Node
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What a launch reports back. `handle`: how the executor finds the session again (the
+    local executor: its supervisor's pid). `gpu_ids` and `node`: set by an executor that assigns
+    devices or nodes itself (Ray); then they, not placement's choice, are what is recorded."""
+
+    handle: int
+    gpu_ids: tuple[int, ...] | None = None
+    node: str | None = None
 
 
 @runtime_checkable
@@ -22,10 +34,10 @@ class Executor(Protocol):
         """The nodes sessions can be placed on, with their CPUs, memory and GPUs."""
 
     def launch(self, session: Session, gpu_ids: tuple[int, ...], code: list[FileEntry], dataset: Dataset | None,
-               dataset_files: list[FileEntry], outputs: list[FileEntry] = ()) -> int:
+               dataset_files: list[FileEntry], outputs: list[FileEntry] = ()) -> Launched:
         """Prepare and start the session on its node (session.node) with exactly the devices
-        `gpu_ids` visible; returns a handle (the local executor: its supervisor's pid). Its
-        supervisor then reports over HTTP with the session's scoped token."""
+        `gpu_ids` visible. Its supervisor then reports over HTTP with the session's scoped token
+        (heartbeats every few seconds: its liveness)."""
 
     def stop(self, session: Session) -> bool:
         """Ask the session to end (the supervisor gives the user process a grace period, then

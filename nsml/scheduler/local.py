@@ -26,6 +26,7 @@ from nsml.core.states import RELAUNCH_KINDS, SUBMIT_KINDS, SessionKind
 from nsml.store.blobs import BlobStore
 
 from . import bwrap, environments, limits, sandbox
+from .executor import Launched
 
 
 class LocalExecutor:
@@ -68,8 +69,8 @@ class LocalExecutor:
         return self.run_dir(session) / "spool"
 
     def launch(self, session: Session, gpu_ids: tuple[int, ...], code: list[FileEntry], dataset: Dataset | None, dataset_files: list[FileEntry],
-               outputs: list[FileEntry] = ()) -> int:
-        """Prepare the session's directories and environment and start its supervisor; returns its pid.
+               outputs: list[FileEntry] = ()) -> Launched:
+        """Prepare the session's directories and environment and start its supervisor (its pid is the handle).
 
         `outputs`: for a resumed session, the files its earlier attempts wrote, put back over the
         code so the new attempt finds its working directory as the last one left it (and ships
@@ -124,7 +125,7 @@ class LocalExecutor:
                 stdout=sup_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=run_dir,
             )
-        return proc.pid
+        return Launched(proc.pid)
 
     def confinement(self, session: Session, gpu_ids: tuple[int, ...], workdir: Path, spool: Path, dataset: Dataset | None,
                     data_path: Path | None, python: str) -> dict:
