@@ -91,6 +91,17 @@ class Server:
         raise AssertionError(f"{name} did not reach {statuses}: {self.session(name)}")
 
 
+def wait_for(predicate, what: str, timeout: float = 60, every: float = 0.05):
+    """The predicate's first truthy value, polled every `every` seconds; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def run_dir(server: Server, name: str, timeout: float = 60, holding: str = "spec.json") -> Path:
     """Session NAME's run directory on the host, found by the session named in its spec.json.
     A queued session has none until it starts (and a loaded machine starts it late): this

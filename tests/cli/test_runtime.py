@@ -12,7 +12,7 @@ import pytest
 
 from nsml.scheduler import sandbox
 from nsml.scheduler.machine import discover_gpus
-from tests.conftest import Cli, Server, cli_in, open_gate, run_dir, serve_for_module, write_dataset, write_project
+from tests.conftest import Cli, Server, cli_in, open_gate, run_dir, serve_for_module, wait_for, write_dataset, write_project
 from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
@@ -28,15 +28,6 @@ def mcli(srv, tmp_path) -> Cli:
     """The CLI against the module's server (tests that restart a server use conftest's cli)."""
     return cli_in(srv, tmp_path / "work")
 
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def api_path(name: str) -> str:

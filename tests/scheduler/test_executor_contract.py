@@ -21,6 +21,7 @@ from nsml.core.states import Status
 from nsml.scheduler.executor import Executor, Launched
 from nsml.scheduler.local import LocalExecutor
 from nsml.store.blobs import BlobStore
+from tests.conftest import wait_for
 
 MAIN = b"""\
 import os, signal, sys, time
@@ -60,15 +61,6 @@ def launch(executor, session_id: int = 1, gpu_ids=(1,)) -> tuple[Session, Launch
     executor._contract_sessions = [*getattr(executor, "_contract_sessions", []), session]
     return session, launched
 
-
-def wait_for(predicate, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def outputs(executor, session) -> dict[str, int]:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_resume import TRAIN
-from tests.conftest import Cli, Server, clean_env, kill_leftover_supervisors, open_gate, run_dir, start_session, write_project
+from tests.conftest import (
+    Cli, Server, clean_env, kill_leftover_supervisors, open_gate, run_dir, start_session, wait_for, write_project,
+)
 
 WAIT_S = 60
 NODES = """
@@ -37,15 +39,6 @@ print("released", flush=True)
 """
 SMALL = ("-c", "0.1", "--memory", "128M")
 
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start(inventory_dir: Path, home: Path, **env) -> Server:
