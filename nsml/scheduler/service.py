@@ -38,6 +38,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._launching: set[int] = set()
         self._last_reconcile = 0.0
+        self._last_reconcile_wall = time.time()
         self._time_limited: set[int] = set()  # stopped for their time limit, not yet ended
         self.usage = UsageSampler(store, executor, gpus=feed)  # samples running sessions every few seconds
 
@@ -129,9 +130,15 @@ class Scheduler:
         A running session without a supervisor is one being prepared (environment build); at
         startup nobody is preparing it any more, so it fails at once rather than after a delay.
         """
-        self._last_reconcile = time.monotonic()
         now = time.time()
-        for session in self.store.list_sessions({Status.RUNNING}):
+        if now - self._last_reconcile_wall > max(self.heartbeat_timeout / 3, 3 * RECONCILE_EVERY):
+            # The server itself was not running its loop (the machine slept, the process was
+            # stopped or starved): the silence was ours, so every session gets a new chance.
+            self.started_at = now
+        self._last_reconcile, self._last_reconcile_wall = time.monotonic(), now
+        sessions = self.store.list_sessions({Status.RUNNING})
+        self._time_limited &= {s.id for s in sessions}
+        for session in sessions:
             if session.id in self._launching or session.supervisor_pid is None:
                 stale = at_startup or now - (session.started or 0) > 60
                 if session.id not in self._launching and session.supervisor_pid is None and stale:

@@ -1,0 +1,65 @@
+"""The scheduling loop's liveness rules on a real store and the real local executor, with
+session records only (no processes): a running session silent past the heartbeat timeout is
+lost; one that reported in is not; a silence that was the server's own (the machine slept, the
+process stalled) gives every session a new chance instead."""
+
+import time
+
+import pytest
+
+from nsml.core.inventory import GpuDevice, Node
+from nsml.core.resources import Resources
+from nsml.core.states import Status
+from nsml.scheduler.local import LocalExecutor
+from nsml.scheduler.service import Scheduler
+from nsml.store.blobs import BlobStore
+from nsml.store.sql import open_store
+
+NODES = [Node("n", 4, 8 << 30, (GpuDevice(0),))]
+NO_SUCH_PID = 2**22 + 12345  # above the kernel's pid_max: never a live process
+
+
+@pytest.fixture
+def world(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'nsml.db'}")
+    executor = LocalExecutor(tmp_path / "home", BlobStore(tmp_path / "blobs"), "http://127.0.0.1:9", "t", nodes=NODES)
+    scheduler = Scheduler(store, executor, NODES, heartbeat_timeout=30)
+    yield store, scheduler
+    store.close()
+
+
+def a_running_session(store, heartbeat_age: float):
+    s = store.create_session("alice", "d", "main.py", "", Resources(1, 1 << 30, 1), "", "", [])
+    now = time.time()
+    store.move_session(s.id, Status.RUNNING, started=now - 600, node="n", gpu_ids="0")
+    return store.update_session(s.id, supervisor_pid=NO_SUCH_PID, heartbeat=now - heartbeat_age)
+
+
+def test_silent_past_the_timeout_is_lost_and_frees_its_gpu(world):
+    store, scheduler = world
+    scheduler.started_at = time.time() - 3600  # the server has run for an hour
+    silent, alive = a_running_session(store, heartbeat_age=45), a_running_session(store, heartbeat_age=3)
+    scheduler.reconcile()
+    lost = store.session_by_id(silent.id)
+    assert lost.status == Status.LOST and "no heartbeat for 30 s" in lost.error and lost.ended
+    assert store.session_by_id(alive.id).status == Status.RUNNING
+    assert [s.id for s in store.list_sessions({Status.RUNNING})] == [alive.id]  # its GPU is placeable again
+
+
+def test_a_server_that_just_started_gives_every_session_a_whole_timeout(world):
+    store, scheduler = world  # started_at: now
+    silent = a_running_session(store, heartbeat_age=3600)  # silent while the server was away
+    scheduler.reconcile(at_startup=True)
+    assert store.session_by_id(silent.id).status == Status.RUNNING
+
+
+def test_a_silence_of_the_servers_own_is_not_the_sessions_fault(world):
+    store, scheduler = world
+    scheduler.started_at = time.time() - 3600
+    silent = a_running_session(store, heartbeat_age=120)
+    scheduler._last_reconcile_wall = time.time() - 120  # the loop did not run for two minutes: the machine slept
+    scheduler.reconcile()
+    assert store.session_by_id(silent.id).status == Status.RUNNING
+    scheduler.started_at -= 31  # and if it stays silent a whole timeout after that, it is lost
+    scheduler.reconcile()
+    assert store.session_by_id(silent.id).status == Status.LOST
