@@ -15,7 +15,7 @@ from nsml.core.states import Status
 
 from .executor import Executor
 from .placement import Plan, place
-from .usage import UsageSampler
+from .usage import UsageSampler, zombie_gpus
 
 log = logging.getLogger("nsml.scheduler")
 RECONCILE_EVERY = 2.0
@@ -26,7 +26,7 @@ TIME_LIMIT = "[nsml] the session reached its time limit ({limit}) and was stoppe
 
 class Scheduler:
     def __init__(self, store, executor: Executor, nodes: Sequence[Node], interval: float = 0.2,
-                 heartbeat_timeout: float = 30.0, feed=None):
+                 heartbeat_timeout: float = 30.0, feed=None, zombie_after: float | None = None):
         self.store = store
         self.executor = executor
         self.nodes = list(nodes)
@@ -40,6 +40,9 @@ class Scheduler:
         self._last_reconcile = 0.0
         self._last_reconcile_wall = time.time()
         self._time_limited: set[int] = set()  # stopped for their time limit, not yet ended
+        # A GPU idle this long is a zombie; its owner is told once, in the session's log (None: not told).
+        self.zombie_after = zombie_after
+        self._zombies_told: set[int] = set()
         self.usage = UsageSampler(store, executor, gpus=feed)  # samples running sessions every few seconds
 
     def start(self) -> None:
@@ -138,6 +141,7 @@ class Scheduler:
         self._last_reconcile, self._last_reconcile_wall = time.monotonic(), now
         sessions = self.store.list_sessions({Status.RUNNING})
         self._time_limited &= {s.id for s in sessions}
+        self._zombies_told &= {s.id for s in sessions}
         for session in sessions:
             if session.id in self._launching or session.supervisor_pid is None:
                 stale = at_startup or now - (session.started or 0) > 60
@@ -149,6 +153,19 @@ class Scheduler:
             last = max(session.heartbeat or session.started or 0, self.started_at)
             if now - last > self.heartbeat_timeout:
                 self._lose(session)
+            elif self.zombie_after and session.resources.gpus and session.id not in self._zombies_told \
+                    and now - (session.started or now) >= self.zombie_after:
+                self._tell_if_zombie(session, now)
+
+    def _tell_if_zombie(self, session: Session, now: float) -> None:
+        idle = zombie_gpus(self.store.usage(session.id, now - self.zombie_after - 60), self.zombie_after, now)
+        if idle:
+            self._zombies_told.add(session.id)
+            from nsml.core.resources import format_duration
+
+            gpus = ", ".join(map(str, idle))
+            self.executor.note(session, f"[nsml] GPU {gpus} has been at 0 % utilisation for {format_duration(self.zombie_after)} "
+                                        f"while this session holds it (a zombie?); stop the session to free it for others.")
 
     def _stop_for_time_limit(self, session: Session) -> None:
         if session.id in self._time_limited:

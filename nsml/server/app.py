@@ -88,7 +88,7 @@ def build_state(settings: Settings) -> ServerState:
                              isolation=isolation, network=settings.session_network, nodes=nodes,
                              heartbeat_every=min(5.0, settings.heartbeat_timeout / 4))
     scheduler = Scheduler(store, executor, executor.inventory(), settings.scheduler_interval, heartbeat_timeout=settings.heartbeat_timeout,
-                          feed=feed)
+                          feed=feed, zombie_after=settings.zombie_after if settings.zombie_note else None)
     return ServerState(settings, store, blobs, executor, scheduler, nodes, home / "logs", threading.Lock(), secret)
 
 

@@ -29,6 +29,8 @@ class Settings:
     heartbeat_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_HEARTBEAT_TIMEOUT", 30)))
     # A GPU held at 0 % utilisation this long flags its session as a zombie (ps, web).
     zombie_after: float = field(default_factory=lambda: float(os.environ.get("NSML_ZOMBIE_AFTER", 3600)))
+    # ... and the session's log says so once, for its owner (NSML_ZOMBIE_NOTE=0 turns that off).
+    zombie_note: bool = field(default_factory=lambda: os.environ.get("NSML_ZOMBIE_NOTE", "1") != "0")
     scheduler_interval: float = 0.2
     # How long a relaunched script (submit, infer) may take to reach nsml.paused(), and how long
     # a dataset's evaluation.py may run. Environment overrides, for tests and slow models.

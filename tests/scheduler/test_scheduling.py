@@ -213,6 +213,7 @@ def test_an_idle_gpu_past_the_threshold_flags_a_zombie_in_ps(srv, cli):
     s = wait_for(lambda: (s := session(srv, name))["zombie"] and s, "the zombie flag (samples every 5 s)")
     assert s["zombie"] == [int(s["gpu_ids"])]
     assert f"zombie? GPU {s['gpu_ids']} idle" in next(r for r in cli("ps").stdout.splitlines() if name in r)
+    wait_for(lambda: "while this session holds it (a zombie?)" in log(srv, name), "its owner to be told in the log")
     gpu = next(g for g in srv.api.get("/api/resources").json()["gpus"] if g["holder"] == name)
     assert gpu["util"] == 0 and gpu["memory_used"] == 1 << 30
     with open(srv.feed, "a") as f:  # busy again: the flag goes
