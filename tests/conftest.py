@@ -250,3 +250,22 @@ def write_dataset(folder: Path, with_test: bool = True) -> Path:
         (folder / "test" / "test_data").write_text("5,6\n")
         (folder / "test" / "test_label").write_text("1\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the whole run (tests/postgres.py); skipped, saying why, on a
+    machine without Debian's postgresql package (.ci/run installs it)."""
+    import shutil
+    import tempfile
+
+    from tests import postgres as pg
+
+    if pg.bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql); .ci/run installs it")
+    folder = Path(tempfile.mkdtemp(prefix="nsml-pg-"))  # outside pytest's 0700 tmp: the postgres user reads it
+    server = pg.start(folder)
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+

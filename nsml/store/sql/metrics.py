@@ -258,7 +258,7 @@ class MetricsMixin:
                 return []
             rows = orm.execute(
                 select(PointRow.step, PointRow.walltime, PointRow.value, PointRow.value_json)
-                .where(PointRow.series_id == series_id).order_by(PointRow.step, PointRow.id)
+                .where(PointRow.series_id == series_id).order_by(PointRow.step.asc().nulls_first(), PointRow.id)
             )
             return [MetricPoint(key, st, w, _join_value(v, j)) for st, w, v, j in rows]
 
