@@ -92,6 +92,7 @@ def populate_ours(home: Path, total: int, graph: int, steps: int) -> tuple[list[
     sessions' names and ingest figures."""
     from nsml.core.entities import FileEntry
     from nsml.core.resources import Resources
+    from nsml.core.states import Status
     from nsml.store.sql import open_store
     from nsml.store.sql.models import SessionCounterRow, SessionRow
 
@@ -134,7 +135,8 @@ def populate_ours(home: Path, total: int, graph: int, steps: int) -> tuple[list[
             offset = store.ingest_journal(session.id, offset, data[offset:end])
         ingest_s += time.perf_counter() - t
         values += steps * len(KEYS)
-        store.update_session(session.id, status="exited", ended=time.time())
+        store.move_session(session.id, Status.RUNNING, started=time.time())
+        store.move_session(session.id, Status.EXITED, ended=time.time(), exit_code=0)
     store.close()
     return names, {"ingest_s": ingest_s, "values": values}
 

@@ -102,13 +102,10 @@ class Scheduler:
             # A resumed session finds the files its earlier attempts wrote in its working directory.
             outputs = self.store.files(session.outputs_fileset_id) if session.resumed_from and session.outputs_fileset_id else []
             launched = self.executor.launch(session, gpu_ids, code, dataset, dataset_files, outputs)
-            recorded = {"supervisor_pid": launched.handle}
-            if launched.gpu_ids is not None:  # the executor chose the devices itself: record what it chose
-                recorded["gpu_ids"] = ",".join(map(str, launched.gpu_ids))
-            if launched.node is not None:
-                recorded["node"] = launched.node
+            # Devices or a node the executor chose itself are what is recorded.
+            chosen = ",".join(map(str, launched.gpu_ids)) if launched.gpu_ids is not None else None
             try:
-                session = self.store.update_session(session.id, **recorded)
+                session = self.store.record_launch(session.id, launched.handle, chosen, launched.node)
             except NotFound:  # removed while it was being prepared
                 self.executor.kill(replace(session, supervisor_pid=launched.handle))
                 self.executor.remove(session)

@@ -190,7 +190,7 @@ def on_exit(st: ServerState, session: Session, exit_code: int, stopped: bool, re
     stage = relaunch_state or {}
     problem = _failure(st, session, exit_code, stopped, stage)
     if problem and session.kind in (SessionKind.FORK, SessionKind.INFER):
-        st.store.update_session(session.id, error=f"{problem[0]} failed: {_last_line(problem[1])}" if problem[0] else problem[1])
+        st.store.set_error(session.id, f"{problem[0]} failed: {_last_line(problem[1])}" if problem[0] else problem[1])
     if session.kind not in SUBMIT_KINDS:
         return
     submission = st.store.submission_of_runner(session.id)

@@ -32,7 +32,8 @@ def a_running_session(store, heartbeat_age: float):
     s = store.create_session("alice", "d", "main.py", "", Resources(1, 1 << 30, 1), "", "", [])
     now = time.time()
     store.move_session(s.id, Status.RUNNING, started=now - 600, node="n", gpu_ids="0")
-    return store.update_session(s.id, supervisor_pid=NO_SUCH_PID, heartbeat=now - heartbeat_age)
+    store.record_launch(s.id, NO_SUCH_PID)
+    return store.record_heartbeat(s.id, now - heartbeat_age)
 
 
 def test_silent_past_the_timeout_is_lost_and_frees_its_gpu(world):

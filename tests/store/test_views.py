@@ -76,8 +76,8 @@ def test_series_keys_of_many_sessions(store):
     a, b, c = new_session(store), new_session(store), new_session(store)
     ingest(store, a, [(0, 1.0, {"loss": 1.0, "acc": 0.5}), (1, 2.0, {"loss": 0.5})])
     ingest(store, b, [(0, 1.0, {"val/loss": 2.0})])
-    assert store.series_keys([a.id, b.id, c.id, 999]) == {a.id: ["acc", "loss"], b.id: ["val/loss"], c.id: [], 999: []}
-    assert store.series_keys(a.id) == {"acc": 1, "loss": 2}  # the older one-session call is unchanged
+    assert store.keys_of_sessions([a.id, b.id, c.id, 999]) == {a.id: ["acc", "loss"], b.id: ["val/loss"], c.id: [], 999: []}
+    assert store.series_keys(a.id) == {"acc": 1, "loss": 2}  # one session's keys with their point counts
 
 
 # -- downsampling ----------------------------------------------------------------------------

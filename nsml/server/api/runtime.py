@@ -55,7 +55,7 @@ def heartbeat(owner: str, dataset: str, number: SessionNumber, request: Request,
     """The supervisor reports in (every few seconds): the scheduler's liveness. A running
     session silent past the server's heartbeat timeout is marked lost."""
     try:
-        state(request).store.update_session(session.id, heartbeat=time.time())
+        state(request).store.record_heartbeat(session.id, time.time())
     except StorageFull:
         pass  # a full disk must not make live sessions look lost; the next beat tries again
     return Response(status_code=204)
@@ -196,7 +196,7 @@ def _record_exit(st, owner: str, dataset: str, number: SessionNumber, body: Exit
             error = f"{body.reason} ({_exit_text(body.exit_code)})"
     moved = st.store.move_session(session.id, status, exit_code=body.exit_code, ended=time.time(), error=error)
     if moved is None and session.status == Status.STOPPED:  # stop was recorded first; keep the code
-        moved = st.store.update_session(session.id, exit_code=body.exit_code, ended=session.ended or time.time())
+        moved = st.store.record_exit_code(session.id, body.exit_code, session.ended or time.time())
     st.scheduler.wake()
     final = moved or st.store.session_by_id(session.id)
     if session.kind != SessionKind.NORMAL and moved is not None:

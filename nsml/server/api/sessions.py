@@ -171,7 +171,7 @@ def _hide(st: ServerState, session) -> None:
     if session.status in ACTIVE:  # rm -s -f: the session ends now, its files stay
         st.store.move_session(session.id, Status.STOPPED, ended=time.time())
         st.executor.kill(session)
-    st.store.update_session(session.id, removed=time.time())
+    st.store.hide_session(session.id, time.time())
 
 
 def _remove(st: ServerState, session) -> None:
@@ -209,7 +209,7 @@ def stop_session(owner: str, dataset: str, number: SessionNumber, request: Reque
 @router.patch(SESSION + "/memo", response_model=SessionPublic)
 def set_memo(owner: str, dataset: str, number: SessionNumber, body: MemoUpdate, request: Request, session: Session = Depends(controlled_session)) -> SessionPublic:
     st = state(request)
-    return SessionPublic.of(st.store.update_session(session.id, memo=body.memo))
+    return SessionPublic.of(st.store.set_memo(session.id, body.memo))
 
 
 @router.get(SESSION + "/logs", response_model=LogChunk)

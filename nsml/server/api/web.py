@@ -97,7 +97,7 @@ def graph(
             found.append(_session(st, actor, name))  # one the caller may not read is "missing" too
         except (NotFound, InvalidInput):
             missing.append(name)
-    keys_by_id = st.store.series_keys([f.id for f in found]) if found else {}
+    keys_by_id = st.store.keys_of_sessions([f.id for f in found]) if found else {}
     wanted = set(key)
     series: dict[str, dict[str, Any]] = {}
     for sess in found:

@@ -193,7 +193,7 @@ class IdentityMixin:
             elif not grant and existing is not None:
                 orm.delete(existing)
 
-    def dataset_grants(self, orm, dataset_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    def _dataset_grants(self, orm, dataset_ids: list[int]) -> dict[int, tuple[str, ...]]:
         out: dict[int, list[str]] = {}
         if dataset_ids:
             for did, grantee in orm.execute(select(DatasetGrantRow.dataset_id, DatasetGrantRow.grantee)

@@ -61,7 +61,7 @@ class SessionsMixin:
                 counter = SessionCounterRow(owner=owner, dataset=dataset, last=0)
                 orm.add(counter)
             counter.last += 1
-            code_id = code if isinstance(code, int) else self.add_fileset("code", code, orm)
+            code_id = code if isinstance(code, int) else self._add_fileset("code", code, orm)
             row = SessionRow(
                 owner=owner, dataset=dataset, number=counter.last, entry=entry, args=args,
                 status=Status.QUEUED.value, cpus=resources.cpus, memory=resources.memory, gpus=resources.gpus,
@@ -126,8 +126,35 @@ class SessionsMixin:
             return [self.get_session(pattern)]
         return [s for s in self.list_sessions(scope=scope) if naming.matches(pattern, s.name)]
 
-    def update_session(self, session_id: int, **fields) -> Session:
-        """Set plain columns; status changes go through move_session."""
+    # What changes on a session besides its status (move_session), each its own method: a
+    # caller can set only what it is meant to set. Each raises NotFound for a removed session.
+    def set_memo(self, session_id: int, memo: str) -> Session:
+        return self._set(session_id, memo=memo)
+
+    def hide_session(self, session_id: int, at: float) -> Session:
+        """`rm -s`: out of listings from `at` on; its stored files and records are kept."""
+        return self._set(session_id, removed=at)
+
+    def record_launch(self, session_id: int, handle: int, gpu_ids: str | None = None, node: str | None = None) -> Session:
+        """What the executor reported for a session it started: its handle (the supervisor's pid
+        locally) and, when the executor chose them itself, the devices and node."""
+        fields = {"supervisor_pid": handle}
+        fields.update({k: v for k, v in {"gpu_ids": gpu_ids, "node": node}.items() if v is not None})
+        return self._set(session_id, **fields)
+
+    def record_heartbeat(self, session_id: int, at: float) -> Session:
+        """Its supervisor reported in at `at` (the scheduler's liveness)."""
+        return self._set(session_id, heartbeat=at)
+
+    def record_exit_code(self, session_id: int, exit_code: int, ended: float) -> Session:
+        """The exit code of a session whose end was recorded first (a stop), status unchanged."""
+        return self._set(session_id, exit_code=exit_code, ended=ended)
+
+    def set_error(self, session_id: int, error: str) -> Session:
+        """The one line `ps` shows for what went wrong (a relaunch that did not do its job)."""
+        return self._set(session_id, error=error)
+
+    def _set(self, session_id: int, **fields) -> Session:
         with self._write() as orm:
             row = orm.get(SessionRow, session_id)
             if row is None:
@@ -144,7 +171,7 @@ class SessionsMixin:
             if row is None:
                 raise NotFound(f"Session #{session_id} does not exist.")
             old = row.outputs_fileset_id
-            row.outputs_fileset_id = self.add_fileset("outputs", files, orm)
+            row.outputs_fileset_id = self._add_fileset("outputs", files, orm)
             orm.flush()
             self._drop_fileset(orm, old)
             return to_session(row)
@@ -220,7 +247,7 @@ class SessionsMixin:
             since = previous or session.started or session.created
             summary = session.summary if session.summary != "{}" else session.last_values
             old = orm.scalar(select(CheckpointRow).where(CheckpointRow.session_id == session_id, CheckpointRow.name == name))
-            fileset_id = self.add_fileset("checkpoint", files, orm)
+            fileset_id = self._add_fileset("checkpoint", files, orm)
             if old is not None:  # same name overwrites, as in NSML
                 old_fileset = old.fileset_id
                 orm.delete(old)

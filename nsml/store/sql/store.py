@@ -86,11 +86,11 @@ class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMix
         self.engine.dispose()
 
     # -- filesets -------------------------------------------------------------------------
-    def add_fileset(self, kind: str, entries: Iterable[FileEntry], orm: OrmSession | None = None) -> int:
+    def _add_fileset(self, kind: str, entries: Iterable[FileEntry], orm: OrmSession | None = None) -> int:
         entries = list(entries)
         if orm is None:
             with self._write() as w:
-                return self.add_fileset(kind, entries, w)
+                return self._add_fileset(kind, entries, w)
         fs = FilesetRow(kind=kind, size=sum(e.size for e in entries), file_count=len(entries), created=time.time())
         orm.add(fs)
         orm.flush()
@@ -150,7 +150,7 @@ class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMix
                 raise Forbidden(f"Dataset '{name}' belongs to {row.owner}; only they can replace it.")
             if row is not None and not force:
                 raise AlreadyExists(f"Dataset '{name}' already exists; push with -f to replace it.")
-            fileset_id = self.add_fileset("dataset", entries, orm)
+            fileset_id = self._add_fileset("dataset", entries, orm)
             if row is None:
                 row = DatasetRow(name=name, owner=owner, created=now)
                 orm.add(row)
@@ -186,7 +186,7 @@ class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMix
             ).first()
             if found is None:
                 raise not_found("Dataset", name, list(orm.scalars(select(DatasetRow.name))))
-            return self._dataset(*found, self.dataset_grants(orm, [found[0].id]).get(found[0].id, ()))
+            return self._dataset(*found, self._dataset_grants(orm, [found[0].id]).get(found[0].id, ()))
 
     def list_datasets(self, pattern: str | None = None) -> list[Dataset]:
         with self._read() as orm:
@@ -194,7 +194,7 @@ class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMix
                 select(DatasetRow, FilesetRow).join(FilesetRow, DatasetRow.fileset_id == FilesetRow.id)
                 .order_by(DatasetRow.name)
             ).all()
-            grants = self.dataset_grants(orm, [d.id for d, _ in rows])
+            grants = self._dataset_grants(orm, [d.id for d, _ in rows])
             out = [self._dataset(d, f, grants.get(d.id, ())) for d, f in rows]
         if pattern:
             out = [d for d in out if naming.matches(pattern, d.name)]

@@ -18,6 +18,7 @@ points instead costs ~30-120 ms per 100,000 on SQLite, even through a covering i
 """
 
 import logging
+from collections.abc import Iterable
 from itertools import groupby
 from operator import itemgetter
 
@@ -93,11 +94,9 @@ class ViewsMixin:
             return total, [to_session(r) for r in orm.scalars(page)]
 
     # -- metric keys ------------------------------------------------------------------------
-    def series_keys(self, session_ids):
-        """Metric keys of several sessions: {session id: sorted keys} (every id asked for is
-        there). Given one id (the older call), {key: number of points} of that session."""
-        if isinstance(session_ids, int):
-            return super().series_keys(session_ids)
+    def keys_of_sessions(self, session_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Metric keys of several sessions: {session id: sorted keys}; every id asked for is
+        there (with [] for one that reported nothing, or does not exist)."""
         ids = list(session_ids)
         out: dict[int, list[str]] = {i: [] for i in ids}
         with self._read() as orm:

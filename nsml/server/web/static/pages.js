@@ -1,6 +1,28 @@
 /* Pages other than the session page, and the start-up that picks one by <body data-page>. */
 "use strict";
 
+/* A session's status in a list: a queued one's place and the reason it waits (under its badge,
+   in full in the tooltip), a zombie marker on a running one whose GPUs idle, and why a session
+   is lost or paused. */
+NSML.STATUS_NOTES = {
+  lost: "Its supervisor (or node) stopped answering: the platform lost track of it. nsml resume runs it again.",
+  paused: "Set aside with its resources released; nsml resume continues it.",
+};
+NSML.sessionStatus = function (s) {
+  const badge = NSML.badge(s.status);
+  const out = [badge];
+  if (s.status === "queued" && (s.queue_position || s.queue_reason)) {
+    const text = `${s.queue_position ? `#${s.queue_position} in queue` : "queued"}${s.queue_reason ? ` · ${s.queue_reason}` : ""}`;
+    badge.title = text;
+    out.push(NSML.el("div", { class: "queue-note small muted", title: text, text }));
+  } else if (NSML.STATUS_NOTES[s.status]) badge.title = NSML.STATUS_NOTES[s.status];
+  if (s.status === "running" && s.zombie && s.zombie.length) {
+    out.push(NSML.el("span", { class: "badge zombie-mark", text: "zombie?",
+      title: `GPU ${s.zombie.join(", ")} ${s.zombie.length === 1 ? "has" : "have"} been at 0 % utilisation for longer than the idle threshold while this session holds ${s.zombie.length === 1 ? "it" : "them"}` }));
+  }
+  return out;
+};
+
 /* Sessions: the global search (q matches name, memo, args), status filter, pages of 50. */
 NSML.pages.home = async function (main) {
   const q = NSML.state.get("q", ""), dataset = NSML.state.get("dataset", ""), offset = Number(NSML.state.get("offset", 0));
@@ -13,7 +35,7 @@ NSML.pages.home = async function (main) {
     class: "small" + (sc === scope ? " on" : ""), text: sc === "public" ? "Public" : "Private", title: sc === "public" ? "Everyone's sessions" : "Only your sessions",
     dataset: { scope: sc }, onclick: () => { NSML.state.set({ scope: sc === "public" ? null : sc, offset: null }); NSML.pages.home(main); } })));
   const chips = NSML.el("div", { class: "controls" }, scopes, NSML.el("span", { class: "muted", text: `${data.total} session${data.total === 1 ? "" : "s"}${q ? ` matching “${q}”` : ""}${dataset ? ` in ${dataset}` : ""}` }),
-    ...["running", "queued", "exited", "failed", "stopped"].map((st) => NSML.el("label", { class: "chk" },
+    ...["running", "queued", "exited", "failed", "stopped", "paused", "lost"].map((st) => NSML.el("label", { class: "chk" },
       NSML.el("input", { type: "checkbox", checked: statuses.includes(st), onchange: (e) => {
         const next = new Set(NSML.state.all("status"));
         e.target.checked ? next.add(st) : next.delete(st);
@@ -27,7 +49,7 @@ NSML.pages.home = async function (main) {
     tb.append(NSML.el("tr", { dataset: { session: s.name } },
       NSML.el("td", {}, NSML.el("input", { type: "checkbox", title: "Select to compare", checked: NSML.nav.picked.has(s.name), onchange: (e) => NSML.nav.pick(s.name, e.target.checked) })),
       NSML.el("td", {}, NSML.el("a", { href: NSML.urls.session(s.name), text: s.name })),
-      NSML.el("td", {}, NSML.badge(s.status)),
+      NSML.el("td", { class: "status" }, NSML.sessionStatus(s)),
       NSML.el("td", { class: "when", title: NSML.fmt.time(s.created), text: NSML.fmt.ago(s.created) }),
       NSML.el("td", { class: "mono small", text: s.args }),
       NSML.el("td", { class: "small", text: NSML.fmt.summary(Object.keys(s.summary).length ? s.summary : s.last_values) }),
@@ -115,30 +137,141 @@ NSML.pages.diff = async function (main) {
   else box.append(NSML.el("div", { class: "pad muted", text: "Open a diff from a session's Diff tab, or /diff?a=OWNER/DATASET/N&b=OWNER/DATASET/M." }));
 };
 
-/* The machine: capacity, who holds what now, per-GPU holders, and the queue. */
+/* The cluster: totals, then each node (CPUs and memory held, one tile per GPU with its holder,
+   utilisation and memory in use), grouped by GPU model; then the queue in scheduling order,
+   each session with its position and the reason it waits; then who holds what.
+   Past 64 GPUs the tiles are compact squares (details in their tooltip); `view` picks either. */
+NSML.resources = {
+  COMPACT_ABOVE: 64, // GPUs
+  short: (model) => (model || "").replace(/^((NVIDIA|Tesla|GeForce|Quadro)\s+)+/i, "").split(/[\s-]/)[0] || model || "GPU",
+  hue(name) { // one colour per holding session, the same on every tile and row it holds
+    let h = 0;
+    for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+    return (h * 47) % 360;
+  },
+  gb: (n) => { const g = n / 2 ** 30; return g >= 100 || Number.isInteger(g) ? String(Math.round(g)) : g.toFixed(1); },
+  pct: (used, cap) => `${cap ? Math.min(100, (100 * used) / cap) : 0}%`,
+
+  tile(node, g, compact) {
+    const held = !!g.holder, idle = held && g.util === 0;
+    const gb = NSML.resources.gb, used = g.memory_used ?? null;
+    const mem = g.memory ? (used !== null ? `${gb(used)} / ${gb(g.memory)} GB` : `${gb(g.memory)} GB`) : used !== null ? `${gb(used)} GB used` : "";
+    const util = g.util === null || g.util === undefined ? "—" : `${Math.round(g.util)} %`;
+    const title = [`${node.name} · GPU ${g.index}${g.name ? ` · ${g.name}` : ""}`, held ? `held by ${g.holder}` : "free",
+      held ? `utilisation ${util}${idle ? " (idle)" : ""}` : null, mem ? `memory ${mem}` : null].filter(Boolean).join("\n");
+    const attrs = { class: `gpu ${held ? "held" : "free"}${idle ? " idle" : ""}`, title, dataset: { index: String(g.index), ...(held ? { holder: g.holder } : {}) },
+      style: held ? `--h:${NSML.resources.hue(g.holder)}` : null, href: held ? NSML.urls.session(g.holder) : null };
+    const bar = held && typeof g.util === "number" ? NSML.el("span", { class: "gpu-util-bar", style: `width:${Math.min(100, g.util)}%` }) : null;
+    if (compact) return NSML.el(held ? "a" : "span", attrs, NSML.el("span", { class: "gpu-index", text: String(g.index) }), bar);
+    return NSML.el(held ? "a" : "div", attrs,
+      NSML.el("span", { class: "gpu-top" }, NSML.el("b", { class: "gpu-index", text: String(g.index) }),
+        NSML.el("span", { class: "gpu-model", text: NSML.resources.short(g.name) }), held ? NSML.el("span", { class: "gpu-util", text: util }) : null),
+      NSML.el("span", { class: "gpu-holder", text: held ? g.holder : "free" }),
+      NSML.el("span", { class: "gpu-mem", text: mem || "\u00a0" }), bar);
+  },
+
+  node(n, compact) {
+    const R = NSML.resources, free = n.gpus.filter((g) => !g.holder).length;
+    const mini = (label, used, cap, text) => NSML.el("div", { class: "mini", title: `${label}: ${text} held` },
+      NSML.el("span", { class: "mini-label" }, NSML.el("b", { text: label }), ` ${text}`),
+      NSML.el("span", { class: "bar" }, NSML.el("span", { class: "fill", style: `width:${R.pct(used, cap)}` })));
+    return NSML.el("section", { class: "node" + (n.gpus.length && !free ? " full" : ""), dataset: { node: n.name } },
+      NSML.el("div", { class: "node-head" }, NSML.el("b", { class: "node-name", text: n.name }),
+        NSML.el("span", { class: "muted small", text: n.gpus.length ? `${free} of ${n.gpus.length} GPU${n.gpus.length === 1 ? "" : "s"} free` : "no GPUs" })),
+      NSML.el("div", { class: "node-bars" },
+        mini("CPU", n.used.cpus, n.cpus, `${NSML.fmt.num(n.used.cpus)} / ${NSML.fmt.num(n.cpus)}`),
+        mini("Mem", n.used.memory, n.memory, `${R.gb(n.used.memory)} / ${R.gb(n.memory)} GB`)),
+      n.gpus.length ? NSML.el("div", { class: "gpus" }, ...n.gpus.map((g) => R.tile(n, g, compact))) : null);
+  },
+
+  /* Nodes grouped by GPU model (a node of mixed models under all of them, joined). */
+  groups(nodes) {
+    const out = new Map();
+    for (const n of nodes) {
+      const key = [...new Set(n.gpus.map((g) => g.name || "GPU"))].join(" + ") || "CPU only";
+      if (!out.has(key)) out.set(key, []);
+      out.get(key).push(n);
+    }
+    return out;
+  },
+
+  matches(n, f) {
+    if (!f) return true;
+    return [n.name, ...n.gpus.map((g) => g.name), ...n.gpus.map((g) => g.holder || "")].some((t) => t.toLowerCase().includes(f));
+  },
+};
+
 NSML.pages.resources = async function (main) {
-  const box = NSML.el("div");
+  const R = NSML.resources;
+  const filter = NSML.el("input", { type: "search", id: "node-filter", placeholder: "Filter nodes: name, GPU model or session", value: NSML.state.get("node", "") });
+  const freeOnly = NSML.el("input", { type: "checkbox", id: "free-only", checked: NSML.state.get("free") === "1" });
+  const views = NSML.el("span", { class: "scope" });
+  const box = NSML.el("div", { id: "resources" });
   NSML.clear(main).append(NSML.el("h1", { text: "Resources" }), box);
   const meter = (label, used, cap, fmt) => NSML.el("div", { class: "meter" },
     NSML.el("div", { class: "meter-label" }, NSML.el("b", { text: label }), ` ${fmt(used)} of ${fmt(cap)} held`),
-    NSML.el("div", { class: "bar" }, NSML.el("div", { class: "fill", style: `width:${cap ? Math.min(100, (100 * used) / cap) : 0}%` })));
-  const row = (cells) => NSML.el("tr", {}, ...cells.map((c) => NSML.el("td", {}, c)));
-  const table = (heads, rows, empty) => NSML.el("table", { class: "grid" }, NSML.el("thead", {}, NSML.el("tr", {}, ...heads.map((h) => NSML.el("th", { text: h })))),
+    NSML.el("div", { class: "bar" }, NSML.el("div", { class: "fill", style: `width:${R.pct(used, cap)}` })));
+  const row = (cells, attrs) => NSML.el("tr", attrs || {}, ...cells.map((c) => (c instanceof Node && c.tagName === "TD" ? c : NSML.el("td", {}, c))));
+  const table = (cls, heads, rows, empty) => NSML.el("table", { class: `grid ${cls}` }, NSML.el("thead", {}, NSML.el("tr", {}, ...heads.map((h) => NSML.el("th", { text: h })))),
     NSML.el("tbody", {}, ...(rows.length ? rows : [NSML.el("tr", {}, NSML.el("td", { colspan: heads.length, class: "muted", text: empty }))])));
   const link = (name) => NSML.el("a", { href: NSML.urls.session(name), text: name });
-  const draw = async () => {
-    const r = await NSML.api("/api/resources");
-    const id = (x) => String(x);
+  const plural = (n, what) => `${NSML.fmt.num(n)} ${what}${n === 1 ? "" : "s"}`;
+  let r = null;
+
+  const render = () => {
+    if (!r) return;
+    const gpuCount = r.nodes.reduce((a, n) => a + n.gpus.length, 0);
+    const view = NSML.state.get("view") || (gpuCount > R.COMPACT_ABOVE ? "compact" : "detail");
+    const compact = view === "compact";
+    NSML.clear(views).append(...[["detail", "Detailed"], ["compact", "Compact"]].map(([v, label]) => NSML.el("button", {
+      type: "button", class: "small" + (v === view ? " on" : ""), text: label, dataset: { view: v },
+      title: v === "detail" ? "Each GPU's holder, utilisation and memory on its tile" : "Small tiles, details in their tooltip",
+      onclick: () => { NSML.state.set({ view: v }); render(); } })));
+    const f = filter.value.trim().toLowerCase();
+    const shown = r.nodes.filter((n) => R.matches(n, f) && (!freeOnly.checked || n.gpus.some((g) => !g.holder)));
+    const groups = [...R.groups(shown)].map(([model, nodes]) => {
+      const gpus = nodes.flatMap((n) => n.gpus), free = gpus.filter((g) => !g.holder).length;
+      return NSML.el("div", { class: "node-group" },
+        NSML.el("div", { class: "group-title" }, NSML.el("b", { text: model }),
+          NSML.el("span", { class: "muted", text: ` · ${plural(nodes.length, "node")}${gpus.length ? ` · ${free} of ${gpus.length} GPUs free` : ""}` })),
+        NSML.el("div", { class: `nodes ${compact ? "compact" : "detail"}` }, ...nodes.map((n) => R.node(n, compact))));
+    });
+    const top = r.largest || {};
+    const holders = r.holders.map((h) => row([link(h.session), h.owner, h.node || "—", h.gpu_ids.join(", ") || "—", NSML.fmt.num(h.cpus), NSML.fmt.bytes(h.memory),
+      NSML.el("span", { class: `prio prio-${h.priority}`, text: h.priority }), NSML.fmt.duration(Date.now() / 1000 - (h.started || h.created))],
+    { dataset: { holder: h.session }, style: h.gpu_ids.length ? `--h:${R.hue(h.session)}` : null, class: h.gpu_ids.length ? "holder" : null }));
+    const queue = r.queue.map((q) => row([String(q.position), link(q.session), q.team ? `${q.owner} (${q.team})` : q.owner,
+      NSML.el("td", { class: "nowrap", text: `${plural(q.gpus, "GPU")} · ${plural(q.cpus, "CPU")} · ${NSML.fmt.bytes(q.memory)}` }),
+      NSML.el("span", { class: `prio prio-${q.priority}`, text: q.priority }), NSML.el("td", { class: "nowrap", title: `queued ${NSML.fmt.time(q.created)}`, text: NSML.fmt.duration(q.waiting) }),
+      NSML.el("td", { class: "reason", text: q.reason })], { dataset: { session: q.session } }));
     NSML.clear(box).append(
-      NSML.el("div", { class: "meters" }, meter("CPUs", r.used.cpus, r.capacity.cpus, id), meter("Memory", r.used.memory, r.capacity.memory, NSML.fmt.bytes), meter("GPUs", r.used.gpus, r.capacity.gpus, id)),
-      NSML.el("h3", { text: `GPUs (${r.gpus.length})` }),
-      table(["index", "name", "memory", "held by"], r.gpus.map((g) => row([String(g.index), g.name || "—", g.memory ? NSML.fmt.bytes(g.memory) : "—", g.holder ? link(g.holder) : NSML.el("span", { class: "muted", text: "free" })])), "This machine has no GPUs."),
+      NSML.el("div", { class: "meters" }, meter("CPUs", r.used.cpus, r.capacity.cpus, NSML.fmt.num), meter("Memory", r.used.memory, r.capacity.memory, NSML.fmt.bytes), meter("GPUs", r.used.gpus, r.capacity.gpus, NSML.fmt.num)),
+      NSML.el("div", { class: "controls small muted" },
+        NSML.el("span", { text: `${plural(r.nodes.length, "node")} · the largest has ${plural(top.gpus || 0, "GPU")}, ${plural(top.cpus || 0, "CPU")} and ${NSML.fmt.bytes(top.memory || 0)} (no session can ask for more)` }),
+        NSML.el("a", { href: "#queue", text: r.queue.length ? `${r.queue.length} queued ↓` : "queue empty ↓" })),
+      NSML.el("h3", { text: `Nodes (${shown.length === r.nodes.length ? r.nodes.length : `${shown.length} of ${r.nodes.length}`})` }),
+      NSML.el("div", { class: "controls" }, filter, NSML.el("label", { class: "chk" }, freeOnly, "with free GPUs"), views,
+        NSML.el("span", { class: "legend small muted" }, NSML.el("span", { class: "gpu free key" }), "free", NSML.el("span", { class: "gpu held key" }), "held (a colour per session)",
+          NSML.el("span", { class: "gpu held idle key" }), "held at 0 %")),
+      ...(groups.length ? groups : [NSML.el("div", { class: "pad muted", text: r.nodes.length ? "No node matches." : "This server has no nodes." })]),
+      NSML.el("h3", { id: "queue", text: `Queue (${r.queue.length})` }),
+      table("queue", ["#", "session", "owner", "request", "priority", "waiting", "reason"], queue, "The queue is empty."),
+      NSML.el("h3", { text: `Running (${r.holders.length})` }),
+      table("holders", ["session", "owner", "node", "GPUs", "CPUs", "memory", "priority", "running for"], holders, "No running sessions."),
       NSML.el("h3", { text: "Who holds what" }),
-      table(["owner", "sessions", "CPUs", "memory", "GPUs"], r.owners.map((o) => row([o.owner, String(o.sessions), String(o.cpus), NSML.fmt.bytes(o.memory), String(o.gpus)])), "Nothing is running."),
-      table(["session", "CPUs", "memory", "GPUs", "running for"], r.holders.map((h) => row([link(h.session), String(h.cpus), NSML.fmt.bytes(h.memory), h.gpu_ids.join(", ") || "—", NSML.fmt.duration(Date.now() / 1000 - (h.started || h.created))])), "No running sessions."),
-      NSML.el("h3", { text: `Queue (${r.queue.length})` }),
-      table(["#", "session", "CPUs", "memory", "GPUs", "waiting"], r.queue.map((q) => row([String(q.position), link(q.session), String(q.cpus), NSML.fmt.bytes(q.memory), String(q.gpus), NSML.fmt.duration(q.waiting)])), "The queue is empty."));
+      table("owners", ["owner", "sessions", "CPUs", "memory", "GPUs"], r.owners.map((o) => row([o.owner, String(o.sessions), NSML.fmt.num(o.cpus), NSML.fmt.bytes(o.memory), String(o.gpus)])), "Nothing is running."));
   };
+  filter.oninput = () => { NSML.state.set({ node: filter.value.trim() }); render(); };
+  freeOnly.onchange = () => { NSML.state.set({ free: freeOnly.checked }); render(); };
+  // Hovering a GPU tile or a running session's row marks everything that session holds.
+  box.addEventListener("mouseover", (e) => {
+    const holder = e.target.closest?.("[data-holder]")?.dataset.holder || null;
+    if (holder === box.dataset.hl) return;
+    box.querySelectorAll(".same").forEach((x) => x.classList.remove("same"));
+    if (holder) box.querySelectorAll(`[data-holder="${CSS.escape(holder)}"]`).forEach((x) => x.classList.add("same"));
+    if (holder) box.dataset.hl = holder; else delete box.dataset.hl;
+  });
+  const draw = async () => { r = await NSML.api("/api/resources"); render(); if (box.dataset.hl) box.querySelectorAll(`[data-holder="${CSS.escape(box.dataset.hl)}"]`).forEach((x) => x.classList.add("same")); };
   await draw();
   NSML.live.add(NSML.poll(draw, 3000));
 };

@@ -1,0 +1,273 @@
+"""The store as small protocols, one per capability: what the server, the scheduler and the
+supervisor may ask of the metadata store, and what each call promises.
+
+One implementation today, nsml.store.sql.SqlStore, on SQLite (the embedded default) and on
+PostgreSQL (a team server). tests/store is the contract suite: every test there runs against
+every implementation (tests/store/conftest.py's `store`), and tests/store/test_protocols.py checks
+that each implementation has every method here with the same parameters.
+
+Shared promises: records are frozen dataclasses of nsml.core.entities, never ORM rows; a missing
+name raises nsml.core.errors.NotFound (with "did you mean" where names are listed); a disk that
+fills up raises StorageFull and keeps nothing of the failed call; every method is safe to call
+from several threads (and, on PostgreSQL, from several server processes).
+"""
+
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+from nsml.core.entities import (
+    AuditEntry, BoardRow, Checkpoint, Dataset, FileEntry, MetricPoint, Session, SessionEvent, Submission, Team, Token,
+    UsageSample, User,
+)
+from nsml.core.policy import Actor, SessionScope
+from nsml.core.resources import Resources
+from nsml.core.states import SessionKind, Status
+
+
+@runtime_checkable
+class FileStore(Protocol):
+    """Filesets: the file lists (path, size, sha256) of datasets, code, outputs and checkpoints;
+    the bytes are in the blob store."""
+
+    def files(self, fileset_id: int) -> list[FileEntry]:
+        """Sorted by path."""
+
+    def fileset_shas(self, *fileset_ids: int | None) -> set[str]:
+        """The blobs the given filesets refer to (None ids are skipped): what a removal may free."""
+
+    def shas_in_use(self, shas: Iterable[str]) -> set[str]:
+        """Those of `shas` that any fileset still refers to: a blob is deleted only when not."""
+
+
+@runtime_checkable
+class DatasetStore(Protocol):
+    def put_dataset(self, name: str, owner: str, description: str, private: bool, entries: list[FileEntry], force: bool,
+                    metric: str = "", order: str = "desc", submit_interval: float = 0.0,
+                    tags: Iterable[str] | None = None) -> Dataset:
+        """Register a fully stored dataset in one transaction. An existing name is AlreadyExists
+        unless `force`, which replaces it (its sessions and board stay)."""
+
+    def change_dataset(self, name: str, **fields) -> Dataset:
+        """Set description, metric, order, submit_interval or tags; any other field is InvalidInput."""
+
+    def get_dataset(self, name: str) -> Dataset: ...
+
+    def list_datasets(self, pattern: str | None = None) -> list[Dataset]:
+        """By name; `pattern` a glob."""
+
+    def delete_dataset(self, name: str) -> None:
+        """Its record and fileset; sessions that read it keep their records."""
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    def create_session(self, owner: str, dataset: str, entry: str, args: str, resources: Resources, memo: str, image: str,
+                       code: list[FileEntry] | int, kind: SessionKind = SessionKind.NORMAL, source: str = "",
+                       source_checkpoint: str = "", shm_size: int = 0, batch_size: int = 0, team: str = "",
+                       visibility: str = "team", priority: int = 0, time_limit: float | None = None,
+                       gpu_model: str = "") -> Session:
+        """A new queued session, numbered N+1 of OWNER/DATASET (numbers are never reused, even
+        after removals). `code`: the uploaded files, or a relaunch's source code fileset (shared)."""
+
+    def get_session(self, name: str) -> Session: ...
+
+    def session_by_id(self, session_id: int) -> Session: ...
+
+    def list_sessions(self, statuses: set[Status] | None = None, dataset: str | None = None, owner: str | None = None,
+                      limit: int | None = None, removed: bool = False, scope: SessionScope | None = None) -> list[Session]:
+        """Newest first; hidden ones (rm -s) only with `removed`; only those `scope` may read."""
+
+    def match_sessions(self, pattern: str, scope: SessionScope | None = None) -> list[Session]:
+        """Sessions whose name matches a glob; a plain name must exist (NotFound otherwise)."""
+
+    def search_sessions(self, q: str = "", dataset: str | None = None, statuses: set[str] | None = None,
+                        owner: str | None = None, offset: int = 0, limit: int = 50,
+                        scope=None) -> tuple[int, list[Session]]:
+        """(how many match, one page newest first); `q` matches name, memo and arguments, case aside."""
+
+    def move_session(self, session_id: int, new: Status, **fields) -> Session | None:
+        """Change status when nsml.core.states allows it from the current one (fields set with
+        it, one event recorded); None when it does not: a late report never revives a session."""
+
+    def start_attempt(self, session_id: int, resumed_from: str, log_offset: int, note: str) -> Session | None:
+        """`nsml resume`: queue a resumable session again as its next attempt, same name; None
+        if its status does not allow it (any more)."""
+
+    def set_memo(self, session_id: int, memo: str) -> Session: ...
+
+    def hide_session(self, session_id: int, at: float) -> Session:
+        """`rm -s`: out of listings; records and files kept."""
+
+    def record_launch(self, session_id: int, handle: int, gpu_ids: str | None = None, node: str | None = None) -> Session:
+        """What the executor reported for a session it started; devices and node only when it chose them."""
+
+    def record_heartbeat(self, session_id: int, at: float) -> Session: ...
+
+    def record_exit_code(self, session_id: int, exit_code: int, ended: float) -> Session:
+        """The exit code of a session whose end was recorded first (a stop); status unchanged."""
+
+    def set_error(self, session_id: int, error: str) -> Session: ...
+
+    def put_outputs(self, session_id: int, files: list[FileEntry]) -> Session:
+        """The files a session wrote, replacing an earlier upload's in one transaction."""
+
+    def session_events(self, session_id: int) -> list[SessionEvent]:
+        """Its status history, oldest first."""
+
+    def delete_session(self, session_id: int) -> list[int]:
+        """The session and all it owns (metrics, checkpoints, events, usage); returns the
+        fileset ids dropped, whose blobs may then be freed."""
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    def put_checkpoint(self, session_id: int, name: str, walltime: float, files: list[FileEntry]) -> Checkpoint:
+        """A checkpoint of fully stored files, its summary the last reported values; saving a
+        name again replaces it."""
+
+    def list_checkpoints(self, session_id: int) -> list[Checkpoint]:
+        """Oldest first."""
+
+    def get_checkpoint(self, session: Session, name: str) -> Checkpoint:
+        """NotFound names the checkpoints there are."""
+
+    def delete_checkpoint(self, session_id: int, name: str) -> None: ...
+
+
+@runtime_checkable
+class MetricStore(Protocol):
+    def ingest_journal(self, session_id: int, offset: int, data: bytes, notes: list | None = None) -> int:
+        """Journal bytes from `offset` (whole lines): stored once however often they are resent
+        (offset idempotence); a mismatched offset is Conflict. Returns the new offset. What is
+        refused (non-finite values, over-long keys) is appended to `notes`, never stored."""
+
+    def skip_journal(self, session_id: int, offset: int, length: int) -> int:
+        """Move past `length` bytes at `offset` (an over-long line the supervisor did not send)."""
+
+    def series_keys(self, session_id: int) -> dict[str, int]:
+        """{key: number of points} of one session, by key."""
+
+    def keys_of_sessions(self, session_ids: Iterable[int]) -> dict[int, list[str]]:
+        """{session id: sorted keys} for every id asked for ([] when none)."""
+
+    def metric_points(self, session_id: int, key: str) -> list[MetricPoint]:
+        """Every point, by step (points without a step first), then as reported."""
+
+    def count_points(self, session_id: int) -> int: ...
+
+    def downsampled_series(self, session_id: int, key: str, x: str = "step", xmin: float | None = None,
+                           xmax: float | None = None, buckets: int = 1000) -> dict:
+        """At most about `buckets` points over [xmin, xmax], in x order, keeping each interval's
+        extremes (a spike is never smoothed away); exact when the range holds fewer."""
+
+
+@runtime_checkable
+class BoardStore(Protocol):
+    def create_submission(self, dataset: str, owner: str, session: str, checkpoint: str, test: bool,
+                          runner_id: int) -> Submission: ...
+
+    def get_submission(self, submission_id: int) -> Submission: ...
+
+    def submission_of_runner(self, runner_id: int) -> Submission | None: ...
+
+    def finish_submission(self, submission_id: int, status: str, **fields) -> Submission | None:
+        """Move it on when nsml.core.states allows; a scored or failed one never changes again (None)."""
+
+    def unfinished_submissions(self) -> list[Submission]: ...
+
+    def rescore_submission(self, submission_id: int, scoring: str, score: float | None = None, error: str = "") -> None:
+        """Its score under a changed evaluator (`scoring`), or why it could not be computed."""
+
+    def scored_otherwise(self, dataset: str, scoring: str) -> list[Submission]:
+        """Ranked scored submissions whose score was computed another way than `scoring`."""
+
+    def last_ranked_submit(self, dataset: str, owner: str) -> float | None: ...
+
+    def test_submit_times(self, dataset: str, owner: str, since: float) -> list[float]: ...
+
+    def list_submissions(self, dataset: str, owner: str | None = None, limit: int = 100) -> list[Submission]: ...
+
+    def board(self, dataset: str, order: str, every: bool = False, scoring: str | None = None) -> list[BoardRow]:
+        """Ranked: each owner's best (ties: the earlier), or every one; never a test submit."""
+
+
+@runtime_checkable
+class IdentityStore(Protocol):
+    """Users, their API tokens (only hashes stored), teams and dataset grants."""
+
+    def add_user(self, name: str, token: str | None = None, *, password_hash: str = "", admin: bool = False,
+                 exist_ok: bool = True) -> User: ...
+
+    def get_user(self, name: str) -> User: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def user_count(self) -> int: ...
+
+    def remove_user(self, name: str) -> None:
+        """Their tokens and memberships go at once; what they own stays, under their name."""
+
+    def password_hash(self, name: str) -> str | None: ...
+
+    def set_password_hash(self, name: str, password_hash: str) -> None: ...
+
+    def user_for_token(self, token: str) -> str | None: ...
+
+    def actor_for_token(self, token: str, now: float | None = None) -> tuple[Actor, int] | None:
+        """(who holds it, the token's id) while it is neither revoked nor expired; else None."""
+
+    def actor(self, name: str) -> Actor: ...
+
+    def add_token(self, user: str, token: str, label: str, expires: float | None) -> Token: ...
+
+    def list_tokens(self, user: str) -> list[Token]: ...
+
+    def revoke_token(self, user: str, token_id: int) -> Token:
+        """Only the user's own; NotFound otherwise."""
+
+    def touch_token(self, token_id: int, audit_every: float = 3600.0) -> None: ...
+
+    def add_team(self, name: str, owner: str) -> Team: ...
+
+    def join_team(self, team: str, user: str) -> Team: ...
+
+    def get_team(self, name: str) -> Team: ...
+
+    def list_teams(self) -> list[Team]: ...
+
+    def grant_dataset(self, name: str, grantee: str, grant: bool = True) -> None:
+        """Let 'user:NAME' or 'team:NAME' read a private dataset (grant=False: no longer)."""
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    def audit(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
+        """One row; fields are cut to their column's length, never refused."""
+
+    def audit_log(self, limit: int = 100, actor: str | None = None, action: str | None = None) -> list[AuditEntry]:
+        """Newest first."""
+
+
+@runtime_checkable
+class UsageStore(Protocol):
+    def add_usage(self, session_id: int, at: float, cpu: float, memory: int, gpus: list[dict[str, Any]]) -> None: ...
+
+    def usage(self, session_id: int, since: float = 0.0) -> list[UsageSample]:
+        """Oldest first."""
+
+    def drop_usage(self, session_id: int) -> None: ...
+
+    def thin_usage(self, before: float, spacing: float) -> int:
+        """Of samples before `before`, keep the first of each `spacing` seconds; returns how many went."""
+
+
+CAPABILITIES = (FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, BoardStore, IdentityStore,
+                AuditStore, UsageStore)
+
+
+@runtime_checkable
+class Store(FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, BoardStore, IdentityStore,
+            AuditStore, UsageStore, Protocol):
+    """Everything the server needs of its metadata store."""
+
+    def close(self) -> None: ...
