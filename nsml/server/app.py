@@ -14,7 +14,7 @@ from nsml.core import credentials
 from nsml.scheduler.local import LocalExecutor
 from nsml.scheduler import inventory
 from nsml.scheduler.service import Scheduler
-from nsml.store.blobs import BlobStore
+from nsml.store.s3blobs import open_blobs
 from nsml.store.sql import open_store
 
 from . import errors, web_security
@@ -68,7 +68,7 @@ def build_state(settings: Settings) -> ServerState:
     token = settings.token or read_or_create_token(home)
     store = open_store(settings.database_url)
     store.add_user(settings.user or getpass.getuser(), token, admin=True)  # the server's own user administers it
-    blobs = BlobStore(home / "blobs")
+    blobs = open_blobs(settings.blobs, home)
     blobs.in_use = store.shas_in_use  # a blob is deleted only once no file row refers to it
     blobs.clean_tmp()
     feed = None

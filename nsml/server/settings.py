@@ -13,6 +13,7 @@ def default_home() -> Path:
 class Settings:
     home: Path = field(default_factory=default_home)
     db_url: str | None = None  # default: SQLite file under home
+    blobs: str | None = None  # default: a folder under home; or s3://BUCKET[/PREFIX] (nsml.store.s3blobs)
     host: str = "127.0.0.1"
     port: int = 0
     token: str | None = None  # the local user's token; default: read/create home/token

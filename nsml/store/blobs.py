@@ -62,10 +62,22 @@ class BlobStore:
         self._pins: Counter[str] = Counter()
 
     def path(self, sha: str) -> Path:
+        """A readable local file holding the blob (the S3 store fetches it into its cache first)."""
+        return self._local(sha)
+
+    def _local(self, sha: str) -> Path:
         return self.root / sha[:2] / sha[2:]
 
     def exists(self, sha: str) -> bool:
-        return self.path(sha).exists()
+        return self._local(sha).exists()
+
+    # Hooks of a store that keeps blobs elsewhere too (nsml.store.s3blobs): a blob just placed
+    # under its name locally, one to remove, and the names there are.
+    def _stored(self, sha: str, local: Path) -> None:
+        """Called once `local` holds the complete blob `sha` (new or found), the blob pinned."""
+
+    def _remove(self, sha: str) -> None:
+        self._local(sha).unlink(missing_ok=True)
 
     def temp_file(self, suffix: str = "") -> Path:
         fd, name = tempfile.mkstemp(dir=self.tmp, suffix=suffix)
@@ -105,8 +117,9 @@ class BlobStore:
                     size += len(chunk)
                     out.write(chunk)
             sha = digest.hexdigest()
-            final = self.path(sha)
+            final = self._local(sha)
             with self._lock:  # pin and place together, so a concurrent delete sees one or the other
+                self._pins[sha] += 1  # held at least until _stored is done, with a lease until it ends
                 if lease is not None:
                     self._pins[sha] += 1
                     lease.shas.append(sha)
@@ -118,6 +131,10 @@ class BlobStore:
                     os.replace(tmp, final)
                     if created is not None:
                         created.append(sha)
+            try:
+                self._stored(sha, final)  # outside the lock: an upload elsewhere may take a while
+            finally:
+                self._unpin([sha])
             return sha, size
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -148,7 +165,7 @@ class BlobStore:
             if candidates and self.in_use is not None:
                 candidates -= self.in_use(candidates)
             for sha in candidates:
-                self.path(sha).unlink(missing_ok=True)
+                self._remove(sha)
             return sorted(candidates)
 
     def _unpin(self, shas: Iterable[str]) -> None:

@@ -18,9 +18,15 @@ from nsml.store.blobs import BlobStore
 from tests.conftest import REPO
 
 
-@pytest.fixture
-def blobs(tmp_path):
-    return BlobStore(tmp_path / "blobs")
+@pytest.fixture(params=["local", "s3"])
+def blobs(request, tmp_path):
+    """The contract suite: every test here runs on the local folder and on a real S3 server."""
+    if request.param == "local":
+        return BlobStore(tmp_path / "blobs")
+    from nsml.store.s3blobs import S3BlobStore
+
+    server = request.getfixturevalue("s3_env")
+    return S3BlobStore(server.url(), tmp_path / "cache")
 
 
 def stored_files(blobs: BlobStore) -> list[str]:
