@@ -94,7 +94,7 @@ class Bench:
 
     def kill_sessions(self) -> None:
         """Kill, by pid, the user process groups and supervisors that belong to this home."""
-        for pid_file in (self.home / "runs").glob("*/spool/user.pid"):
+        for pid_file in (self.home / "runs").glob("*/user.pid"):
             try:
                 os.killpg(int(pid_file.read_text()), signal.SIGKILL)
             except (OSError, ValueError):

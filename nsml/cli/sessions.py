@@ -30,7 +30,7 @@ def run(
     folder: Path = typer.Option(Path("."), "--path", help="Folder to upload instead of the current one."),
     team: str = typer.Option(None, "--team", help="The team the session belongs to, one of yours (default: your default team, see `nsml team ls`)."),
     visibility: str = typer.Option(None, "--visibility", metavar="private|team|public", help="Who may read it: private (you and admins), team (also its team's members; the default) or public (every user)."),
-    gpu_model: str = typer.Option(None, "--gpu-model", help="Only GPUs whose model contains this, e.g. A100 or H100 (see `nsml resources`)."),
+    gpu_model: str = typer.Option(None, "--gpu-model", help="Only GPUs whose model contains this, e.g. A100 or H100 (the dashboard's Resources page lists them)."),
     priority: str = typer.Option(None, "--priority", metavar="low|normal|high", help="Its place in the queue: low, normal (the default) or high (admins only)."),
     time_limit: str = typer.Option(None, "--time-limit", help="Stop the session once it has run this long, e.g. 90m, 12h or 2d."),
 ):

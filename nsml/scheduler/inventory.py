@@ -139,6 +139,14 @@ def _size(value, what: str) -> int:
         raise InvalidInput(f"{what}: {exc}") from None
 
 
+class NoReadings:
+    """The GPU reader of a declared inventory without a feed: its GPUs are not this machine's,
+    so NVML's readings of this machine's GPUs would be someone else's."""
+
+    def read(self, indices: list[int], node: str = "") -> list[dict]:
+        return []
+
+
 class UtilisationFeed:
     """GPU readings of a declared inventory, from its feed file (re-read when it changed)."""
 

@@ -180,6 +180,8 @@ class LocalExecutor:
             NSML_GPU_NUM=str(len(gpu_ids)),
             NSML_SPOOL=str(spool),
             CUDA_VISIBLE_DEVICES=",".join(str(g) for g in gpu_ids),
+            # The ids are NVML's, which count in PCI bus order; CUDA's own default order may differ.
+            CUDA_DEVICE_ORDER="PCI_BUS_ID",
             PYTHONUNBUFFERED="1",
         )
         if not confined:  # unsandboxed: the library reaches the server itself (docs/security.md)

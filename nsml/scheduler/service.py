@@ -2,6 +2,9 @@
 their time limit, and marks sessions lost whose supervisor stopped sending heartbeats."""
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 import traceback
@@ -19,6 +22,7 @@ from .usage import UsageSampler, zombie_gpus
 
 log = logging.getLogger("nsml.scheduler")
 RECONCILE_EVERY = 2.0
+LEASE = "scheduler"
 LOST = ("The session's supervisor stopped reporting (no heartbeat for {timeout:.0f} s: killed, or its machine went away); "
         "what it shipped before (logs, metrics, checkpoints) is kept. Run it again from its last checkpoint with nsml resume {name}.")
 TIME_LIMIT = "[nsml] the session reached its time limit ({limit}) and was stopped by the platform."
@@ -26,7 +30,8 @@ TIME_LIMIT = "[nsml] the session reached its time limit ({limit}) and was stoppe
 
 class Scheduler:
     def __init__(self, store, executor: Executor, nodes: Sequence[Node], interval: float = 0.2,
-                 heartbeat_timeout: float = 30.0, feed=None, zombie_after: float | None = None):
+                 heartbeat_timeout: float = 30.0, feed=None, zombie_after: float | None = None,
+                 lease_ttl: float = 5.0, holder: str | None = None):
         self.store = store
         self.executor = executor
         self.nodes = list(nodes)
@@ -44,9 +49,15 @@ class Scheduler:
         self.zombie_after = zombie_after
         self._zombies_told: set[int] = set()
         self.usage = UsageSampler(store, executor, gpus=feed)  # samples running sessions every few seconds
+        # Several servers may share one database: only the one holding the scheduler's lease
+        # schedules (and reconciles, samples, stops); another takes over once it expires.
+        self.lease_ttl = lease_ttl
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.leading = False
+        self._renewed = 0.0
 
     def start(self) -> None:
-        self.reconcile(at_startup=True)
+        self.lead()
         self._thread = threading.Thread(target=self._loop, name="nsml-scheduler", daemon=True)
         self._thread.start()
 
@@ -55,6 +66,31 @@ class Scheduler:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=5)
+        if self.leading:
+            try:
+                self.store.release_lease(LEASE, self.holder)  # the other server takes over at once
+            except Exception:
+                log.debug("could not release the scheduler's lease", exc_info=True)
+
+    def lead(self) -> bool:
+        """Take or renew the scheduler's lease (renewed every fifth of its term); True while this
+        server holds it. On taking it over, sessions the previous holder was preparing are
+        nobody's any more, and every running one gets a whole heartbeat timeout to report in."""
+        if self.leading and time.monotonic() - self._renewed < self.lease_ttl / 5:
+            return True
+        had = self.leading
+        try:
+            self.leading = self.store.take_lease(LEASE, self.holder, self.lease_ttl)
+        except Exception:  # the database is away: stop scheduling rather than act on stale state
+            log.exception("could not renew the scheduler's lease")
+            self.leading = False
+        if self.leading:
+            self._renewed = time.monotonic()
+            if not had:
+                log.info("this server (%s) schedules now", self.holder)
+                self.started_at = time.time()
+                self.reconcile(at_startup=True)
+        return self.leading
 
     def wake(self) -> None:
         self._wake.set()
@@ -64,7 +100,8 @@ class Scheduler:
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
-                self.tick()
+                if self.lead():
+                    self.tick()
             except Exception:  # keep scheduling whatever one bad session does
                 log.exception("scheduler tick failed")
 

@@ -74,7 +74,7 @@ def build_state(settings: Settings) -> ServerState:
     feed = None
     if settings.inventory:
         nodes, feed_path = inventory.load_declared(settings.inventory)
-        feed = inventory.UtilisationFeed(feed_path) if feed_path else None
+        feed = inventory.UtilisationFeed(feed_path) if feed_path else inventory.NoReadings()
     else:
         nodes = inventory.this_machine(settings.cpus, settings.memory, settings.gpus)
     secret = read_or_create_token(home, "session.key").encode()
@@ -83,13 +83,21 @@ def build_state(settings: Settings) -> ServerState:
         from .isolation import choose
 
         isolation = choose(settings.sandbox, team=False)[0]
-    executor = LocalExecutor(home, blobs, settings.url, lambda s: credentials.session_token(secret, s.id, s.attempt),
+    executor = LocalExecutor(home, blobs, settings.public_url or settings.url, lambda s: credentials.session_token(secret, s.id, s.attempt),
                              server_file=home / "server.json", paused_timeout=settings.paused_timeout,
                              isolation=isolation, network=settings.session_network, nodes=nodes,
                              heartbeat_every=min(5.0, settings.heartbeat_timeout / 4))
     scheduler = Scheduler(store, executor, executor.inventory(), settings.scheduler_interval, heartbeat_timeout=settings.heartbeat_timeout,
-                          feed=feed, zombie_after=settings.zombie_after if settings.zombie_note else None)
+                          feed=feed, zombie_after=settings.zombie_after if settings.zombie_note else None,
+                          lease_ttl=settings.lease_ttl)
     return ServerState(settings, store, blobs, executor, scheduler, nodes, home / "logs", threading.Lock(), secret)
+
+
+def sweep_once(st: ServerState) -> None:
+    """Delete blobs nothing refers to, in one server of those sharing the store (its lease lasts
+    the sweep's hour: the others skip it)."""
+    if st.store.take_lease("blob-sweep", st.scheduler.holder, ttl=3600):
+        st.blobs.sweep()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -98,9 +106,10 @@ def create_app(settings: Settings) -> FastAPI:
         st = build_state(settings)
         app.state.nsml = st
         st.scheduler.start()
-        threading.Thread(target=st.blobs.sweep, name="nsml-blob-sweep", daemon=True).start()
+        threading.Thread(target=sweep_once, args=(st,), name="nsml-blob-sweep", daemon=True).start()
         st.prune_dataset_views()
-        relaunch_flow.fail_unfinished_submissions(st)
+        if st.scheduler.leading:  # evaluations another live server runs are its own business
+            relaunch_flow.fail_unfinished_submissions(st)
         try:
             yield
         finally:

@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--db", default=None)
     p.add_argument("--blobs", default=None, help="s3://BUCKET[/PREFIX] (default: a folder in --home)")
+    p.add_argument("--public-url", default=None, help="the address supervisors report to (a proxy before several servers)")
     p.add_argument("--cpus", type=float, default=None)
     p.add_argument("--memory", default=None)
     p.add_argument("--gpus", type=int, default=None)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     from nsml.core.resources import parse_size
 
-    settings = Settings(home=a.home, db_url=a.db, blobs=a.blobs, host=a.host, port=a.port, cpus=a.cpus,
+    settings = Settings(home=a.home, db_url=a.db, blobs=a.blobs, public_url=a.public_url, host=a.host, port=a.port, cpus=a.cpus,
                         memory=parse_size(a.memory) if a.memory else None, gpus=a.gpus, sandbox=a.sandbox, inventory=a.inventory,
                         session_network=not a.no_session_network)
     try:

@@ -32,6 +32,11 @@ class Settings:
     zombie_after: float = field(default_factory=lambda: float(os.environ.get("NSML_ZOMBIE_AFTER", 3600)))
     # ... and the session's log says so once, for its owner (NSML_ZOMBIE_NOTE=0 turns that off).
     zombie_note: bool = field(default_factory=lambda: os.environ.get("NSML_ZOMBIE_NOTE", "1") != "0")
+    # Servers sharing one database: the scheduler's lease term (seconds; another server takes
+    # over this long after the holder dies), and the address supervisors report to (a proxy in
+    # front of all of them; default this server's own).
+    lease_ttl: float = field(default_factory=lambda: float(os.environ.get("NSML_LEASE_TTL", 5)))
+    public_url: str | None = None
     scheduler_interval: float = 0.2
     # How long a relaunched script (submit, infer) may take to reach nsml.paused(), and how long
     # a dataset's evaluation.py may run. Environment overrides, for tests and slow models.

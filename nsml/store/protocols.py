@@ -261,13 +261,28 @@ class UsageStore(Protocol):
         """Of samples before `before`, keep the first of each `spacing` seconds; returns how many went."""
 
 
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Work that must run in exactly one of several servers sharing the store (scheduling,
+    sweeping blobs) runs in the one holding its lease; another takes it over once it expires."""
+
+    def take_lease(self, name: str, holder: str, ttl: float, now: float | None = None) -> bool:
+        """Take or renew it for `ttl` seconds; True when `holder` has it now. Two holders never
+        both get True for overlapping terms."""
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give it up at once (clean shutdown), if `holder` has it."""
+
+    def lease_holder(self, name: str, now: float | None = None) -> str | None: ...
+
+
 CAPABILITIES = (FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, BoardStore, IdentityStore,
-                AuditStore, UsageStore)
+                AuditStore, UsageStore, LeaseStore)
 
 
 @runtime_checkable
 class Store(FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, BoardStore, IdentityStore,
-            AuditStore, UsageStore, Protocol):
+            AuditStore, UsageStore, LeaseStore, Protocol):
     """Everything the server needs of its metadata store."""
 
     def close(self) -> None: ...

@@ -77,6 +77,16 @@ class AuditRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class LeaseRow(Base):
+    """Work that must run in one server at a time (scheduling, sweeping blobs): who holds it
+    until when (0007). Taken and renewed by nsml.store.sql.leases."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires: Mapped[float] = mapped_column(Float)
+
+
 class FilesetRow(Base):
     """A set of files stored as blobs: a dataset version, a code snapshot, a checkpoint, outputs."""
 

@@ -16,6 +16,7 @@ from nsml.core.errors import AlreadyExists, Forbidden, StorageFull, not_found
 from .engine import make_engine, migrate
 from .boards import BoardsMixin
 from .identity import IdentityMixin
+from .leases import LeasesMixin
 from .metrics import MetricsMixin
 from .usage import UsageMixin
 from .models import DatasetRow, FileRow, FilesetRow
@@ -42,7 +43,7 @@ def _is_disk_full(exc: DBAPIError) -> bool:
     )
 
 
-class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin):
+class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin, LeasesMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite allows one writer at a time; taking turns here avoids "database is locked".
