@@ -170,7 +170,8 @@ class LocalExecutor:
             data_path = Path(bwrap.DATA) / session.dataset if data_path else None
             spool = Path(bwrap.SPOOL)
         else:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("NSML_")}
+            # Never the platform's own credentials: its database's and its bucket's.
+            env = {k: v for k, v in os.environ.items() if not k.startswith(SERVER_ONLY_ENV)}
         env.update(
             NSML_IS_ON_NSML="1",
             NSML_SESSION_NAME=session.name,
@@ -423,6 +424,7 @@ PIDS_PER_SESSION = 4096
 # What a sandboxed session inherits of the server's environment: locale and time zone, no more.
 PASSED_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+SERVER_ONLY_ENV = ("NSML_", "AWS_", "PGPASSWORD", "PGPASSFILE")
 
 
 def _chown_tree(root: Path, uid: int) -> None:

@@ -55,7 +55,8 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        return self.db_url or f"sqlite:///{self.home / 'nsml.db'}"
+        """--db, else NSML_DB_URL (which keeps a password out of `ps`), else SQLite in the home."""
+        return self.db_url or os.environ.get("NSML_DB_URL") or f"sqlite:///{self.home / 'nsml.db'}"
 
     @property
     def url(self) -> str:
