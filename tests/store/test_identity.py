@@ -77,7 +77,7 @@ def test_the_sql_scope_selects_exactly_what_can_reads(store):
         assert total == len(listed) and {s.id for s in page} == listed
 
 
-def test_a_database_from_before_users_keeps_its_tokens_and_admin(tmp_path):
+def test_a_database_from_before_users_keeps_its_tokens_and_admin(empty_database_url):
     """Migration 0005 on a real 0004 database: each user's one token becomes their first API
     token, the first user (the server's own) becomes the admin; and it downgrades again."""
     import hashlib
@@ -89,7 +89,7 @@ def test_a_database_from_before_users_keeps_its_tokens_and_admin(tmp_path):
     from nsml.store.sql import open_store
     from nsml.store.sql.engine import MIGRATIONS, make_engine
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'nsml.db'}")
+    engine = make_engine(empty_database_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
 
@@ -104,7 +104,7 @@ def test_a_database_from_before_users_keeps_its_tokens_and_admin(tmp_path):
             conn.execute(text("INSERT INTO users (name, token_sha256, created) VALUES (:n, :t, 0)"),
                          {"n": name, "t": hashlib.sha256(token.encode()).hexdigest()})
     engine.dispose()
-    store = open_store(f"sqlite:///{tmp_path / 'nsml.db'}")
+    store = open_store(empty_database_url)
     alice, _ = store.actor_for_token("tok-alice")
     bob, _ = store.actor_for_token("tok-bob")
     assert (alice.name, alice.admin, bob.name, bob.admin) == ("alice", True, "bob", False)

@@ -1,0 +1,69 @@
+"""The whole migration chain on SQLite and PostgreSQL: from an empty database to the newest
+schema, down to nothing and up again; and from the previous schema with data in it, nothing
+lost on the way up or back."""
+
+import time
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import inspect, text
+
+from nsml.store.sql import open_store
+from nsml.store.sql.engine import MIGRATIONS, make_engine
+from nsml.store.sql.models import Base
+
+PREVIOUS = "0006"
+
+
+def runner(engine):
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+
+    def to(revision: str, down: bool = False) -> None:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+    return to
+
+
+def tables(engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_from_nothing_to_the_newest_and_back_down_to_nothing(empty_database_url):
+    engine = make_engine(empty_database_url)
+    to = runner(engine)
+    to("head")
+    assert tables(engine) == set(Base.metadata.tables)
+    to("base", down=True)
+    assert tables(engine) == set()
+    to("head")
+    assert tables(engine) == set(Base.metadata.tables)
+    engine.dispose()
+
+
+def test_the_previous_schema_with_data_in_it_migrates_up_and_back(empty_database_url):
+    engine = make_engine(empty_database_url)
+    to = runner(engine)
+    to(PREVIOUS)
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (name, token_sha256, created, password_hash, admin, default_team) "
+                          "VALUES ('alice', 'x', 0, '', true, '')"))
+        conn.execute(text(
+            "INSERT INTO sessions (owner, dataset, number, entry, args, status, cpus, memory, gpus, gpu_ids, created, memo, "
+            "error, image, summary, last_values, journal_offset, log_offset, report_count, kind, source, source_checkpoint, "
+            "shm_size, batch_size, attempt, resumed_from, team, visibility, priority, gpu_model, node) VALUES "
+            "('alice', 'd', 1, 'main.py', '', 'running', 1, 1, 2, '0,1', :now, '', '', '', '{}', '{}', 0, 0, 0, 'normal', "
+            "'', '', 0, 0, 1, '', '', 'team', 1, 'a100', 'gpu-a')"), {"now": now})
+    engine.dispose()
+    store = open_store(empty_database_url)  # the server's own start: up to the newest
+    s = store.get_session("alice/d/1")
+    assert (s.status, s.gpu_ids, s.node, s.priority, s.gpu_model) == ("running", "0,1", "gpu-a", 1, "a100")
+    assert store.take_lease("scheduler", "me", ttl=5)
+    store.close()
+    to(PREVIOUS, down=True)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT node FROM sessions")).scalar() == "gpu-a"
+    assert "leases" not in tables(engine)
+    engine.dispose()
