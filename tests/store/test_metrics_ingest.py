@@ -1,4 +1,4 @@
-"""SqlStore.ingest_journal on a real SQLite file: inputs that once made it raise, and resends.
+"""SqlStore.ingest_journal on SQLite and PostgreSQL (tests/store/conftest.py): inputs that once made it raise, and resends.
 
 An ingest that raises makes the supervisor retry the same bytes forever, so every metric after
 them stays on the machine; these inputs must be stored (or skipped) instead. And the supervisor
@@ -13,13 +13,6 @@ import pytest
 
 from nsml.core.resources import Resources
 from nsml.store.sql import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'nsml.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -201,3 +194,33 @@ def test_skipping_a_line_is_idempotent_and_refuses_gaps(store, session):
     after = line(step=2, v={"loss": 2.0})
     assert store.ingest_journal(session.id, len(first) + 5000, after) == len(first) + 5000 + len(after)
     assert [p.value for p in store.metric_points(session.id, "loss")] == [1.0, 2.0]
+
+
+def test_the_same_bytes_sent_through_two_servers_at_once_are_stored_once(database_url, session):
+    """A supervisor that retries through another server while the first still works on its
+    post: the session's row is locked while its offset is checked, so the two serialise."""
+    import threading
+
+    from nsml.core.errors import Conflict
+
+    data = b"".join(line(step=i, v={"loss": float(i)}) for i in range(2000))
+    stores = [open_store(database_url) for _ in range(3)]
+    results = []
+
+    def send(s):
+        try:
+            results.append(s.ingest_journal(session.id, 0, data))
+        except Conflict as exc:  # not expected: resends of bytes the server has are skipped
+            results.append(exc)
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [len(data)] * 3
+    assert stores[0].series_keys(session.id) == {"loss": 2000}
+    assert [p.step for p in stores[0].metric_points(session.id, "loss")] == [float(i) for i in range(2000)]
+    for s in stores:
+        s.close()
+

@@ -51,7 +51,7 @@ class BoardsMixin:
         """Move a running/evaluating submission on; a finished one is never changed again
         (a supervisor that retries its report must not score twice)."""
         with self._write() as orm:
-            row = orm.get(SubmissionRow, submission_id)
+            row = orm.get(SubmissionRow, submission_id, with_for_update=True)
             if row is None or not can_move_submission(row.status, status):
                 return None
             row.status = status
@@ -93,7 +93,7 @@ class BoardsMixin:
     def rescore_submission(self, submission_id: int, scoring: str, score: float | None = None, error: str = "") -> None:
         """A scored submission scored again under `scoring`; or, with `error`, why it could not be."""
         with self._write() as orm:
-            row = orm.get(SubmissionRow, submission_id)
+            row = orm.get(SubmissionRow, submission_id, with_for_update=True)
             if row is None or row.status != "scored":
                 return
             if error:

@@ -132,7 +132,7 @@ class MetricsMixin:
         """
         noted = _Notes(notes)
         with self._write() as orm:
-            row = orm.get(SessionRow, session_id)
+            row = orm.get(SessionRow, session_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"Session #{session_id} does not exist.")
             have = row.journal_offset
@@ -234,7 +234,7 @@ class MetricsMixin:
         send (a line longer than spool.MAX_LINE); idempotent like ingest_journal. Returns the
         new offset; Conflict if `offset` is past what the server has."""
         with self._write() as orm:
-            row = orm.get(SessionRow, session_id)
+            row = orm.get(SessionRow, session_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"Session #{session_id} does not exist.")
             if offset > row.journal_offset:

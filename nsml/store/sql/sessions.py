@@ -4,6 +4,7 @@ import json
 import time
 
 from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from nsml.core import naming
 from nsml.core.entities import Checkpoint, FileEntry, Session, SessionEvent
@@ -55,11 +56,9 @@ class SessionsMixin:
     ) -> Session:
         """A queued session; `code` is the uploaded files, or the code fileset of the session a
         fork/submit/infer relaunches (shared, not copied)."""
+        self._ensure_counter(owner, dataset)
         with self._write() as orm:
-            counter = orm.get(SessionCounterRow, (owner, dataset))
-            if counter is None:
-                counter = SessionCounterRow(owner=owner, dataset=dataset, last=0)
-                orm.add(counter)
+            counter = orm.get(SessionCounterRow, (owner, dataset), with_for_update=True)  # numbers never collide
             counter.last += 1
             code_id = code if isinstance(code, int) else self._add_fileset("code", code, orm)
             row = SessionRow(
@@ -75,6 +74,17 @@ class SessionsMixin:
             orm.flush()
             orm.add(SessionEventRow(session_id=row.id, at=row.created, status=row.status, note=""))
             return to_session(row)
+
+    def _ensure_counter(self, owner: str, dataset: str) -> None:
+        """The numbering row of OWNER/DATASET exists (two servers making the first at once: one wins)."""
+        with self._read() as orm:
+            if orm.get(SessionCounterRow, (owner, dataset)) is not None:
+                return
+        try:
+            with self._write() as orm:
+                orm.add(SessionCounterRow(owner=owner, dataset=dataset, last=0))
+        except IntegrityError:
+            pass  # made meanwhile by another writer
 
     def _session_row(self, orm, name: str) -> SessionRow:
         owner, dataset, number = naming.parse_session_name(name)
@@ -156,7 +166,7 @@ class SessionsMixin:
 
     def _set(self, session_id: int, **fields) -> Session:
         with self._write() as orm:
-            row = orm.get(SessionRow, session_id)
+            row = orm.get(SessionRow, session_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"Session #{session_id} does not exist.")
             for key, value in fields.items():
@@ -167,7 +177,7 @@ class SessionsMixin:
         """Store the files a session wrote, replacing those of an earlier upload in one
         transaction (a supervisor that lost the answer sends them again)."""
         with self._write() as orm:
-            row = orm.get(SessionRow, session_id)
+            row = orm.get(SessionRow, session_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"Session #{session_id} does not exist.")
             old = row.outputs_fileset_id
@@ -179,7 +189,7 @@ class SessionsMixin:
     def move_session(self, session_id: int, new: Status, **fields) -> Session | None:
         """Change status if allowed from the current one; returns None when it was not."""
         with self._write() as orm:
-            row = orm.get(SessionRow, session_id)
+            row = orm.get(SessionRow, session_id, with_for_update=True)
             if row is None or not can_move(Status(row.status), new):
                 return None
             row.status = new.value
@@ -194,7 +204,7 @@ class SessionsMixin:
         not allow it (any more). `log_offset`: the server's log size where the new attempt's
         log begins."""
         with self._write() as orm:
-            row = orm.get(SessionRow, session_id)
+            row = orm.get(SessionRow, session_id, with_for_update=True)
             if row is None or Status(row.status) not in RESUMABLE:
                 return None
             row.status = Status.QUEUED.value
@@ -215,7 +225,7 @@ class SessionsMixin:
     def delete_session(self, session_id: int) -> list[int]:
         """Delete a session and everything it owns; returns the fileset ids that were dropped."""
         with self._write() as orm:
-            row = orm.get(SessionRow, session_id)
+            row = orm.get(SessionRow, session_id, with_for_update=True)
             if row is None:
                 return []
             # Forks, submits and infer sessions share the code of the session they relaunched.
@@ -238,7 +248,7 @@ class SessionsMixin:
     def put_checkpoint(self, session_id: int, name: str, walltime: float, files: list[FileEntry]) -> Checkpoint:
         naming.check_checkpoint_name(name)
         with self._write() as orm:
-            session = orm.get(SessionRow, session_id)
+            session = orm.get(SessionRow, session_id, with_for_update=True)
             if session is None:
                 raise NotFound(f"Session #{session_id} does not exist.")
             previous = orm.scalar(

@@ -43,11 +43,30 @@ def _is_disk_full(exc: DBAPIError) -> bool:
     )
 
 
+class _NoLock:
+    """The write lock where the database takes the turns itself (PostgreSQL)."""
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> "_NoLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin, LeasesMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite allows one writer at a time; taking turns here avoids "database is locked".
-        self._write_lock = threading.RLock()
+        # PostgreSQL needs no such turns (and several servers could not share them): its writes
+        # lock the rows they check first (SELECT … FOR UPDATE), so concurrent writers serialise
+        # where it matters, in this process and across servers alike.
+        self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else _NoLock()
 
     # -- plumbing -------------------------------------------------------------------------
     def _read(self) -> OrmSession:
@@ -61,6 +80,11 @@ class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMix
             self.store._write_lock.acquire()
             self.orm = OrmSession(self.store.engine, expire_on_commit=False)
             self.orm.begin()
+            if self.store.engine.dialect.name == "sqlite":
+                # Take SQLite's write lock now, not at the first write: a writer in another
+                # process (a second store on the file) then waits instead of both reading the
+                # same state and one failing at its first write. PostgreSQL locks rows instead.
+                self.orm.connection().exec_driver_sql("BEGIN IMMEDIATE")
             return self.orm
 
         def __exit__(self, exc_type, exc, tb):

@@ -227,6 +227,7 @@ class ViewsMixin:
             if not _stale(conn, session_id):
                 return
         with self._write() as orm:
+            orm.get(SessionRow, session_id, with_for_update=True)  # one roll-up of a session at a time (PostgreSQL)
             starts: dict[int, int] = {}  # series id -> first points.id to roll up
             full_last: dict[int, int] = {}  # series id -> its last block, when full
             for series_id, count, first, last, n, seen in orm.execute(_LAST_BLOCKS, {"x": session_id}).all():
