@@ -37,8 +37,9 @@ def nsml_command() -> list[str]:
 
 
 class Bench:
-    def __init__(self, prefix: str = "nsml-bench-", sandbox: str = "auto"):
+    def __init__(self, prefix: str = "nsml-bench-", sandbox: str = "auto", server_args: list[str] | None = None):
         self.sandbox = sandbox  # the server's --sandbox (auto, bwrap or none)
+        self.server_args = list(server_args or [])  # more of the server's flags (--db, --inventory, …)
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
         self.home = self.tmp / "home"
         self.home.mkdir()
@@ -54,7 +55,7 @@ class Bench:
     # -- server -----------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> "Bench":
         cmd = [sys.executable, "-m", "nsml.server.main", "--home", str(self.home), "--embedded",
-               "--port", "0", "--cpus", "64", "--memory", "256G", "--sandbox", self.sandbox]
+               "--port", "0", "--cpus", "64", "--memory", "256G", "--sandbox", self.sandbox, *self.server_args]
         log = open(self.home / "server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=self.env, start_new_session=True)

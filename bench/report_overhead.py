@@ -155,6 +155,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="sessions; medians are reported")
     parser.add_argument("--trace", action="store_true", help="print when the counts grew")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between metrics polls")
+    parser.add_argument("--db", default=None, help="the server's database (default SQLite; e.g. postgresql+psycopg://…)")
     args = parser.parse_args()
 
     values = args.calls * len(KEYS)
@@ -162,7 +163,7 @@ def main():
           f"{values:,} values; {args.repeat} sessions; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
           f"load average {os.getloadavg()[0]:.2f}")
     rows = []
-    with Bench() as bench:
+    with Bench(server_args=["--db", args.db] if args.db else None) as bench:
         bench.push_dataset("bench")
         project = bench.project("report", ENTRY)
         for i in range(args.repeat):

@@ -358,30 +358,13 @@ def inventory_yaml(gpus: int, per_node: int = 8) -> str:
 
 
 class InventoryBench(Bench):
-    """A Bench whose server schedules onto a declared inventory (nodes.yaml).
-
-    Bench.start builds the server's command line itself; the inventory is appended to it by
-    wrapping subprocess.Popen for the duration of that one call (the --cpus/--memory it also
-    passes are ignored once an inventory is given)."""
+    """A Bench whose server schedules onto a declared inventory (nodes.yaml)."""
 
     def __init__(self, inventory: str, sandbox: str = "auto"):
         super().__init__(prefix="nsml-bench-scheduler-", sandbox=sandbox)
         self.inventory = self.tmp / "nodes.yaml"
         self.inventory.write_text(inventory)
-
-    def start(self, timeout: float = 60) -> "InventoryBench":
-        real = _harness.subprocess.Popen
-
-        def popen(cmd, *a, **kw):
-            if "nsml.server.main" in cmd:
-                cmd = [*cmd, "--inventory", str(self.inventory)]
-            return real(cmd, *a, **kw)
-
-        _harness.subprocess.Popen = popen
-        try:
-            return super().start(timeout)
-        finally:
-            _harness.subprocess.Popen = real
+        self.server_args = ["--inventory", str(self.inventory)]
 
 
 class Poller(threading.Thread):
