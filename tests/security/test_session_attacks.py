@@ -38,9 +38,17 @@ SCOPED_TOKEN = "nsml-s."
 
 
 # -- the shared platform --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("attacked"), env={"NSML_PAUSED_TIMEOUT": "60"})
+@pytest.fixture(scope="module", params=["embedded-storage", "team-storage"])
+def srv(request, tmp_path_factory):
+    """The attacked platform, twice: on the embedded default (SQLite, a blob folder) and on a team
+    server's storage (a real PostgreSQL with a password, a real bucket with its own keys): the
+    whole suite must hold on both."""
+    env, extra = {"NSML_PAUSED_TIMEOUT": "60"}, []
+    if request.param == "team-storage":
+        postgres, bucket = request.getfixturevalue("postgres"), request.getfixturevalue("s3_server")
+        env.update(bucket.env())
+        extra = ["--db", postgres.new_database(), "--blobs", bucket.url()]
+    server = start_server(tmp_path_factory.mktemp("attacked"), *extra, env=env)
     yield server
     stop_server(server)
 
