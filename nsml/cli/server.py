@@ -25,7 +25,7 @@ def server(
     port: int = typer.Option(18553, "--port", help="Port to listen on."),
     home_dir: Path = typer.Option(None, "--home", help="Where the server keeps its data (default: NSML_HOME or ~/.nsml)."),
     db: str = typer.Option(None, "--db", help="Database URL (default: SQLite under --home; e.g. postgresql+psycopg://…)."),
-    blobs: str = typer.Option(None, "--blobs", help="Where datasets, code and checkpoints are kept: s3://BUCKET[/PREFIX] (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; docs/cluster.md). Default: a folder in --home."),
+    blobs: str = typer.Option(None, "--blobs", help="Where datasets, code and checkpoints are kept: s3://BUCKET or s3://BUCKET/PREFIX (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; docs/cluster.md). Default: a folder in --home."),
     public_url: str = typer.Option(None, "--public-url", help="The address sessions' supervisors report to: with several servers on one database, a proxy in front of them all (docs/cluster.md). Default: this server's."),
     cpus: float = typer.Option(None, "--cpus", help="CPUs sessions may use in total (default: all)."),
     memory: str = typer.Option(None, "--memory", help="Memory sessions may use in total (default: all)."),

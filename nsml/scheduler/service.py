@@ -55,6 +55,7 @@ class Scheduler:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.leading = False
         self._renewed = 0.0
+        self.on_lead = None  # called whenever this server becomes the one that schedules
 
     def start(self) -> None:
         self.lead()
@@ -90,6 +91,11 @@ class Scheduler:
                 log.info("this server (%s) schedules now", self.holder)
                 self.started_at = time.time()
                 self.reconcile(at_startup=True)
+                if self.on_lead is not None:
+                    try:
+                        self.on_lead()
+                    except Exception:
+                        log.exception("starting the lease holder's work failed")
         return self.leading
 
     def wake(self) -> None:

@@ -93,11 +93,12 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(settings, store, blobs, executor, scheduler, nodes, home / "logs", threading.Lock(), secret)
 
 
-def sweep_once(st: ServerState) -> None:
-    """Delete blobs nothing refers to, in one server of those sharing the store (its lease lasts
-    the sweep's hour: the others skip it)."""
-    if st.store.take_lease("blob-sweep", st.scheduler.holder, ttl=3600):
-        st.blobs.sweep()
+def on_lead(st: ServerState) -> None:
+    """What the server holding the scheduler's lease does on taking it (at start, or on taking
+    over from one that died): sweep blobs nothing refers to, run again the evaluations that
+    were cut short and fail submits whose session is gone."""
+    threading.Thread(target=st.blobs.sweep, name="nsml-blob-sweep", daemon=True).start()
+    relaunch_flow.fail_unfinished_submissions(st)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -105,11 +106,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         st = build_state(settings)
         app.state.nsml = st
+        st.scheduler.on_lead = lambda: on_lead(st)
         st.scheduler.start()
-        threading.Thread(target=sweep_once, args=(st,), name="nsml-blob-sweep", daemon=True).start()
         st.prune_dataset_views()
-        if st.scheduler.leading:  # evaluations another live server runs are its own business
-            relaunch_flow.fail_unfinished_submissions(st)
         try:
             yield
         finally:
