@@ -64,6 +64,9 @@ class V2Group(Group):
     def __init__(self, path: Path, limits: Limits):
         self.path = path
         path.mkdir(exist_ok=True)
+        # A group left by a supervisor killed without cleaning up keeps its counters: count
+        # only the OOM kills from now on (names are unique besides: nsml.scheduler.userproc).
+        self._oom_before = _counter(path / "memory.events", "oom_kill")
         if limits.memory_bytes:
             _write(path / "memory.max", limits.memory_bytes)
             _write_try(path / "memory.swap.max", 0)
@@ -76,7 +79,7 @@ class V2Group(Group):
         _write(self.path / "cgroup.procs", os.getpid())
 
     def oom_killed(self) -> bool:
-        return _counter(self.path / "memory.events", "oom_kill") > 0
+        return _counter(self.path / "memory.events", "oom_kill") > self._oom_before
 
     def remove(self) -> None:
         _rmdir(self.path)
@@ -89,6 +92,8 @@ class V1Group(Group):
         self.paths = paths
         for path in paths.values():
             path.mkdir(exist_ok=True)
+        memory = paths.get("memory")
+        self._oom_before = _counter(memory / "memory.oom_control", "oom_kill") if memory else 0
         if limits.memory_bytes and "memory" in paths:
             _write(paths["memory"] / "memory.limit_in_bytes", limits.memory_bytes)
             _write_try(paths["memory"] / "memory.memsw.limit_in_bytes", limits.memory_bytes)
@@ -105,7 +110,7 @@ class V1Group(Group):
 
     def oom_killed(self) -> bool:
         path = self.paths.get("memory")
-        return bool(path) and _counter(path / "memory.oom_control", "oom_kill") > 0
+        return bool(path) and _counter(path / "memory.oom_control", "oom_kill") > self._oom_before
 
     def remove(self) -> None:
         for path in self.paths.values():
@@ -130,6 +135,25 @@ class Backend:
         except OSError:
             pass  # a group that cannot be made (full hierarchy, a vanished mount): rlimits
         return RlimitGroup(limits)
+
+
+def prune_empty(backend: Backend) -> int:
+    """Remove the session groups that supervisors killed without cleaning up left behind (the
+    kernel refuses to remove one that still holds a process, so live sessions keep theirs)."""
+    parents = [backend.v2_parent] if backend.v2_parent else [p for _, p in backend.v1_parents]
+    removed = 0
+    for parent in parents:
+        try:
+            groups = [g for g in parent.iterdir() if g.is_dir() and g.name.startswith("session-")]
+        except OSError:
+            continue
+        for group in groups:
+            try:
+                group.rmdir()
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def detect(prefix: str = "nsml") -> Backend:

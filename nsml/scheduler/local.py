@@ -60,6 +60,7 @@ class LocalExecutor:
     def limits(self) -> limits.Backend:
         if self._limits is None:
             self._limits = limits.detect() if os.geteuid() == 0 else limits.Backend("rlimit")
+            limits.prune_empty(self._limits)
         return self._limits
 
     def run_dir(self, session: Session) -> Path:

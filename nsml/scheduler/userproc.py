@@ -55,7 +55,9 @@ class Sandboxed:
                                      tuple((c, Path(p)) for c, p in known.get("v1_parents", ())))
         else:
             backend = limits.detect() if os.geteuid() == 0 else limits.Backend("rlimit")
-        self.group = backend.group(f"session-{os.getpid()}", limits.Limits(**lim))
+        # Unique even when the pid is reused: a group left behind by a killed supervisor must not
+        # hand its limits or its OOM count to a new session.
+        self.group = backend.group(f"session-{os.getpid()}-{os.urandom(4).hex()}", limits.Limits(**lim))
         log.flush()
         before = os.fstat(log.fileno()).st_size  # the environment build's lines stay
         for attempt in range(SETUP_TRIES):

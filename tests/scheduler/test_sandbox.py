@@ -38,3 +38,17 @@ def test_preexec_never_raises(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "print('started')"], preexec_fn=setup, capture_output=True, text=True)
     assert proc.stdout == "started\n"
     assert sandbox.make_readonly([]) is False
+
+
+def test_session_groups_left_behind_are_pruned_and_live_ones_kept(tmp_path):
+    """Supervisors killed with SIGKILL leave their (empty) limit groups; the next server removes
+    them. The kernel refuses to remove a group that still holds a process, as rmdir refuses a
+    folder that is not empty: that stands in for a live one here."""
+    from nsml.scheduler import limits
+
+    for name in ("session-1-aa", "session-2-bb", "eval-3"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "session-4-cc").mkdir()
+    (tmp_path / "session-4-cc" / "cgroup.procs").write_text("4\n")
+    assert limits.prune_empty(limits.Backend("cgroup2", v2_parent=tmp_path)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval-3", "session-4-cc"]
