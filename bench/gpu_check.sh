@@ -5,7 +5,7 @@
 #     bash bench/gpu_check.sh
 #
 # Uses $PYTHON, else the first of `python`, `python3` on PATH that imports nsml, pynvml and
-# httpx; otherwise makes a virtualenv ($GPU_CHECK_VENV, default /tmp/nsml-gpu-check-venv; system
+# httpx; otherwise makes a virtualenv ($GPU_CHECK_VENV, default ${TMPDIR:-/tmp}/nsml-gpu-check-venv; system
 # site packages kept, for a system torch) and installs the package into it. Starts its own
 # server on a temporary NSML_HOME (sandbox "auto": bubblewrap where it runs), with
 # NSML_ZOMBIE_AFTER=20, and checks (sessions: -g 1 -c 1 --memory 6G):
@@ -57,7 +57,7 @@ if [ -z "$PY" ]; then
         PY=
     done
     if [ -z "$PY" ]; then
-        VENV=${GPU_CHECK_VENV:-/tmp/nsml-gpu-check-venv}
+        VENV=${GPU_CHECK_VENV:-${TMPDIR:-/tmp}/nsml-gpu-check-venv}
         echo "== neither python nor python3 imports nsml, pynvml and httpx: installing them into $VENV"
         { [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"; } &&
             "$VENV/bin/pip" install -q -e ".[test]" nvidia-ml-py || { echo "FAIL  venv setup"; exit 1; }
@@ -107,7 +107,7 @@ TORCH=$("$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, tor
 note "torch: $TORCH"
 
 # -- server ----------------------------------------------------------------------------------
-TMP=$(mktemp -d /tmp/nsml-gpu-check.XXXXXX)
+TMP=$(mktemp -d -t nsml-gpu-check.XXXXXX)
 export NSML_HOME=$TMP/home
 mkdir -p "$NSML_HOME" "$TMP/work"
 for k in $(env | awk -F= '/^NSML_/ && $1 != "NSML_HOME" {print $1}'); do unset "$k"; done
