@@ -22,7 +22,7 @@ from ..access import controlled_session, dataset_for, readable_session, session_
 from ..auth import current_actor
 from ..bounds import (MAX_ITEMS, MAX_LOG_CHUNK, MAX_OFFSET, MAX_TAIL, Args, Count, Cpus, Gpus, Memo, Name, OptName,
                       OptText, Seconds, SessionNumber, Size)
-from ..schemas import TAR_BODY, CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic, finite
+from ..schemas import TAR_BODY, CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
 from .datasets import tar_response
@@ -314,18 +314,3 @@ def pull_checkpoint(owner: str, dataset: str, number: SessionNumber, name: str, 
     return tar_response(st, st.store.files(ckpt.fileset_id), f"{name}.tar")
 
 
-@router.get(SESSION + "/metrics")
-def list_metrics(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(readable_session)) -> dict[str, int]:
-    """Metric keys of the session with their number of points."""
-    return state(request).store.series_keys(session.id)
-
-
-@router.get(SESSION + "/metrics/{key:path}")
-def metric_series(owner: str, dataset: str, number: SessionNumber, key: str, request: Request, session: Session = Depends(readable_session)) -> dict:
-    points = state(request).store.metric_points(session.id, key)
-    return {
-        "key": key,
-        "steps": [p.step for p in points],
-        "walltimes": [p.walltime for p in points],
-        "values": [finite({"v": p.value})["v"] for p in points],
-    }
