@@ -150,8 +150,22 @@ class MetricStore(Protocol):
     def keys_of_sessions(self, session_ids: Iterable[int]) -> dict[int, list[str]]:
         """{session id: sorted keys} for every id asked for ([] when none)."""
 
+    def read_series(self, session_id: int, key: str) -> Any:
+        """A reader of the whole series (None without such a key), a snapshot as of the call:
+        `.count`; `.columns(*names)` yields, per group of chunks, float64 arrays of steps, walls
+        or vals (NaN: no step / not a number) in the order metric_points gives; `.extras()`
+        yields, per group likewise, {position: value} of the values that are not numbers.
+        Memory is bounded by a group (one chunk when steps came in order), never the series."""
+
+    def series_summaries(self, session_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """{session id: {key: summary}} with count, numeric, last_value/last_step (the newest
+        number), min_value/min_step and max_value/max_step (the first of equal extremes):
+        what a recomputation from the points gives, kept up to date by every ingest (sessions
+        without metrics left out)."""
+
     def metric_points(self, session_id: int, key: str) -> list[MetricPoint]:
-        """Every point, by step (points without a step first), then as reported."""
+        """Every point, by step (points without a step first), then as reported; for short
+        series (one object a point): long ones are read with read_series."""
 
     def count_points(self, session_id: int) -> int: ...
 

@@ -12,7 +12,7 @@ from nsml.store.sql import open_store
 from nsml.store.sql.engine import MIGRATIONS, make_engine
 from nsml.store.sql.models import Base
 
-PREVIOUS = "0006"
+PREVIOUS = "0007"
 
 
 def runner(engine):
@@ -56,14 +56,29 @@ def test_the_previous_schema_with_data_in_it_migrates_up_and_back(empty_database
             "shm_size, batch_size, attempt, resumed_from, team, visibility, priority, gpu_model, node) VALUES "
             "('alice', 'd', 1, 'main.py', '', 'running', 1, 1, 2, '0,1', :now, '', '', '', '{}', '{}', 0, 0, 0, 'normal', "
             "'', '', 0, 0, 1, '', '', 'team', 1, 'a100', 'gpu-a')"), {"now": now})
+        # Points one row each, as before 0008: 1,500 of loss (two chunks and a bit), text, a NaN.
+        conn.execute(text("INSERT INTO series (id, session_id, key, count) VALUES (1, 1, 'loss', 1500), (2, 1, 'note', 3)"))
+        conn.execute(text("INSERT INTO points (series_id, step, walltime, value, value_json) VALUES "
+                          + ", ".join(f"(1, {i}, {now + i}, {(i % 700) / 10}, NULL)" for i in range(1500))))
+        conn.execute(text("INSERT INTO points (series_id, step, walltime, value, value_json) VALUES "
+                          "(2, NULL, 1, NULL, '\"warm-up\"'), (2, 1, 2, 'NaN', NULL), (2, 2, 3, 4.5, NULL)"))
     engine.dispose()
     store = open_store(empty_database_url)  # the server's own start: up to the newest
     s = store.get_session("alice/d/1")
     assert (s.status, s.gpu_ids, s.node, s.priority, s.gpu_model) == ("running", "0,1", "gpu-a", 1, "a100")
-    assert store.take_lease("scheduler", "me", ttl=5)
+    loss = store.metric_points(s.id, "loss")
+    assert [(p.step, p.walltime, p.value) for p in loss] == [(float(i), now + i, (i % 700) / 10) for i in range(1500)]
+    assert [(p.step, p.value) for p in store.metric_points(s.id, "note")] == [(None, "warm-up"), (1.0, None), (2.0, 4.5)]
+    summary = store.series_summaries([s.id])[s.id]
+    assert (summary["loss"].max_value, summary["loss"].max_step, summary["loss"].last_step) == (69.9, 699.0, 1499.0)
+    assert (summary["note"].count, summary["note"].numeric, summary["note"].last_value) == (3, 1, 4.5)
+    assert store.downsampled_series(s.id, "loss", buckets=100)["count"] == 1500
     store.close()
     to(PREVIOUS, down=True)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT node FROM sessions")).scalar() == "gpu-a"
-    assert "leases" not in tables(engine)
+        back = conn.execute(text("SELECT step, value FROM points WHERE series_id = 1 ORDER BY id")).all()
+        assert back == [(float(i), (i % 700) / 10) for i in range(1500)]
+        assert conn.execute(text("SELECT value_json FROM points WHERE series_id = 2 ORDER BY id")).scalars().all() == ['"warm-up"', 'null', None]
+    assert "point_chunks" not in tables(engine) and "leases" in tables(engine)
     engine.dispose()

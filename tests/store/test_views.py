@@ -194,55 +194,23 @@ def test_a_growing_series_is_read_in_full_each_time(store):
     assert dict(zip(out["x"], out["y"]))[float(top)] == loss(top)
 
 
-def test_blocks_are_a_cache_rebuilt_when_missing_and_dropped_with_the_session(store):
-    long_run = new_session(store)
-    ingest(store, long_run, [(i, float(i), {"loss": loss(i)}) for i in range(30_000)], chunks=2)
-    before = store.downsampled_series(long_run.id, "loss", buckets=300)
-    assert before["count"] == 30_000 and not before["exact"]
-    with store.engine.begin() as conn:  # as after a failed roll-up, or a database from before blocks
-        conn.execute(text("DELETE FROM point_blocks"))
-    assert store.downsampled_series(long_run.id, "loss", buckets=300) == before
+def test_a_sessions_chunks_go_with_it(store):
+    long_run, other = new_session(store), new_session(store)
+    for session in (long_run, other):
+        ingest(store, session, [(i, float(i), {"loss": loss(i), "acc": 0.5}) for i in range(3_000)], chunks=2)
     store.delete_session(long_run.id)
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT COUNT(*) FROM point_blocks")).scalar() == 0
+        left = conn.execute(text("SELECT DISTINCT s.session_id FROM point_chunks c JOIN series s ON s.id = c.series_id")).all()
+    assert left == [(other.id,)]
+    assert store.downsampled_series(other.id, "loss", buckets=300)["count"] == 3_000
 
 
-def test_a_text_series_is_marked_seen_and_gains_blocks_once_numbers_come(store):
+def test_a_text_series_has_no_chart_until_numbers_come(store):
     session = new_session(store)
     ingest(store, session, [(i, float(i), {"status": "warming up"}) for i in range(500)])
-    with store.engine.connect() as conn:  # an empty marker block: reads need not look again
-        assert conn.execute(text("SELECT n, seen FROM point_blocks")).all() == [(0, 500)]
     assert store.downsampled_series(session.id, "status") == {"x": [], "y": [], "count": 0, "exact": True}
     assert store.downsampled_series(session.id, "status", x="relative")["count"] == 0
     ingest(store, session, [(i, float(i), {"status": i * 0.5}) for i in range(500, 1500)])
     out = store.downsampled_series(session.id, "status", x="relative", buckets=5000)
     assert out["count"] == 1000 and out["exact"] and out["x"][0] == 0.0 and out["y"][-1] == 1499 * 0.5
-
-
-def test_blocks_rolled_up_from_the_ingest_equal_blocks_read_back(store):
-    """The roll-up takes the rows an ingest just wrote from memory; rebuilt from the stored
-    points, the blocks must be the same (interleaved sessions, NaN, text, partial blocks) but
-    for `seen`, the series' count when each block was written."""
-    import random
-
-    rng = random.Random(7)
-    a, b = new_session(store), new_session(store)
-    step = 0
-    for _ in range(6):
-        for session in (a, b):
-            rows = []
-            for _i in range(rng.randint(1, 300)):
-                step += 1
-                value = rng.choice([rng.random(), float("nan"), float("inf"), "text", 3])
-                values = {"loss": value, "acc": rng.random()} if rng.random() < 0.7 else {"acc": rng.random()}
-                rows.append((step, 1000.0 + step, values))
-            ingest(store, session, rows, chunks=rng.randint(1, 3))
-    columns = "series_id, first_id, last_id, n, step0, step1, wall0, wall1, lo_value, lo_step, lo_wall, hi_value, hi_step, hi_wall"
-    with store.engine.begin() as conn:
-        from_ingest = conn.execute(text(f"SELECT {columns} FROM point_blocks ORDER BY series_id, first_id")).all()
-        conn.execute(text("DELETE FROM point_blocks"))
-    for session in (a, b):
-        store._roll_up(session.id)  # no rows in memory: everything read back from `points`
-    with store.engine.begin() as conn:
-        read_back = conn.execute(text(f"SELECT {columns} FROM point_blocks ORDER BY series_id, first_id")).all()
-    assert len(from_ingest) > 8 and from_ingest == read_back
+    assert [p.value for p in store.metric_points(session.id, "status")][498:502] == ["warming up", "warming up", 250.0, 250.5]

@@ -1,17 +1,38 @@
-"""Metrics: the journal a session writes, ingested idempotently, and read back as series."""
+"""Metrics: the journal a session writes, ingested idempotently into packed chunks
+(nsml/store/packed.py), and read back as series, a chunk at a time."""
 
+import gc
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import chain
-from typing import Any
+from operator import itemgetter, methodcaller
+from typing import Any, NamedTuple
 
+import numpy as np
+import orjson
 from sqlalchemy import insert, select
 
 from nsml.core import spool
 from nsml.core.entities import MetricPoint
 from nsml.core.errors import Conflict, NotFound
+from nsml.store import packed
 
-from .models import PointRow, SeriesRow, SessionRow
+from .models import PointChunkRow, SeriesRow, SessionRow
+
+
+class SeriesSummary(NamedTuple):
+    """What the runs table shows of a series: SeriesRow's summary columns."""
+
+    count: int
+    numeric: int
+    last_value: float | None
+    last_step: float | None
+    min_value: float | None
+    min_step: float | None
+    max_value: float | None
+    max_step: float | None
 
 
 def _split_value(value: Any) -> tuple[float | None, str | None]:
@@ -71,9 +92,9 @@ def _shown(key: str) -> str:
     return repr(key[:60]) + ("…" if len(key) > 60 else "")
 
 
-def _parse_lines(chunk: bytes, notes: _Notes):
-    """The JSON values of a chunk of complete lines, as a generator; a line that does not parse,
-    or is longer than spool.MAX_LINE (never parsed), is left out with a note.
+def _parse_pieces(chunk: bytes, notes: _Notes):
+    """The JSON values of a chunk of complete lines, as a generator of lists (pieces); a line
+    that does not parse, or is longer than spool.MAX_LINE (never parsed), is left out with a note.
 
     Pieces of about MAX_LINE are parsed as one JSON array each (one C call instead of one per
     line, most of the parsing cost) and handed on before the next is parsed, so memory stays
@@ -85,21 +106,42 @@ def _parse_lines(chunk: bytes, notes: _Notes):
             cut = chunk.rfind(b"\n", pos, min(start, pos + spool.MAX_LINE)) + 1
             if cut <= pos:
                 cut = start
-            yield from _parse_piece(chunk[pos:cut], notes)
+            yield _parse_piece(chunk[pos:cut], notes)
             pos = cut
         if end > start:
             notes.add("long", f"a journal line of {end - start} bytes was skipped: lines may be at most {spool.MAX_LINE} bytes")
         pos = max(pos, end)
 
 
-def _parse_piece(piece: bytes, notes: _Notes) -> list:
-    lines = piece.count(b"\n")
+@contextmanager
+def _no_gc():
+    """The cyclic garbage collector off during an ingest: the ~100,000 dicts a chunk parses
+    into would trigger a dozen collections, each walking every object the server holds (most
+    of the parsing time when measured), and re-enabling it while they are alive would walk
+    them all once more. Freed before the end, they leave nothing to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        items = json.loads(b"[" + piece[:-1].replace(b"\n", b",") + b"]")
-        if len(items) == lines:
-            return items
-    except (ValueError, RecursionError):
-        pass
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_piece(piece: bytes, notes: _Notes) -> list:
+    """orjson (several times faster than json) for a piece of strict JSON; json for one holding
+    the NaN/Infinity tokens report() writes for such values, and line by line for one with a
+    line that is not JSON."""
+    lines = piece.count(b"\n")
+    array = b"[" + piece[:-1].replace(b"\n", b",") + b"]"
+    for loads in (orjson.loads, json.loads):
+        try:
+            items = loads(array)
+            if len(items) == lines:
+                return items
+            break  # a torn line merged with the next: line by line
+        except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
+            pass
     items = []
     for raw in piece.splitlines():
         try:
@@ -126,9 +168,9 @@ class MetricsMixin:
 
         All of it happens in one transaction (points, series counts, summary, offset), so a
         point is stored exactly when the offset that covers it is. Speed (bench/README.md): the
-        chunk is parsed a piece at a time with one json.loads each, points are plain tuples
-        written by one executemany of multi-row INSERTs, and series counts are added once per
-        chunk; the ORM's per-row bookkeeping used to cost more than SQLite's insert itself.
+        chunk is parsed a piece at a time with one json.loads each; each series' new points
+        are gathered into three lists, then packed (its last chunk rewritten to grow, new
+        chunks inserted: a few rows per 1,024 points) and its summary updated, with numpy.
         """
         noted = _Notes(notes)
         with self._write() as orm:
@@ -142,90 +184,14 @@ class MetricsMixin:
             end = data.rfind(b"\n") + 1
             if end == 0:
                 return have
-            series = {s.key: s for s in orm.scalars(select(SeriesRow).where(SeriesRow.session_id == session_id))}
-            ids = {key: s.id for key, s in series.items()}
-            added: dict[int, int] = {}  # series id -> points in this chunk
-            summary = json.loads(row.summary)
-            last = json.loads(row.last_values)
-            count = row.report_count
-            points = []
-            append = points.append
-            for line in _parse_lines(data[:end], noted):
-                if type(line) is not dict or line.get("k") != spool.METRICS:
-                    if type(line) is not dict or line.get("k") != spool.CHECKPOINT:  # the supervisor's
-                        noted.add("kind", "a journal line that is not a metrics or checkpoint record was skipped")
-                    continue
-                values = line.get("v")
-                if type(values) is not dict:
-                    values = {}
-                given = line.get("step")
-                if type(given) is int or type(given) is float:  # the usual case, inlined
-                    try:
-                        step = float(given)
-                    except OverflowError:
-                        step = None
-                    if step is not None and step - step != 0.0:  # NaN or infinite: as if none
-                        noted.add("step", f"step={given!r} is not a finite number: the report was stored as "
-                                          "one without a step")
-                        given = None
-                        step = float(count)
-                else:
-                    step = _as_step(count if given is None else given)
-                count += 1
-                wall = line.get("w", 0.0)
-                if type(wall) is not float or wall - wall != 0.0:
-                    wall = _walltime(wall)
-                left_out = None  # keys not stored, or kept out of the summary
-                for key, value in values.items():
-                    if type(value) is float and value - value == 0.0:  # finite (NaN/inf give NaN)
-                        num, js = value, None
-                    else:
-                        try:
-                            num, js = _split_value(value)
-                        except (ValueError, OverflowError) as exc:
-                            noted.value(key, value, given, exc)
-                            left_out = (left_out or set()) | {key}
-                            continue
-                        if js is not None and len(js) > spool.MAX_SUMMARY_VALUE:
-                            left_out = (left_out or set()) | {key}
-                    try:
-                        sid = ids[key]
-                    except KeyError:
-                        if not spool.valid_key(key):
-                            noted.add("key", f"the metric key {_shown(key)} ({len(key)} characters) was not stored: "
-                                             f"keys may be 1 to {spool.MAX_KEY} characters")
-                            left_out = (left_out or set()) | {key}
-                            continue
-                        if len(ids) >= spool.MAX_SERIES:
-                            noted.add("series", f"the metric {_shown(key)} was not stored: a session may report at most "
-                                                f"{spool.MAX_SERIES} different keys")
-                            left_out = (left_out or set()) | {key}
-                            continue
-                        s = SeriesRow(session_id=session_id, key=key, count=0)
-                        orm.add(s)
-                        orm.flush()
-                        series[key], ids[key] = s, s.id
-                        sid = s.id
-                    append((sid, step, wall, num, js))
-                    added[sid] = added.get(sid, 0) + 1
-                if left_out:
-                    values = {k: v for k, v in values.items() if k not in left_out}
-                numbered = type(given) is int or type(given) is float  # what the summary may show as the step
-                if numbered:
-                    last["step"] = given
-                last.update(values)
-                if line.get("s"):
-                    if numbered:
-                        summary["step"] = given
-                    summary.update(values)
-            if points:
-                _insert_points(orm.connection(), points)
-                self._points_written(session_id, orm.connection(), points)
-            for s in series.values():
-                if s.id in added:
-                    s.count += added[s.id]
-            row.summary, row.last_values = json.dumps(summary), json.dumps(last)
-            row.report_count = count
+            batch = _Batch(orm, row, noted)
+            with _no_gc():
+                for items in _parse_pieces(data[:end], noted):
+                    if not batch.add_plain(items):
+                        for line in items:
+                            batch.add_line(line)
+                    del items
+            batch.finish()
             row.journal_offset = have + end
             return row.journal_offset
 
@@ -242,29 +208,416 @@ class MetricsMixin:
             row.journal_offset = max(row.journal_offset, offset + length)
             return row.journal_offset
 
-    def _points_written(self, session_id: int, conn, points: list[tuple]) -> None:
-        """Called in the ingest's transaction with the (series_id, step, walltime, value,
-        value_json) tuples just inserted; ViewsMixin rolls them up without reading them back."""
-
     def series_keys(self, session_id: int) -> dict[str, int]:
         with self._read() as orm:
             rows = orm.execute(select(SeriesRow.key, SeriesRow.count).where(SeriesRow.session_id == session_id))
             return dict(sorted(rows.all()))
 
-    def metric_points(self, session_id: int, key: str) -> list[MetricPoint]:
+    def series_summaries(self, session_ids: list[int]) -> dict[int, dict[str, SeriesSummary]]:
+        """{session id: {key: its summary}} for the sessions asked for (those without metrics
+        are left out): kept up to date by every ingest, so this never reads a point."""
+        out: dict[int, dict[str, SeriesSummary]] = {}
+        columns = (SeriesRow.session_id, SeriesRow.key, *(getattr(SeriesRow, f) for f in SeriesSummary._fields))
         with self._read() as orm:
-            series_id = orm.scalar(select(SeriesRow.id).where(SeriesRow.session_id == session_id, SeriesRow.key == key))
-            if series_id is None:
-                return []
-            rows = orm.execute(
-                select(PointRow.step, PointRow.walltime, PointRow.value, PointRow.value_json)
-                .where(PointRow.series_id == series_id).order_by(PointRow.step.asc().nulls_first(), PointRow.id)
-            )
-            return [MetricPoint(key, st, w, _join_value(v, j)) for st, w, v, j in rows]
+            for i in range(0, len(session_ids), 500):
+                for row in orm.execute(select(*columns).where(SeriesRow.session_id.in_(session_ids[i:i + 500]))):
+                    out.setdefault(row[0], {})[row[1]] = SeriesSummary(*row[2:])
+        return out
+
+    def read_series(self, session_id: int, key: str) -> "SeriesReader | None":
+        """A reader of the whole series in (step, report order) order, points without a step
+        first; None if the session has no such key. It holds a snapshot of the series: points
+        ingested after this call are not in what it reads."""
+        with self._read() as orm:
+            found = orm.execute(select(SeriesRow.id, SeriesRow.ordered, SeriesRow.count)
+                                .where(SeriesRow.session_id == session_id, SeriesRow.key == key)).first()
+            if found is None:
+                return None
+            chunks = orm.execute(select(PointChunkRow.seq, PointChunkRow.n, PointChunkRow.nulls, PointChunkRow.step0,
+                                        PointChunkRow.step1).where(PointChunkRow.series_id == found[0])
+                                 .order_by(PointChunkRow.seq)).all()
+        return SeriesReader(self.engine, found[0], found[1], [tuple(c) for c in chunks])
+
+    def metric_points(self, session_id: int, key: str) -> list[MetricPoint]:
+        """The whole series as MetricPoint objects: for small series and tests. Whatever may be
+        long is read with read_series, a chunk at a time."""
+        reader = self.read_series(session_id, key)
+        if reader is None:
+            return []
+        out = []
+        for steps, walls, values in reader.points():
+            out.extend(MetricPoint(key, st, w, v) for st, w, v in zip(steps, walls, values))
+        return out
 
     def count_points(self, session_id: int) -> int:
         with self._read() as orm:
             return sum(orm.scalars(select(SeriesRow.count).where(SeriesRow.session_id == session_id)))
+
+
+class SeriesReader:
+    """A series read a chunk at a time, in bounded memory (read_series makes one).
+
+    A series whose points came in step order (SeriesRow.ordered, nearly all) is read chunk by
+    chunk as stored. Otherwise chunks whose step ranges overlap are read together and merged;
+    memory is then bounded by the largest such group.
+    """
+
+    def __init__(self, engine, series_id: int, ordered: bool, chunks: list[tuple]):
+        self.engine, self.series_id, self.ordered = engine, series_id, ordered
+        self.sizes = {seq: n for seq, n, *_ in chunks}  # the snapshot: later points are not read
+        self.count = sum(self.sizes.values())
+        self.groups = [[seq] for seq, *_ in chunks] if ordered else _overlapping(chunks)
+
+    def columns(self, *names: str) -> Iterator[list[np.ndarray]]:
+        """For each group of chunks, the named columns (steps, walls, vals: float64 arrays,
+        NaN for no step or a value that is not a number) in series order."""
+        wanted = list(dict.fromkeys(("steps",) + names))
+        with self.engine.connect() as conn:
+            for group in self.groups:
+                rows = conn.execute(select(PointChunkRow.seq, *(getattr(PointChunkRow, c) for c in wanted))
+                                    .where(PointChunkRow.series_id == self.series_id, PointChunkRow.seq.in_(group))
+                                    .order_by(PointChunkRow.seq)).all()
+                cols = {c: [packed.unpack(r[1 + i], self.sizes[r[0]]) for r in rows] for i, c in enumerate(wanted)}
+                if self.ordered:
+                    yield [cols[c][0] for c in names]
+                    continue
+                order = _step_order(np.concatenate(cols["steps"]))
+                yield [np.concatenate(cols[c])[order] for c in names]
+
+    def extras(self) -> Iterator[dict[int, Any]]:
+        """For each group, as columns() yields them: position -> value of the non-numbers."""
+        with self.engine.connect() as conn:
+            for group in self.groups:
+                rows = conn.execute(select(PointChunkRow.seq, PointChunkRow.extra, PointChunkRow.steps)
+                                    .where(PointChunkRow.series_id == self.series_id, PointChunkRow.seq.in_(group))
+                                    .order_by(PointChunkRow.seq)).all()
+                found, at = {}, 0
+                for seq, extra, _ in rows:
+                    n = self.sizes[seq]
+                    found.update({at + i: v for i, v in packed.extra_values(extra).items() if i < n})
+                    at += n
+                if found and not self.ordered:
+                    steps = np.concatenate([packed.unpack(r[2], self.sizes[r[0]]) for r in rows])
+                    where = np.empty(len(steps), dtype=np.int64)
+                    where[_step_order(steps)] = np.arange(len(steps))
+                    found = {int(where[i]): v for i, v in found.items()}
+                yield found
+
+    def points(self) -> Iterator[tuple[list, list, list]]:
+        """(steps, walltimes, values) as Python lists, a group at a time: steps None where there
+        is none, values as reported."""
+        for (steps, walls, values), extra in zip(self.columns("steps", "walls", "vals"), self.extras()):
+            st = steps.tolist()
+            if np.isnan(steps).any():
+                st = [None if x != x else x for x in st]
+            vs = values.tolist()
+            for i, v in extra.items():
+                vs[i] = v
+            yield st, walls.tolist(), vs
+
+
+def _step_order(steps: np.ndarray) -> np.ndarray:
+    """The permutation that sorts points by step (none first), report order among equals."""
+    keys = np.where(np.isnan(steps), -np.inf, steps)
+    return np.argsort(keys, kind="stable")
+
+
+def _overlapping(chunks: list[tuple]) -> list[list[int]]:
+    """Chunks (seq, n, nulls, step0, step1) grouped so that no two groups' step ranges overlap,
+    groups in step order: each group can then be sorted alone."""
+    def span(c):
+        low = -math.inf if c[2] or c[3] is None else c[3]
+        return low, (-math.inf if c[4] is None else c[4])
+    groups, top = [], None
+    for c in sorted(chunks, key=lambda c: (span(c)[0], c[0])):
+        low, high = span(c)
+        if groups and low <= top:  # equal counts as overlapping: the tie goes by report order
+            groups[-1].append(c[0])
+            top = max(top, high)
+        else:
+            groups.append([c[0]])
+            top = high
+    return [sorted(g) for g in groups]
+
+
+_NAN = float("nan")
+
+
+class _NewPoints:
+    """One series' points in one ingest, in report order: parts (float64 steps, walls and values
+    arrays, from whole plain pieces) and, after them, points added one at a time by the line
+    by line path (lists, turned into a part when a plain piece follows)."""
+
+    __slots__ = ("parts", "steps", "walls", "values", "extra")
+
+    def __init__(self):
+        self.parts: list[tuple] = []  # (steps, walls, values, extra) with arrays
+        self.steps: list = []  # float or None
+        self.walls: list[float] = []
+        self.values: list[float] = []  # NaN where the value is not a number
+        self.extra: dict[int, str] = {}  # position in `values` -> JSON text of a value that is not a number
+
+    def add(self, steps: np.ndarray, walls: np.ndarray, values: np.ndarray) -> None:
+        self._close_lists()
+        self.parts.append((steps, walls, values, {}))
+
+    def _close_lists(self) -> None:
+        if self.steps:
+            self.parts.append((packed.as_column(self.steps), np.array(self.walls, dtype=np.float64),
+                               np.array(self.values, dtype=np.float64), self.extra))
+            self.steps, self.walls, self.values, self.extra = [], [], [], {}
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
+        """All of them: steps, walls, values and {position: JSON} of the non-numbers."""
+        self._close_lists()
+        if len(self.parts) == 1:
+            return self.parts[0]
+        extra, at = {}, 0
+        for part in self.parts:
+            extra.update({at + i: v for i, v in part[3].items()})
+            at += len(part[0])
+        return tuple(np.concatenate([part[i] for part in self.parts]) for i in range(3)) + (extra,)
+
+
+_K, _STEP, _W, _V, _S = (methodcaller("get", name) for name in ("k", "step", "w", "v", "s"))
+_NUMBERS = {int, float}
+_MAX_PLAIN_KEYS = 64  # more distinct keys in a piece: line by line (each key costs a pass over the piece)
+
+
+def _plain(items: list):
+    """For a piece of plain metrics lines only (dicts of kind m with an int or float step, a
+    float walltime, a dict of values; steps, walltimes and values finite, values int or float,
+    at most _MAX_PLAIN_KEYS keys): (steps, walls as float64 arrays, the steps as given, the
+    values dicts, {key: (line positions or None for all lines, values as float64)}). None for
+    any other piece, which the line by line path then takes. Every pass runs in C (map,
+    itemgetter, numpy) but the ones over positions of keys that some lines lack."""
+    if not items or set(map(type, items)) != {dict} or set(map(_K, items)) != {spool.METRICS}:
+        return None
+    given = list(map(_STEP, items))
+    walls = list(map(_W, items))
+    vs = list(map(_V, items))
+    if not set(map(type, given)) <= _NUMBERS or set(map(type, walls)) != {float} or set(map(type, vs)) != {dict}:
+        return None
+    try:
+        steps = np.array(given, dtype=np.float64)
+    except OverflowError:  # an int beyond a float's range
+        return None
+    wall = np.array(walls, dtype=np.float64)
+    if not (np.isfinite(steps).all() and np.isfinite(wall).all()):
+        return None
+    keys = dict.fromkeys(chain.from_iterable(vs))
+    if len(keys) > _MAX_PLAIN_KEYS:
+        return None
+    columns = {}
+    for key in keys:
+        where = None
+        try:
+            column = list(map(itemgetter(key), vs))
+        except KeyError:  # not on every line
+            where = [i for i, v in enumerate(vs) if key in v]
+            column = [vs[i][key] for i in where]
+        if not set(map(type, column)) <= _NUMBERS:
+            return None
+        try:
+            values = np.array(column, dtype=np.float64)
+        except OverflowError:
+            return None
+        if not np.isfinite(values).all():
+            return None
+        columns[key] = (where if where is None else np.array(where, dtype=np.int64), values)
+    return steps, wall, given, vs, columns
+
+
+def _append_points(conn, s: SeriesRow, new: _NewPoints) -> None:
+    """Add the new points to the series: its last chunk grows to CHUNK points, then new chunks
+    follow; its summary is brought up to date from the new points alone."""
+    steps, walls, values, extra = new.columns()
+    _summarise(s, steps, walls, values)
+    table = PointChunkRow.__table__
+    seq = s.chunks
+    if seq:  # a partial last chunk is rewritten with the new points after its own
+        tail = conn.execute(select(table.c.n, table.c.steps, table.c.walls, table.c.vals, table.c.extra)
+                            .where(table.c.series_id == s.id, table.c.seq == seq - 1)).first()
+        if tail is not None and tail.n < packed.CHUNK:
+            extra = {**packed.extra_values_text(tail.extra), **{tail.n + i: v for i, v in extra.items()}}
+            steps = np.concatenate((packed.unpack(tail.steps), steps))
+            walls = np.concatenate((packed.unpack(tail.walls), walls))
+            values = np.concatenate((packed.unpack(tail.vals), values))
+            seq -= 1
+            conn.execute(table.delete().where(table.c.series_id == s.id, table.c.seq == seq))
+    rows = []
+    for start in range(0, len(steps), packed.CHUNK):
+        end = start + packed.CHUNK
+        part = {i - start: v for i, v in extra.items() if start <= i < end} if extra else {}
+        rows.append(packed.chunk_row(s.id, seq, steps[start:end], walls[start:end], values[start:end], part))
+        seq += 1
+    conn.execute(insert(table), rows)
+    s.chunks = seq
+
+
+def _summarise(s: SeriesRow, steps: np.ndarray, walls: np.ndarray, values: np.ndarray) -> None:
+    """SeriesRow's summary, updated by new points (in report order) as if computed over all."""
+    keys = np.where(np.isnan(steps), -np.inf, steps)
+    if s.ordered:
+        before = -math.inf if s.tail_step is None else s.tail_step
+        s.ordered = bool((s.count == 0 or before <= keys[0]) and (keys[1:] >= keys[:-1]).all())
+    s.tail_step = None if math.isnan(steps[-1]) else float(steps[-1])
+    s.count += len(steps)
+    numbers = np.flatnonzero(~np.isnan(values))
+    if not len(numbers):
+        return
+    s.numeric += len(numbers)
+    if s.first_wall is None:
+        s.first_wall = float(walls[numbers[0]])
+    last = numbers[-1]
+    s.last_value, s.last_step, s.last_wall = float(values[last]), packed.none_if_nan(steps[last]), float(walls[last])
+    lo, hi = np.nanargmin(values), np.nanargmax(values)
+    if s.min_value is None or values[lo] < s.min_value:  # strict: the first of equal lows stays
+        s.min_value, s.min_step = float(values[lo]), packed.none_if_nan(steps[lo])
+    if s.max_value is None or values[hi] > s.max_value:
+        s.max_value, s.max_step = float(values[hi]), packed.none_if_nan(steps[hi])
+
+
+
+class _Batch:
+    """One ingest's new points and the session row's summary, last values and report count.
+
+    Pieces of plain lines (metrics with numeric steps, walltimes and values, the usual case)
+    take add_plain: a column at a time with numpy, no Python work per value. Anything else
+    takes add_line, a line at a time, with every check and note. Both give the same result
+    (tests/store/test_packed_series.py compares them).
+    """
+
+    def __init__(self, orm, row: SessionRow, noted: _Notes):
+        self.orm, self.session_id, self.noted = orm, row.id, noted
+        self.row = row
+        self.series = {s.key: s for s in orm.scalars(select(SeriesRow).where(SeriesRow.session_id == row.id))}
+        self.new: dict[str, _NewPoints] = {}  # key -> its points in this ingest
+        self.summary = json.loads(row.summary)
+        self.last = json.loads(row.last_values)
+        self.count = row.report_count
+
+    def _pending(self, key: str) -> "_NewPoints":
+        """The new points of a key this session may store (valid_key, MAX_SERIES checked)."""
+        pending = self.new.get(key)
+        if pending is None:
+            if key not in self.series:
+                s = SeriesRow(session_id=self.session_id, key=key, count=0, numeric=0, chunks=0, ordered=True)
+                self.orm.add(s)
+                self.series[key] = s
+            pending = self.new[key] = _NewPoints()
+        return pending
+
+    def _acceptable(self, key: str) -> bool:
+        return key in self.series or (spool.valid_key(key) and len(self.series) < spool.MAX_SERIES)
+
+    def add_plain(self, items: list) -> bool:
+        """Take a piece of plain metrics lines whole, or return False (and change nothing)."""
+        plain = _plain(items)
+        if plain is None:
+            return False
+        steps, walls, given, vs, columns = plain
+        if not all(map(self._acceptable, columns)):
+            return False
+        for key, (where, values) in columns.items():
+            if where is None:
+                self._pending(key).add(steps, walls, values)
+            else:
+                self._pending(key).add(steps[where], walls[where], values)
+        self.count += len(items)
+        last = self.last
+        last["step"] = given[-1]
+        for key, (where, _) in columns.items():
+            last[key] = vs[-1 if where is None else where[-1]][key]
+        flags = list(map(_S, items))
+        if any(flags):
+            for i, flag in enumerate(flags):
+                if flag:
+                    self.summary["step"] = given[i]
+                    self.summary.update(vs[i])
+        return True
+
+    def add_line(self, line) -> None:
+        noted, count, new, series = self.noted, self.count, self.new, self.series
+        if type(line) is not dict or line.get("k") != spool.METRICS:
+            if type(line) is not dict or line.get("k") != spool.CHECKPOINT:  # the supervisor's
+                noted.add("kind", "a journal line that is not a metrics or checkpoint record was skipped")
+            return
+        values = line.get("v")
+        if type(values) is not dict:
+            values = {}
+        given = line.get("step")
+        if type(given) is int or type(given) is float:  # the usual case, inlined
+            try:
+                step = float(given)
+            except OverflowError:
+                step = None
+            if step is not None and step - step != 0.0:  # NaN or infinite: as if none
+                noted.add("step", f"step={given!r} is not a finite number: the report was stored as "
+                                  "one without a step")
+                given = None
+                step = float(count)
+        else:
+            step = _as_step(count if given is None else given)
+        self.count = count + 1
+        wall = line.get("w", 0.0)
+        if type(wall) is not float or wall - wall != 0.0:
+            wall = _walltime(wall)
+        left_out = None  # keys not stored, or kept out of the summary
+        for key, value in values.items():
+            if type(value) is float and value - value == 0.0:  # finite (NaN/inf give NaN)
+                num, js = value, None
+            else:
+                try:
+                    num, js = _split_value(value)
+                except (ValueError, OverflowError) as exc:
+                    noted.value(key, value, given, exc)
+                    left_out = (left_out or set()) | {key}
+                    continue
+                if js is not None and len(js) > spool.MAX_SUMMARY_VALUE:
+                    left_out = (left_out or set()) | {key}
+            try:
+                pending = new[key]
+            except KeyError:
+                if not spool.valid_key(key):
+                    noted.add("key", f"the metric key {_shown(key)} ({len(key)} characters) was not stored: "
+                                     f"keys may be 1 to {spool.MAX_KEY} characters")
+                    left_out = (left_out or set()) | {key}
+                    continue
+                if key not in series and len(series) >= spool.MAX_SERIES:
+                    noted.add("series", f"the metric {_shown(key)} was not stored: a session may report at most "
+                                        f"{spool.MAX_SERIES} different keys")
+                    left_out = (left_out or set()) | {key}
+                    continue
+                pending = self._pending(key)
+            pending.steps.append(step)
+            pending.walls.append(wall)
+            if js is None:
+                pending.values.append(num)
+            else:
+                pending.extra[len(pending.values)] = js
+                pending.values.append(_NAN)
+        if left_out:
+            values = {k: v for k, v in values.items() if k not in left_out}
+        numbered = type(given) is int or type(given) is float  # what the summary may show as the step
+        if numbered:
+            self.last["step"] = given
+        self.last.update(values)
+        if line.get("s"):
+            if numbered:
+                self.summary["step"] = given
+            self.summary.update(values)
+
+    def finish(self) -> None:
+        """Store the new points and the row's summary, last values and report count."""
+        if self.new:
+            self.orm.flush()  # ids for new series
+            conn = self.orm.connection()
+            for key, pending in self.new.items():
+                _append_points(conn, self.series[key], pending)
+        row = self.row
+        row.summary, row.last_values = json.dumps(self.summary), json.dumps(self.last)
+        row.report_count = self.count
 
 
 def _as_step(step: Any) -> float | None:
@@ -283,30 +636,3 @@ def _walltime(wall: Any) -> float:
         except OverflowError:
             return 0.0
     return wall if type(wall) is float and math.isfinite(wall) else 0.0
-
-
-_POINT_COLUMNS = ("series_id", "step", "walltime", "value", "value_json")
-_ROWS_PER_INSERT = 100  # 500 parameters: under SQLite's historic limit of 999 per statement
-
-
-def _insert_points(conn, points: list[tuple]) -> None:
-    """Insert (series_id, step, walltime, value, value_json) tuples, in order.
-
-    On SQLite: one executemany of multi-row INSERTs (100 rows per statement), which costs about
-    a third less than one row per statement: fewer trips through the driver's per-row binding
-    and stepping. Elsewhere: Core executemany (insertmanyvalues batching on PostgreSQL).
-    """
-    table = PointRow.__table__
-    if conn.dialect.name != "sqlite":
-        conn.execute(insert(table), [dict(zip(_POINT_COLUMNS, p)) for p in points])
-        return
-    head = f"INSERT INTO {table.name} ({', '.join(_POINT_COLUMNS)}) VALUES "
-    row = "(?, ?, ?, ?, ?)"
-    full = len(points) - len(points) % _ROWS_PER_INSERT
-    if full:
-        flat = list(chain.from_iterable(points[:full]))
-        width = len(_POINT_COLUMNS) * _ROWS_PER_INSERT
-        batches = [tuple(flat[i:i + width]) for i in range(0, len(flat), width)]
-        conn.exec_driver_sql(head + ", ".join([row] * _ROWS_PER_INSERT), batches)
-    if full < len(points):
-        conn.exec_driver_sql(head + row, points[full:])

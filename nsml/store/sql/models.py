@@ -7,6 +7,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -252,47 +253,58 @@ class CheckpointRow(Base):
 
 
 class SeriesRow(Base):
-    """One metric key of one session; points refer to it by id to keep the points table narrow."""
+    """One metric key of one session, with a summary of its points kept up to date by every
+    ingest (the runs table's metric columns read it, never the points): how many, the extremes
+    and the last of its numbers. Its points are in point_chunks (nsml/store/packed.py)."""
 
     __tablename__ = "series"
     __table_args__ = (UniqueConstraint("session_id", "key"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(256))
-    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)  # points, numbers or not
+    numeric: Mapped[int] = mapped_column(BigInteger, default=0)  # points whose value is a number
+    chunks: Mapped[int] = mapped_column(Integer, default=0)  # point_chunks rows: seq 0 .. chunks - 1
+    # Whether the points, in the order they came, are already in step order (no step counts as
+    # lowest): reads then stream chunks as they are, without merging (nearly every series).
+    ordered: Mapped[bool] = mapped_column(Boolean, default=True)
+    tail_step: Mapped[float | None] = mapped_column(Float, nullable=True)  # the newest point's step
+    first_wall: Mapped[float | None] = mapped_column(Float, nullable=True)  # of the first number
+    last_value: Mapped[float | None] = mapped_column(Float, nullable=True)  # the newest number
+    last_step: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_wall: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min_value: Mapped[float | None] = mapped_column(Float, nullable=True)  # the first of equal lows
+    min_step: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_value: Mapped[float | None] = mapped_column(Float, nullable=True)  # the first of equal highs
+    max_step: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-class PointRow(Base):
-    __tablename__ = "points"
-    __table_args__ = (Index("ix_points_series_step", "series_id", "step"),)
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
-    step: Mapped[float | None] = mapped_column(Float, nullable=True)
-    walltime: Mapped[float] = mapped_column(Float)
-    value: Mapped[float | None] = mapped_column(Float, nullable=True)  # numbers (NaN kept)
-    value_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # anything else
+class PointChunkRow(Base):
+    """Up to CHUNK consecutive points of a series, packed (nsml/store/packed.py says how).
 
-
-class PointBlockRow(Base):
-    """Extremes of BLOCK consecutive numeric points of a series (the last block may be partial).
-
-    A cache of `points` for fast downsampled charts (nsml/store/sql/views.py reads and writes
-    it), rebuilt from them at will, never a source of truth.
+    Only a series' last chunk (seq = chunks - 1) is ever rewritten, and only to grow. Small
+    columns come first so that SQLite reads the blobs (overflow pages) only when asked for.
     """
 
-    __tablename__ = "point_blocks"
+    __tablename__ = "point_chunks"
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
-    first_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # points.id
-    last_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     n: Mapped[int] = mapped_column(Integer)
-    seen: Mapped[int] = mapped_column(BigInteger)  # the series' count when this block was written
-    step0: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: no point had a step
+    nnum: Mapped[int] = mapped_column(Integer)  # points whose value is a number
+    nnum_step: Mapped[int] = mapped_column(Integer)  # ... and that have a step
+    nulls: Mapped[int] = mapped_column(Integer)  # points without a step
+    step0: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: no point has a step
     step1: Mapped[float | None] = mapped_column(Float, nullable=True)
     wall0: Mapped[float] = mapped_column(Float)
     wall1: Mapped[float] = mapped_column(Float)
-    lo_value: Mapped[float] = mapped_column(Float)
+    lo_value: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: no number
     lo_step: Mapped[float | None] = mapped_column(Float, nullable=True)
-    lo_wall: Mapped[float] = mapped_column(Float)
-    hi_value: Mapped[float] = mapped_column(Float)
+    lo_wall: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hi_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     hi_step: Mapped[float | None] = mapped_column(Float, nullable=True)
-    hi_wall: Mapped[float] = mapped_column(Float)
+    hi_wall: Mapped[float | None] = mapped_column(Float, nullable=True)
+    blocks: Mapped[bytes] = mapped_column(LargeBinary)
+    extra: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: position -> JSON of a non-number
+    steps: Mapped[bytes] = mapped_column(LargeBinary)
+    walls: Mapped[bytes] = mapped_column(LargeBinary)
+    vals: Mapped[bytes] = mapped_column(LargeBinary)  # the values ("values" is an SQL keyword)

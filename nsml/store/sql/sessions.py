@@ -13,7 +13,7 @@ from nsml.core.policy import SessionScope
 from nsml.core.resources import Resources
 from nsml.core.states import RESUMABLE, SessionKind, Status, can_move
 
-from .models import CheckpointRow, PointRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionRow
+from .models import CheckpointRow, PointChunkRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionRow
 
 
 def to_session(row: SessionRow) -> Session:
@@ -235,7 +235,7 @@ class SessionsMixin:
             filesets += list(orm.scalars(select(CheckpointRow.fileset_id).where(CheckpointRow.session_id == session_id)))
             series_ids = list(orm.scalars(select(SeriesRow.id).where(SeriesRow.session_id == session_id)))
             if series_ids:
-                orm.execute(delete(PointRow).where(PointRow.series_id.in_(series_ids)))
+                orm.execute(delete(PointChunkRow).where(PointChunkRow.series_id.in_(series_ids)))
                 orm.execute(delete(SeriesRow).where(SeriesRow.id.in_(series_ids)))
             orm.execute(delete(CheckpointRow).where(CheckpointRow.session_id == session_id))
             orm.delete(row)
