@@ -270,33 +270,50 @@ class SeriesReader:
 
     def columns(self, *names: str) -> Iterator[list[np.ndarray]]:
         """For each group of chunks, the named columns (steps, walls, vals: float64 arrays,
-        NaN for no step or a value that is not a number) in series order."""
+        NaN for no step or a value that is not a number) in series order.
+
+        An ordered series is one query whose rows are taken as they come (the driver's cursor
+        streams them), a query per chunk would cost more than the unpacking."""
         wanted = list(dict.fromkeys(("steps",) + names))
+        c = PointChunkRow.__table__.c
+        columns = [c.seq, *(c[name] for name in wanted)]
         with self.engine.connect() as conn:
+            if self.ordered:
+                last = max(self.sizes, default=-1)
+                rows = conn.execution_options(yield_per=64).execute(
+                    select(*columns).where(c.series_id == self.series_id, c.seq <= last).order_by(c.seq))
+                for row in rows:
+                    n = self.sizes[row[0]]
+                    yield [packed.unpack(row[1 + wanted.index(name)], n) for name in names]
+                return
             for group in self.groups:
-                rows = conn.execute(select(PointChunkRow.seq, *(getattr(PointChunkRow, c) for c in wanted))
-                                    .where(PointChunkRow.series_id == self.series_id, PointChunkRow.seq.in_(group))
-                                    .order_by(PointChunkRow.seq)).all()
-                cols = {c: [packed.unpack(r[1 + i], self.sizes[r[0]]) for r in rows] for i, c in enumerate(wanted)}
-                if self.ordered:
-                    yield [cols[c][0] for c in names]
-                    continue
+                rows = conn.execute(select(*columns).where(c.series_id == self.series_id, c.seq.in_(group))
+                                    .order_by(c.seq)).all()
+                cols = {name: [packed.unpack(r[1 + i], self.sizes[r[0]]) for r in rows] for i, name in enumerate(wanted)}
                 order = _step_order(np.concatenate(cols["steps"]))
-                yield [np.concatenate(cols[c])[order] for c in names]
+                yield [np.concatenate(cols[name])[order] for name in names]
 
     def extras(self) -> Iterator[dict[int, Any]]:
         """For each group, as columns() yields them: position -> value of the non-numbers."""
+        c = PointChunkRow.__table__.c
         with self.engine.connect() as conn:
+            if self.ordered:
+                last = max(self.sizes, default=-1)
+                found = dict(conn.execute(select(c.seq, c.extra).where(
+                    c.series_id == self.series_id, c.seq <= last, c.extra.is_not(None))).all())
+                for seq in sorted(self.sizes):
+                    n = self.sizes[seq]
+                    yield {i: v for i, v in packed.extra_values(found.get(seq)).items() if i < n}
+                return
             for group in self.groups:
-                rows = conn.execute(select(PointChunkRow.seq, PointChunkRow.extra, PointChunkRow.steps)
-                                    .where(PointChunkRow.series_id == self.series_id, PointChunkRow.seq.in_(group))
-                                    .order_by(PointChunkRow.seq)).all()
+                rows = conn.execute(select(c.seq, c.extra, c.steps)
+                                    .where(c.series_id == self.series_id, c.seq.in_(group)).order_by(c.seq)).all()
                 found, at = {}, 0
                 for seq, extra, _ in rows:
                     n = self.sizes[seq]
                     found.update({at + i: v for i, v in packed.extra_values(extra).items() if i < n})
                     at += n
-                if found and not self.ordered:
+                if found:
                     steps = np.concatenate([packed.unpack(r[2], self.sizes[r[0]]) for r in rows])
                     where = np.empty(len(steps), dtype=np.int64)
                     where[_step_order(steps)] = np.arange(len(steps))
