@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
@@ -46,8 +47,25 @@ def metric_series(owner: str, dataset: str, number: SessionNumber, key: str, req
     """
     reader = state(request).store.read_series(session.id, key)
     if format == "columns":
-        return StreamingResponse(_columns(key, reader), media_type=COLUMNS_TYPE)
-    return StreamingResponse(_json(key, reader), media_type="application/json")
+        return StreamingResponse(_in_pieces(_columns(key, reader)), media_type=COLUMNS_TYPE)
+    return StreamingResponse(_in_pieces(_json(key, reader)), media_type="application/json")
+
+
+PIECE = 1 << 20
+
+
+def _in_pieces(parts: Iterator[bytes]) -> Iterator[bytes]:
+    """The parts joined into pieces of about PIECE bytes: Starlette takes each item of a sync
+    iterator through a worker thread, a hop that costs more than encoding a chunk's points."""
+    held, size = [], 0
+    for part in parts:
+        held.append(part)
+        size += len(part)
+        if size >= PIECE:
+            yield b"".join(held)
+            held, size = [], 0
+    if held:
+        yield b"".join(held)
 
 
 def _json(key: str, reader) -> Iterator[bytes]:
@@ -71,21 +89,27 @@ def _joined(parts: Iterator[bytes]) -> Iterator[bytes]:
             first = False
 
 
+def _array_json(column: np.ndarray) -> bytes:
+    """The entries of a numpy column as JSON, without the brackets: orjson encodes the array
+    in C, an order of magnitude faster than json.dumps of a list; NaN becomes null."""
+    return orjson.dumps(column, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+
+
 def _floats_json(column: np.ndarray) -> bytes:
-    return json.dumps(column.tolist())[1:-1].encode()
+    return _array_json(column)
 
 
 def _steps_json(steps: np.ndarray) -> bytes:
-    """Whole-number steps (nearly all) as integers, which encode several times faster."""
+    """Whole-number steps (nearly all) as integers, as they were reported; no step is null."""
     if len(steps) and not np.isnan(steps).any() and np.abs(steps).max() < _EXACT_INT \
             and np.array_equal(steps, np.floor(steps)):
-        return json.dumps(steps.astype(np.int64).tolist())[1:-1].encode()
-    return json.dumps([None if s != s else s for s in steps.tolist()])[1:-1].encode()
+        return _array_json(steps.astype(np.int64))
+    return _array_json(steps)
 
 
 def _values_json(values: np.ndarray, extra: dict) -> bytes:
     if not extra:
-        return _floats_json(values)
+        return _array_json(values)
     listed = values.tolist()
     for i, value in extra.items():
         listed[i] = value
