@@ -1,21 +1,33 @@
 """The journal writer: SPOOL/journal.ndjson, one JSON object per line (docs/internals.md; the
 format's one definition is nsml.core.spool, which the supervisor and the server's ingest use too).
 
-``report()`` has to cost microseconds, so the calling thread does no system call and no JSON
-encoding for the common case: it appends a record to a deque (atomic in CPython, so no lock on the
-hot path) and returns. A daemon thread wakes every ``FLUSH_INTERVAL`` seconds, encodes what has
-piled up and writes it with one ``write()``. Encoding there also moves work to moments when the
-training thread is likely waiting on the GPU with the GIL released.
+``report()`` has to cost well under a microsecond, so the calling thread does no system call and,
+for the common case, no JSON encoding: it appends a record to a deque (atomic in CPython, so no
+lock on the hot path) and returns. A daemon thread wakes every ``FLUSH_INTERVAL`` seconds, encodes
+what has piled up and writes it with one ``write()``. Encoding there also moves work to moments
+when the training thread is likely waiting on the GPU with the GIL released.
 
-Records are either finished lines (``str``) or the metric values dict itself, holding plain
-immutable scalars only (so encoding later gives the same bytes as now), with the walltime, step
-and summary flag stored under the int keys 0, 1 and 2. Keyword-argument keys are always strings,
-so those cannot collide; and unlike a ``(walltime, step, summary, values)`` tuple, a dict of
-scalars is not tracked by the garbage collector, which kept a large backlog from making every
-collection slower.
+The backlog is kept short: once more than ``ENCODE_BATCH`` records are waiting, the report()
+that sees it encodes them itself (``encode_backlog``), so at most one call in ENCODE_BATCH pays
+for encoding, and only in loops that report faster than ENCODE_BATCH / FLUSH_INTERVAL times a
+second. Measured (bench/report_overhead_micro.py), this is what keeps the slowest 1 % of calls
+fast: a backlog of 0.2 s of reports is tens of megabytes of fresh objects, which the allocator
+has to get from the kernel page by page (a page fault every ten calls or so, each a few
+microseconds) and returns once the flusher has freed them; a short backlog reuses the same
+memory over and over. It also keeps the flusher's turns with the GIL, which stall the training
+thread, short. The encoded chunks wait in a second deque for the next write.
 
-Ordering: every write happens under one lock and drains the deque first, so a checkpoint line
-always lands after the metrics reported before it, as the supervisor expects.
+Records are of three kinds. A finished line (``str``). A tuple ``(walltime, step, summary,
+values)`` (``encode_record``). And, for report()'s hot path, the keyword-arguments dict of the
+call itself, holding plain immutable scalars only (so encoding later gives the same bytes as
+now), with ``walltime`` set to the time of the call and ``step`` still among the values, its
+``__`` keys not yet renamed. A dict of scalars is not tracked by the garbage collector, so a
+backlog of them does not make collections slower.
+
+Ordering: records are taken off the deque and encoded under ``_lock``, and written in order under
+``_write_lock``, which drains both deques first; so a checkpoint line always lands after the
+metrics reported before it, as the supervisor expects. ``_lock`` is never held across a system
+call, so a slow disk never blocks report(): only the flusher waits for it.
 
 Stopping: ``nsml stop`` makes the supervisor send SIGTERM to the process group, and SIGKILL 10 s
 later. Python's default SIGTERM action ends the process on the spot, without atexit, which would
@@ -36,6 +48,10 @@ from nsml.core import spool
 
 FLUSH_INTERVAL = 0.2
 STOP_FLUSH_TIMEOUT = 3.0  # at most this long waiting for the flusher thread on SIGTERM
+# Records waiting before report() encodes them itself. Fewer than 1 % of calls may pay (so it is
+# well above 100), and the backlog stays below the garbage collector's first threshold (700
+# allocations), so queued records never trigger a collection.
+ENCODE_BATCH = 512
 
 
 def _make_encoder():
@@ -61,9 +77,20 @@ def _make_encoder():
 encode = _make_encoder()
 
 
-def encode_record(record):
-    """The line for a queued metrics record (see the module docstring)."""
-    return encode_metrics(record.pop(0), record.pop(1), record.pop(2), record)
+def encode_record(record, _line=spool.METRICS_LINE):
+    """The line for a queued ``(walltime, step, summary, values)`` record.
+
+    ``__`` in keys becomes ``/`` here, as report() does for the values it encodes at once;
+    renaming twice changes nothing (no ``__`` is left), so renamed values can come here too.
+    """
+    walltime, step, summary, values = record
+    for key in values:
+        if '__' in key:
+            values = {k.replace('__', '/'): v for k, v in values.items()}
+            break
+    # An int step is its own JSON (str(int)); a float needs the encoder for NaN and Infinity.
+    return _line % (walltime, 'null' if step is None else step if type(step) is int else encode(step),
+                    'true' if summary else 'false', encode(values))
 
 
 def encode_metrics(walltime, step, summary, values, _line=spool.METRICS_LINE):
@@ -81,12 +108,8 @@ class Journal:
         # O_APPEND: lines from forked or spawned workers writing the same file never overwrite.
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._pending = deque()
-        # Reentrant, because the SIGTERM handler may run in the main thread while that thread is
-        # inside its own write (save() or flush()); ``_writing`` tells it so, and it then waits
-        # for that write to end rather than deadlock or interleave with it (``flush_for_stop``).
-        self._lock = threading.RLock()
-        self._writing = False
-        self._stop_after_write = False
+        self._encoded = deque()  # bytes, each chunk encoded from records older than the next
+        self._init_locks()
         self._unwritten = b''  # bytes a failed write() left behind, retried on the next flush
         self._warned = False
         # The first append starts the flusher, then ``append`` becomes the deque's own bound C
@@ -94,6 +117,17 @@ class Journal:
         self.append = self._start_and_append
         atexit.register(self.flush)
         os.register_at_fork(after_in_child=self._after_fork)
+
+    def _init_locks(self):
+        # Both reentrant, because the SIGTERM handler may run in the main thread while that
+        # thread holds them: ``_writing`` (inside its own write: save() or flush()) or
+        # ``_encoding`` (the thread that has records in hand) tell it so, and it then lets that
+        # work end rather than deadlock or reorder lines (``flush_for_stop``).
+        self._lock = threading.RLock()  # taking records off _pending, onto _encoded
+        self._write_lock = threading.RLock()  # writing, one write at a time, in order
+        self._writing = False
+        self._encoding = None  # the thread that holds records taken off _pending, if any
+        self._stop_after_write = False
 
     def _start_and_append(self, record):
         # Two threads racing here at worst start two flushers, which share the lock: harmless.
@@ -117,16 +151,58 @@ class Journal:
         """Write the pending metrics, then ``line``, before returning (used for checkpoints)."""
         self._write((line + '\n').encode())
 
+    def encode_backlog(self):
+        """Encode the pending records into a chunk for the next write; report() calls this.
+
+        Never waits: if another thread is taking records off the deque right now, that thread
+        takes these too (or a later call does).
+        """
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            if self._encoding is not None:
+                return  # reentered (a signal handler that reports): the outer call has records in hand
+            self._encoding = threading.get_ident()
+            try:
+                chunk = self._encode_pending()
+                if chunk:
+                    self._encoded.append(chunk)
+            finally:
+                self._encoding = None
+        finally:
+            lock.release()
+        self._stop_if_asked()
+
+    def _encode_pending(self):
+        """The records pending now, taken off the deque and encoded; the caller holds _lock."""
+        pending = self._pending
+        popleft = pending.popleft
+        lines = []
+        add = lines.append
+        for _ in range(len(pending)):  # only what is there now; appends may race in behind
+            record = popleft()
+            kind = type(record)
+            if kind is dict:  # report()'s hot path: see the module docstring
+                record = encode_record((record.pop('walltime'), record.pop('step', None), False, record))
+            elif kind is tuple:
+                record = encode_record(record)
+            add(record)
+        return ('\n'.join(lines) + '\n').encode() if lines else b''
+
     def _write(self, tail):
-        with self._lock:
+        with self._write_lock:
             self._writing = True
             try:
                 self._write_pending(tail)
             finally:
                 self._writing = False
+        self._stop_if_asked()
+
+    def _stop_if_asked(self):
         if self._stop_after_write and threading.current_thread() is threading.main_thread():
-            # SIGTERM came while this (main) thread was writing: that write is done; now write
-            # what other threads appended meanwhile, and stop.
+            # SIGTERM came while this (main) thread was writing or encoding: that is done; now
+            # write what other threads appended meanwhile, and stop.
             self._stop_after_write = False
             _on_sigterm(None, None)
 
@@ -136,29 +212,32 @@ class Journal:
         A flusher thread stuck on a hung disk is not waited for past a few seconds: the process
         then exits anyway, and atexit tries once more.
         """
-        if not self._lock.acquire(timeout=STOP_FLUSH_TIMEOUT):
+        if not self._write_lock.acquire(timeout=STOP_FLUSH_TIMEOUT):
             return True
         try:
-            if self._writing:  # reentered: the interrupted write has records in hand
+            if self._writing or self._encoding == threading.get_ident():
+                # Reentered: the interrupted write or encoding has records in hand.
                 self._stop_after_write = True
                 return False
             self._write_pending(b'')
             return True
         finally:
-            self._lock.release()
+            self._write_lock.release()
 
     def _write_pending(self, tail):
-        pending = self._pending
-        lines = []
-        for _ in range(len(pending)):  # only what is there now; appends may race in behind
-            record = pending.popleft()
-            if type(record) is dict:
-                record = encode_record(record)
-            lines.append(record)
+        # The caller holds _write_lock. _lock is held only while encoding, never for the write.
+        with self._lock:
+            self._encoding = threading.get_ident()
+            try:
+                chunk = self._encode_pending()
+                encoded = self._encoded
+                chunks = [encoded.popleft() for _ in range(len(encoded))]
+            finally:
+                self._encoding = None
         data = self._unwritten
-        if lines:
-            data += ('\n'.join(lines) + '\n').encode()
-        data += tail
+        if chunks:
+            data += b''.join(chunks)
+        data += chunk + tail
         while data:
             try:
                 written = os.write(self._fd, data)
@@ -175,13 +254,12 @@ class Journal:
         self._unwritten = b''
 
     def _after_fork(self):
-        # The child inherits the parent's unflushed records (the parent writes those), a lock the
-        # parent's flusher may have been holding, and no flusher thread: start clean.
+        # The child inherits the parent's unflushed records (the parent writes those), locks the
+        # parent's threads may have been holding, and no flusher thread: start clean.
         self._pending.clear()
+        self._encoded.clear()
         self._unwritten = b''
-        self._lock = threading.RLock()
-        self._writing = False
-        self._stop_after_write = False
+        self._init_locks()
         self.append = self._start_and_append
 
 

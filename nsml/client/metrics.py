@@ -1,20 +1,31 @@
 """``nsml.report()``: metric values into the journal on the platform, onto stdout locally.
 
-This is the one function users call in their inner loop, so the common case (scalar values) is
-kept to a few dictionary operations and one deque append; see journal.py for the rest.
+This is the one function users call in their inner loop. The common case on the platform (step
+and values all ints, floats or None, no summary) does one type scan, one time() call, one
+dictionary store and one deque append, and queues the keyword-arguments dict itself: renaming
+``__`` keys, taking ``step`` out and encoding all happen later, in the journal's thread
+(journal.py describes the record). Everything else takes ``_report``, the general path.
 """
 
 import time
 
 from nsml.client import scope as _scope
 
+# Exact types whose values need no checking and no conversion on the hot path, step included
+# (a step must be an int, a float or None). bool, str and float subclasses such as numpy.float64
+# are not here: they take the general path, which checks and, where needed, encodes at once.
+_NUMBERS = frozenset((float, int, type(None)))
 # Values of exactly these types are immutable JSON scalars: they can be queued as they are and
 # encoded later by the journal thread. Anything else (containers, float subclasses such as
 # numpy.float64, unknown objects) is encoded at once, which both validates it and freezes it.
 _PLAIN = frozenset((float, int, str, bool, type(None)))
 _STEP_TYPES = frozenset((int, float, type(None)))
+_time = time.time
+_remember = _scope.remember
 
 _journal = None  # None: not looked up yet; False: off the platform; else a journal.Journal
+_pending = ()  # the journal's deque of records, and the backlog report() encodes itself past
+_batch = 0
 _encode_metrics = None  # bound on first use: importing json is deferred until then
 
 
@@ -29,30 +40,48 @@ def report(summary=False, scope=None, **values):
 
     On the platform the values are appended to the session's journal; locally they are printed.
     """
+    # ``values`` is always a fresh dict (CPython builds one per call, even for ``**d``), so it
+    # can be queued as it is. 'step' stays in it and 'walltime' is overwritten in place ("walltime
+    # is always overwritten"); the journal thread takes both out, so the key order, and so the
+    # line, is the same as if they had been removed here.
     if scope is not None:
-        _scope.remember(scope)
-    walltime = time.time()
+        _remember(scope)
+    if summary or not _journal or not _NUMBERS.issuperset(map(type, values.values())):
+        return _report(summary, values)
+    values['walltime'] = _time()
+    _journal.append(values)
+    if len(_pending) > _batch:
+        _journal.encode_backlog()  # at most one call in ENCODE_BATCH: see journal.py
+
+
+def _report(summary, values):
+    """The general path: summaries, off the platform, step or values that need a closer look."""
+    walltime = _time()
     step = values.pop('step', None)
-    if 'walltime' in values:
-        del values['walltime']  # "walltime is always overwritten": the line carries its own
+    values.pop('walltime', None)  # "walltime is always overwritten": the line carries its own
+    if type(step) not in _STEP_TYPES:
+        step = _as_step(step)
+    journal = _journal
+    if journal is None:
+        journal = _setup()
+    plain = _PLAIN.issuperset(map(type, values.values()))
+    if journal and plain and not summary:
+        # The hot path's record, now that step is a plain number (see report()).
+        values['step'] = step
+        values['walltime'] = walltime
+        journal.append(values)
+        if len(_pending) > _batch:
+            journal.encode_backlog()
+        return
     given = values
     for key in values:
         if '__' in key:
             values = {k.replace('__', '/'): v for k, v in given.items()}
             break
-    if type(step) not in _STEP_TYPES:
-        step = _as_step(step)
     summary = True if summary else False
-
-    journal = _journal
-    if journal is None:
-        journal = _setup()
-    if _PLAIN.issuperset(map(type, values.values())):
+    if plain:
         if journal:
-            values[0] = walltime  # the record format journal.py describes
-            values[1] = step
-            values[2] = summary
-            journal.append(values)
+            journal.append((walltime, step, summary, values))  # a summary: rare, so a tuple
             return
     else:
         line = _encode_checked(walltime, step, summary, values, given)
@@ -63,11 +92,15 @@ def report(summary=False, scope=None, **values):
 
 
 def _setup():
-    global _journal, _encode_metrics
+    global _journal, _encode_metrics, _pending, _batch
     from nsml.client import journal
 
     _encode_metrics = journal.encode_metrics
     _journal = journal.current() or False
+    if _journal:
+        # The same deque for the journal's life: after a fork the child's is cleared, not replaced.
+        _pending = _journal._pending
+        _batch = journal.ENCODE_BATCH
     return _journal
 
 
