@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -64,6 +65,49 @@ def table(columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         t.add_row(*[Text(str(c)) for c in row])
     console.print(t)
+
+
+TABLE_MAX_ROWS = 100  # a Rich table costs ~0.7 ms a row; past this many, plain lines (~2 µs a row)
+CELL_WIDTH = 60  # columns are padded to their widest cell up to this; a wider cell shifts its row only
+GAP = "   "  # between columns, as in the Rich table, so both look alike
+
+
+def listing(columns: list[str], rows: list[list[Any]]) -> None:
+    """A table on a terminal for a screenful of rows; otherwise (a pipe, a file, or more rows
+    than a screen holds) plain aligned lines (`lines`)."""
+    if console.is_terminal and len(rows) <= TABLE_MAX_ROWS:
+        table(columns, rows)
+    else:
+        lines(columns, rows)
+
+
+def lines(columns: list[str], rows: list[list[Any]], out=None) -> None:
+    """The header, a rule, then one line per row, columns aligned, written as they are made:
+    no table is built, and every row stays on one line (newlines in a cell become spaces), so
+    `grep` and `awk '{print $1}'` see whole rows. A closed pipe (`| head`) ends it quietly."""
+    out = out or sys.stdout
+    cells = [[_one_line(c) for c in row] for row in rows]
+    widths = [min(CELL_WIDTH, max([len(col)] + [len(r[i]) for r in cells])) for i, col in enumerate(columns)]
+    head = _join(columns, widths)
+    try:
+        out.write(head + "\n" + "─" * len(head) + "\n")
+        for i in range(0, len(cells), 500):
+            out.write("".join(_join(r, widths) + "\n" for r in cells[i:i + 500]))
+        out.flush()
+    except BrokenPipeError:
+        # The reader is gone: point stdout at /dev/null so the final flush does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+
+
+def _join(cells: list[str], widths: list[int]) -> str:
+    return GAP.join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+
+_CONTROL = {i: " " for i in range(32)}
+
+
+def _one_line(value: Any) -> str:
+    return str(value).translate(_CONTROL)
 
 
 def as_json(data: Any) -> None:

@@ -54,39 +54,103 @@ def run(
     render.console.print(f"Session {session['name']} is started")
 
 
+DEFAULT_ROWS = 50  # a listing's rows unless told otherwise (-n N, --limit, --all-rows, -j)
+COLUMNS = ["Name", "Created", "Args", "Status", "Type", "Summary", "Description"]
+
+
 def ps(
     all_: bool = typer.Option(False, "-a", "--all", help="Include sessions that ended."),
-    last: int = typer.Option(None, "-n", "--last", help="Show only the last N sessions."),
+    last: int = typer.Option(None, "-n", "--last", min=0, metavar="N", help="Only the last N sessions (all N are shown)."),
     dataset: str = typer.Option(None, "-d", "--data", "--dataset", help="Only sessions of this dataset."),
     search: str = typer.Option(None, "-s", "--search", help="Only sessions whose name matches this glob."),
-    json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON."),
+    json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON: every session listed, unless --limit, --page or --offset says otherwise."),
+    limit: int = typer.Option(None, "--limit", min=0, metavar="N", help=f"Show at most N rows, newest first (default {DEFAULT_ROWS}; 0: every row)."),
+    all_rows: bool = typer.Option(False, "--all-rows", help="Show every row (the same as --limit 0)."),
+    page: int = typer.Option(None, "--page", min=1, metavar="P", help=f"Show page P of --limit rows (default {DEFAULT_ROWS}); 1 is the newest."),
+    offset: int = typer.Option(None, "--offset", min=0, metavar="N", help="Skip the N newest rows."),
 ):
-    """List sessions (running and queued ones unless -a)."""
-    params = {"all": all_}
+    """List sessions, newest first (running and queued ones unless -a).
+
+    Shows the newest 50 and says how many more there are; --page, --limit N or --all-rows show
+    others. A screenful on a terminal is a table; more rows, or output to a pipe or file, are
+    plain aligned lines, one per session."""
+    size, skip = rows_wanted(limit, all_rows, page, offset, last, json_out)
+    params = {"all": all_, **({"limit": size} if size is not None else {}), **({"offset": skip} if skip else {})}
     params.update({k: v for k, v in {"last": last, "dataset": dataset, "pattern": search}.items() if v is not None})
-    sessions = api().get("/api/sessions", params=params)
+    resp = api().request("GET", "/api/sessions", params=params)
+    sessions = resp.json()
+    total = resp.headers.get("X-Total-Count")
+    if total is None:  # a server from before paging sends the whole listing
+        total, sessions = len(sessions), sessions[skip:None if size is None else skip + size]
     if json_out:
-        return render.as_json(sessions)
-    rows = []
-    for s in sessions:
-        status = s["status"].capitalize()
-        notes = [str(s["exit_code"])] if s["status"] == "failed" and s["exit_code"] is not None else []
-        if s.get("attempt", 1) > 1:  # nsml resume ran it again
-            notes.append(f"attempt {s['attempt']}")
-        if s.get("queue_position"):
-            notes.append(f"#{s['queue_position']} in queue")
-        if s.get("zombie"):
-            notes.append(f"zombie? GPU {', '.join(map(str, s['zombie']))} idle")
-        if notes:
-            status += f" ({', '.join(notes)})"
-        info = render.summary(s["summary"]) or render.summary(s["last_values"])
-        if s["status"] in ("failed", "lost") and s["error"]:
-            info = s["error"].splitlines()[-1][:120]
-        if s.get("queue_reason"):
-            info = s["queue_reason"]
-        rows.append([s["name"], render.ago(s["created"]), s["entry"] + (" " + s["args"] if s["args"] else ""), status,
-                     session_type(s), info, s["memo"]])
-    render.table(["Name", "Created", "Args", "Status", "Type", "Summary", "Description"], rows)
+        render.as_json(sessions)
+    else:
+        render.listing(COLUMNS, [ps_row(s) for s in sessions])
+    hint = paging_hint(int(total), skip, len(sessions), size, page is None and offset is not None)
+    if hint:
+        render.err_console.print(hint)
+
+
+def rows_wanted(limit: int | None, all_rows: bool, page: int | None, offset: int | None, last: int | None,
+                json_out: bool) -> tuple[int | None, int]:
+    """(rows to ask for, None for all; how many of the newest to skip) from ps's options."""
+    if page is not None and offset is not None:
+        raise CliError("Give --page or --offset, not both.")
+    if all_rows and limit:
+        raise CliError(f"--all-rows shows every row and --limit {limit} only {limit}; give one of them.")
+    if all_rows or limit == 0:
+        size = None
+    elif limit is not None:
+        size = limit
+    elif page is not None or offset is not None:
+        size = DEFAULT_ROWS
+    else:  # JSON is for scripts, and -n N asked for N: all of it
+        size = None if json_out or last else DEFAULT_ROWS
+    if page is None:
+        return size, offset or 0
+    if size is None and page > 1:
+        raise CliError(f"--page {page} needs a page size: give --limit N, not --all-rows or --limit 0.")
+    return size, (page - 1) * (size or 0)
+
+
+def paging_hint(total: int, skip: int, shown: int, size: int | None, by_offset: bool) -> str:
+    """'Sessions 1-50 of 10,000, newest first. More: --page 2 (or --limit N, --all-rows).' when
+    the listing holds more than is shown; '' when it is all there."""
+    if shown == total:
+        return ""
+    paged = bool(size) and not by_offset and skip % size == 0  # where --page N says it
+    if not shown:
+        if not total:
+            return ""
+        where, pages = (f"page {skip // size + 1}", f" ({-(-total // size):,} pages of {size})") if paged else (f"--offset {skip}", "")
+        return f"Nothing to show at {where}: there are {render.plural(total, 'session')}{pages}."
+    rows = f"Session {skip + 1:,}" if shown == 1 else f"Sessions {skip + 1:,}-{skip + shown:,}"
+    text = f"{rows} of {total:,}, newest first."
+    if skip + shown < total:
+        step = f"--page {skip // size + 2}" + (f" --limit {size}" if size != DEFAULT_ROWS else "") if paged else f"--offset {skip + shown}"
+        text += f" More: {step} (or --limit N, --all-rows)."
+    return text
+
+
+def ps_row(s: dict) -> list[str]:
+    """One session as ps shows it, in COLUMNS' order."""
+    status = s["status"].capitalize()
+    notes = [str(s["exit_code"])] if s["status"] == "failed" and s["exit_code"] is not None else []
+    if s.get("attempt", 1) > 1:  # nsml resume ran it again
+        notes.append(f"attempt {s['attempt']}")
+    if s.get("queue_position"):
+        notes.append(f"#{s['queue_position']} in queue")
+    if s.get("zombie"):
+        notes.append(f"zombie? GPU {', '.join(map(str, s['zombie']))} idle")
+    if notes:
+        status += f" ({', '.join(notes)})"
+    info = render.summary(s["summary"]) or render.summary(s["last_values"])
+    if s["status"] in ("failed", "lost") and s["error"]:
+        info = s["error"].splitlines()[-1][:120]
+    if s.get("queue_reason"):
+        info = s["queue_reason"]
+    return [s["name"], render.ago(s["created"]), s["entry"] + (" " + s["args"] if s["args"] else ""), status,
+            session_type(s), info, s["memo"]]
 
 
 TYPES = {"normal": "normal", "fork": "normal/fork", "submit": "submit", "submit_test": "submit(test)", "infer": "infer"}

@@ -1,12 +1,14 @@
 """Sessions as users see them: run, list, inspect, stop, remove, logs, code, outputs, checkpoints."""
 
+import re
 import shlex
 import time
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic import TypeAdapter
 
 from nsml.core import naming
 from nsml.core.entities import Session
@@ -20,8 +22,8 @@ from nsml.scheduler.environments import read_first_line_image
 from .. import scheduling
 from ..access import controlled_session, dataset_for, readable_session, session_for, session_read_by_caller
 from ..auth import current_actor
-from ..bounds import (MAX_ITEMS, MAX_LOG_CHUNK, MAX_OFFSET, MAX_TAIL, Args, Count, Cpus, Gpus, Memo, Name, OptName,
-                      OptText, Seconds, SessionNumber, Size)
+from ..bounds import (MAX_INT, MAX_ITEMS, MAX_LOG_CHUNK, MAX_OFFSET, MAX_TAIL, Args, Count, Cpus, Gpus, Memo, Name,
+                      OptName, OptText, Seconds, SessionNumber, Size)
 from ..schemas import TAR_BODY, CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
@@ -118,18 +120,55 @@ def check_args(args: str) -> None:
         raise InvalidInput(f"The arguments {args!r} cannot be split like a shell would ({exc}); check the quotes in -a.") from exc
 
 
-@router.get("", response_model=list[SessionPublic])
+TOTAL_HEADER = "X-Total-Count"
+_SESSION_LIST = TypeAdapter(list[SessionPublic])
+
+
+@router.get("", response_model=list[SessionPublic], responses={200: {"headers": {TOTAL_HEADER: {
+    "description": "How many sessions the listing has (at most `last`), whatever the page.", "schema": {"type": "integer"}}}}})
 def list_sessions(
     request: Request, all: bool = False, last: Count = None, dataset: OptName = None,
-    pattern: OptText = None, actor: Actor = Depends(current_actor),
-) -> list[SessionPublic]:
-    """The sessions the caller may read (nsml.core.policy), newest first."""
+    pattern: OptText = None, limit: Count = None, offset: Count = None, actor: Actor = Depends(current_actor),
+) -> Response:
+    """The sessions the caller may read (nsml.core.policy), newest first: running and queued
+    ones, or every one with all=true; `dataset` and the glob `pattern` narrow them, and `last`
+    keeps the N newest (NSML's `ps -n`).
+
+    Paging: `offset` skips that many of the newest, `limit` returns at most that many after
+    them (limit=0: none, only the count). Without `limit` every one is returned, as before
+    paging. The body is a plain list either way; the header X-Total-Count says how many the
+    listing has in all, so a client knows what lies beyond its page."""
     st = state(request)
     statuses = None if all else set(ACTIVE)
-    sessions = st.store.list_sessions(statuses, dataset=dataset, limit=None if pattern else last, scope=session_scope(actor))
-    if pattern:
-        sessions = [s for s in sessions if naming.matches(pattern, s.name)][:last]
-    return scheduling.public(st, sessions)
+    total, page = session_page(st, statuses, dataset, pattern, session_scope(actor), last or None, offset or 0, limit)
+    # One pydantic-core pass straight to JSON bytes: FastAPI's own path (validate the models
+    # again, dump them to dicts, json.dumps) adds ~0.3 s to a listing of 10,000 sessions.
+    return Response(_SESSION_LIST.dump_json(scheduling.public(st, page)), media_type="application/json",
+                    headers={TOTAL_HEADER: str(total)})
+
+
+def session_page(st: ServerState, statuses, dataset: str | None, pattern: str | None, scope, last: int | None,
+                 offset: int, limit: int | None) -> tuple[int, list[Session]]:
+    """(how many the listing has, capped at `last`; the page of it from `offset`, at most `limit`)."""
+    if pattern:  # a glob the database cannot match: narrow by its longest literal piece, then match
+        _, found = st.store.search_sessions(q=literal_part(pattern), dataset=dataset, statuses=statuses,
+                                            limit=MAX_INT, scope=scope)
+        found = [s for s in found if naming.matches(pattern, s.name)][:last]
+        return len(found), found[offset:None if limit is None else offset + limit]
+    stop = min(x for x in (last, None if limit is None else offset + limit, MAX_INT) if x is not None)
+    total, page = st.store.search_sessions(dataset=dataset, statuses=statuses, offset=offset,
+                                           limit=max(0, stop - offset), scope=scope)
+    return min(total, last or total), page
+
+
+_GLOB_SPECIALS = re.compile(r"\*|\?|\[!?\]?[^\]]*\]?")  # fnmatch's: [!]x] is one class
+
+
+def literal_part(pattern: str) -> str:
+    """The longest run of `pattern` without glob specials ('alice/mnist/' of 'alice/mnist/*'): a
+    name the glob matches holds it (search_sessions matches it case-insensitively, in the memo
+    and args too: more, never fewer)."""
+    return max(_GLOB_SPECIALS.split(pattern), key=len)
 
 
 @router.delete("", response_model=Removed)
