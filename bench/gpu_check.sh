@@ -109,7 +109,7 @@ note "torch: $TORCH"
 # -- server ----------------------------------------------------------------------------------
 TMP=$(mktemp -d -t nsml-gpu-check.XXXXXX)
 export NSML_HOME=$TMP/home
-mkdir -p "$NSML_HOME" "$TMP/work"
+mkdir -p "$NSML_HOME" "$TMP/projects"
 for k in $(env | awk -F= '/^NSML_/ && $1 != "NSML_HOME" {print $1}'); do unset "$k"; done
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 SERVER_PID=
@@ -146,7 +146,7 @@ EOF
 }
 # field EXPR: EXPR of the JSON on stdin, bound to `d` (the environment is `env`)
 field() { "$PY" -c "import json, os, sys; env = os.environ; d = json.load(sys.stdin); print($1)"; }
-project() { mkdir -p "$TMP/work/$1" && cat >"$TMP/work/$1/main.py" && echo "$TMP/work/$1"; }
+project() { mkdir -p "$TMP/projects/$1" && cat >"$TMP/projects/$1/main.py" && echo "$TMP/projects/$1"; }
 # start DIR ARGS...: `nsml run ARGS` in DIR; the session's name on stdout
 start() { local dir=$1; shift; (cd "$dir" && nsml run "$@") | awk '/^Session /{print $2}'; }
 RES="-g 1 -c 1 --memory 6G"  # each session: one GPU, one CPU, 6G (two fit a small machine)
