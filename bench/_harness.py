@@ -176,6 +176,18 @@ class Bench:
         return None
 
 
+def insert_sessions(store, rows: list[dict], counters: dict) -> None:
+    """Session rows (SessionRow columns) and their per-(owner, dataset) counters, straight into
+    the store's tables: 10,000 sessions in a second, where the API would take minutes."""
+    from nsml.store.sql.models import SessionCounterRow, SessionRow
+
+    with store.engine.begin() as conn:
+        for i in range(0, len(rows), 2000):
+            conn.execute(SessionRow.__table__.insert(), rows[i:i + 2000])
+        conn.execute(SessionCounterRow.__table__.insert(),
+                     [dict(owner=o, dataset=d, last=n) for (o, d), n in counters.items()])
+
+
 def quantiles(xs) -> dict:
     xs = sorted(xs)
     pick = lambda p: xs[min(len(xs) - 1, int(p * len(xs)))]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import Bench, nsml_command  # noqa: E402
+from bench._harness import Bench, insert_sessions, nsml_command  # noqa: E402
 
 TTY_COLUMNS = 200
 
@@ -37,7 +37,6 @@ TTY_COLUMNS = 200
 def populate(home: Path, total: int) -> None:
     """`total` ended sessions of three owners on three datasets, a minute apart."""
     from nsml.store.sql import open_store
-    from nsml.store.sql.models import SessionCounterRow, SessionRow
 
     store = open_store(f"sqlite:///{home / 'nsml.db'}")
     owners, datasets = ("alice", "bob", "carol"), ("bench", "mnist", "cifar")
@@ -58,11 +57,7 @@ def populate(home: Path, total: int) -> None:
             image="", summary=json.dumps({"train/loss": 0.1, "train/acc": 0.9}),
             last_values=json.dumps({"step": 999, "train/loss": 0.1, "train/acc": 0.9, "val/loss": 0.12}),
             journal_offset=0, log_offset=0, report_count=1000, kind="normal", source="", source_checkpoint=""))
-    with store.engine.begin() as conn:
-        for i in range(0, len(rows), 2000):
-            conn.execute(SessionRow.__table__.insert(), rows[i:i + 2000])
-        conn.execute(SessionCounterRow.__table__.insert(),
-                     [dict(owner=o, dataset=d, last=n) for (o, d), n in counters.items()])
+    insert_sessions(store, rows, counters)
     store.close()
 
 

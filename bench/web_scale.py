@@ -47,7 +47,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import Bench  # noqa: E402
+from bench._harness import Bench, insert_sessions  # noqa: E402
 
 KEYS = ("train/loss", "train/acc", "val/loss")
 CHUNK = 8 << 20  # what the supervisor posts at most
@@ -94,7 +94,6 @@ def populate_ours(home: Path, total: int, graph: int, steps: int) -> tuple[list[
     from nsml.core.resources import Resources
     from nsml.core.states import Status
     from nsml.store.sql import open_store
-    from nsml.store.sql.models import SessionCounterRow, SessionRow
 
     store = open_store(f"sqlite:///{home / 'nsml.db'}")
     store.put_dataset("bench", "alice", "web_scale data", False, [], force=False)
@@ -113,11 +112,7 @@ def populate_ours(home: Path, total: int, graph: int, steps: int) -> tuple[list[
             image="", summary=json.dumps({"train/loss": 0.1, "train/acc": 0.9}),
             last_values=json.dumps({"step": 999, "train/loss": 0.1, "train/acc": 0.9, "val/loss": 0.12}),
             journal_offset=0, log_offset=0, report_count=1000, kind="normal", source="", source_checkpoint=""))
-    with store.engine.begin() as conn:
-        for i in range(0, len(rows), 2000):
-            conn.execute(SessionRow.__table__.insert(), rows[i:i + 2000])
-        conn.execute(SessionCounterRow.__table__.insert(),
-                     [dict(owner=o, dataset=d, last=n) for (o, d), n in counters.items()])
+    insert_sessions(store, rows, counters)
     names, ingest_s, values = [], 0.0, 0
     for g in range(graph):
         session = store.create_session("alice", "bench", "main.py", f"--lr 0.0{g % 10} --batch {32 * (g % 4 + 1)} --seed {g}",
