@@ -117,15 +117,16 @@ class ViewsMixin:
             last = max(overlapping, key=lambda r: (r[3], r[0]))
             edges = [r[0] for r in overlapping if r[2] < lo or r[3] > hi or r is first or r is last]
             xs, ys = self._raw(conn, series_id, edges, by_step, lo, hi)
-            inner = sorted(set(r[0] for r in overlapping) - set(edges))
-            parts_x, parts_y = [xs], [ys]
-            for i in range(0, len(inner), 500):
-                for (blob,) in conn.execute(select(c.blocks).where(c.series_id == series_id, c.seq.in_(inner[i:i + 500]))):
-                    bx, by = packed.block_extremes(blob, by_step)
-                    parts_x.append(bx)
-                    parts_y.append(by)
-            count = total - sum(r[1] for r in overlapping if r[0] in set(edges)) + len(xs)
-        kx, ky = packed.minmax(np.concatenate(parts_x), np.concatenate(parts_y), buckets)
+            skip = set(edges)
+            inner = [r[0] for r in overlapping if r[0] not in skip]
+            # One range query for the inner chunks' block extremes (a long IN list costs more to
+            # build than to run), and one numpy pass over all of them.
+            rows = conn.execute(select(c.seq, c.blocks).where(
+                c.series_id == series_id, c.seq.between(inner[0], inner[-1]))) if inner else []
+            wanted = set(inner)
+            bx, by = packed.block_extremes(b"".join(blob for seq, blob in rows if seq in wanted), by_step)
+            count = total - sum(r[1] for r in overlapping if r[0] in skip) + len(xs)
+        kx, ky = packed.minmax(np.concatenate((xs, bx)), np.concatenate((ys, by)), buckets)
         return self._answer(kx, ky, offset, count, False)
 
     @staticmethod
