@@ -85,6 +85,18 @@ CALLS = {2: 'report(step=i, loss=..., acc=...)', 3: 'report(step=i, a=..., b=...
 COLUMNS = ('median', 'p90', 'p99', 'p99.9', 'tight loop')
 
 
+def journal_reports(path):
+    """Reports in a journal: a metrics line is one, a batch line one per row (nsml/core/spool.py)."""
+    import json
+
+    count = 0
+    with open(path, 'rb') as f:
+        for line in f:
+            record = json.loads(line)
+            count += len(record['r']) if record['k'] == 'b' else 1
+    return count
+
+
 def run_child(calls, values):
     with tempfile.TemporaryDirectory(prefix='nsml-bench-') as spool:
         env = dict(os.environ, NSML_SPOOL=spool, NSML_IS_ON_NSML='1',
@@ -92,10 +104,10 @@ def run_child(calls, values):
                    PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
         out = subprocess.run([sys.executable, '-c', CHILD, str(calls), str(values)], env=env,
                              check=True, capture_output=True, text=True).stdout
-        lines = sum(1 for _ in open(os.path.join(spool, 'journal.ndjson'), 'rb'))
+        reports = journal_reports(os.path.join(spool, 'journal.ndjson'))
         expected = 1000 + 2 * calls
-        if lines != expected:
-            sys.exit(f'journal has {lines} lines, expected {expected}')
+        if reports != expected:
+            sys.exit(f'journal holds {reports} reports, expected {expected}')
         return [float(x) for x in out.split()]
 
 

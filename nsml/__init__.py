@@ -14,7 +14,7 @@ This module only re-exports: the code is in nsml.client, and nothing heavy is im
 
 from nsml.client.checkpoints import bind, infer, load, save
 from nsml.client.helpers import cache, copy
-from nsml.client.metrics import report
+from nsml.client.metrics import public_report as report
 from nsml.client.protocol import paused
 from nsml.constants import (DATASET_NAME, DATASET_PATH, GPU_NUM, HAS_DATASET, IS_DATASET,
                             IS_ON_NSML, MY_RANK, NSML_NFS_OUTPUT, PARALLEL_PORTS, PARALLEL_WORLD,

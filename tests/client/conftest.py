@@ -15,13 +15,22 @@ import pytest
 
 from nsml.client import checkpoints, journal, metrics
 from nsml.client.context import CONTEXT
+from nsml.core import spool as spool_format
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# Which nsml.report() the children get: the C fast path ('c', where built) or the pure Python
+# one ('python'); the spool fixture runs every on-platform test with each.
+_report_impl = {'name': 'c'}
 
 
 def clean_env(**extra):
     """The current environment without any NSML_* variable, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith('NSML_')}
+    if _report_impl['name'] == 'python':
+        env['NSML_PURE_PYTHON_REPORT'] = '1'
+
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO, os.environ.get('PYTHONPATH')]))
     env.update({k: str(v) for k, v in extra.items()})
     return env
@@ -40,19 +49,32 @@ def run_python(code, cwd, args=(), check=True, **env):
 
 
 def read_journal(spool):
-    """The journal's lines as objects; asserts the file ends with a complete line."""
+    """The journal's records as objects, batch lines expanded into the metrics records they
+    stand for (nsml.core.spool.batch_records); asserts the file ends with a complete line."""
     path = os.path.join(spool, 'journal.ndjson')
     with open(path, 'rb') as f:
         data = f.read()
     assert data.endswith(b'\n'), data[-200:]
-    return [json.loads(line) for line in data.decode().splitlines()]
+    records = []
+    for line in data.decode().splitlines():
+        record = json.loads(line)
+        if record.get('k') == spool_format.BATCH:
+            expanded = spool_format.batch_records(record)
+            assert expanded is not None, line
+            records.extend(expanded)
+        else:
+            records.append(record)
+    return records
 
 
-@pytest.fixture
-def spool(tmp_path):
+@pytest.fixture(params=['c', 'python'])
+def spool(tmp_path, request):
+    """A session's spool, for a child that runs on the platform with each nsml.report()."""
+    _report_impl['name'] = request.param
     path = tmp_path / 'spool'
     path.mkdir()
-    return str(path)
+    yield str(path)
+    _report_impl['name'] = 'c'
 
 
 @pytest.fixture
@@ -69,6 +91,8 @@ def off_platform(monkeypatch, tmp_path):
     monkeypatch.setattr(CONTEXT, 'session_name', '')
     monkeypatch.setattr(CONTEXT, 'server_url', '')
     monkeypatch.setattr(metrics, '_journal', None)
+    if metrics._fast is not None:  # the C fast path keeps its own reference to the journal
+        metrics._fast.configure(metrics.report, None, None, 0)
     monkeypatch.setattr(journal, '_instance', None)
     monkeypatch.setattr(checkpoints, '_bound', {'save': None, 'load': None, 'infer': None})
     monkeypatch.setattr(checkpoints, '_bound_kwargs', {})

@@ -1,5 +1,6 @@
 """nsml.report(): local printing, validation, and the journal lines a session writes."""
 
+import inspect
 import math
 import os
 import time
@@ -175,3 +176,72 @@ def test_unwritable_spool_is_a_clear_error(tmp_path, workdir):
     ''', workdir, check=False, NSML_SPOOL=tmp_path / 'missing' / 'spool')
     assert proc.returncode == 1
     assert 'nsml: cannot open the metrics journal' in proc.stderr
+
+
+def test_the_c_fast_path_is_built_and_is_nsml_report():
+    # Optional in setup.py (a machine without a compiler still installs), but CI and any
+    # ordinary install have one: a silent fallback would hide a 5x slower report().
+    from nsml.client import _fastreport  # noqa: F401  (ImportError: the extension was not built)
+    assert type(nsml.report).__name__ == 'builtin_function_or_method'
+    assert str(inspect.signature(nsml.report)) == '(summary=False, scope=None, **values)'
+    assert nsml.report.__doc__.startswith('Record metric values')
+
+
+def test_batched_reports_read_back_as_reported(spool, workdir):
+    # Consecutive reports of the same keys are written as batch lines (journal.py); every
+    # report must read back exactly as the line-per-report format had it, whatever breaks a run.
+    run_python('''
+        import nsml
+        from nsml.client import journal
+        calls = []
+        def report(**kw):
+            calls.append(kw)
+            nsml.report(**kw)
+        for i in range(3000):                      # a long run: split into several batch lines
+            report(step=i, loss=1 / (i + 1), acc=i / 3000, n=i)
+        report(step=3000, loss=None)               # a None breaks the run: a line of its own
+        for i in range(3001, 3005):
+            report(step=i, loss=float('nan') if i == 3002 else 0.5)  # a NaN: the run as lines
+        for i in range(5):
+            report(step=i, train__loss=0.25)        # renamed keys
+        for i in range(5):
+            report(loss=float(i))                  # no step
+        for i in range(5):
+            report(step=2 ** 70 + i, loss=1.0)     # steps beyond orjson's 64 bits
+        report(step=1, ok=True, s='x')
+        report(step=2, ok=False, s='y')            # bool and str: the general path's records
+        report(summary=True, step=9, best=0.1)
+        report(step=10, walltime=5, loss=2.0)
+        report(step=11, walltime=5, loss=3.0)
+        wide = {f'k{j}': float(j) for j in range(70)}
+        report(step=12, **wide)
+        report(step=13, **wide)                    # more keys than a batch line takes
+        journal.flush()
+        import json, sys
+        json.dump(calls, open('calls.json', 'w'))
+    ''', workdir, NSML_SPOOL=spool, NSML_IS_ON_NSML=1, NSML_SESSION_NAME='alice/toy/1')
+    import json
+    calls = json.load(open(os.path.join(workdir, 'calls.json')))
+    records = read_journal(spool)
+    assert len(records) == len(calls)
+    for record, call in zip(records, calls):
+        call = dict(call)
+        summary = call.pop('summary', False)
+        call.pop('walltime', None)
+        step = call.pop('step', None)
+        values = {k.replace('__', '/'): v for k, v in call.items()}
+        got = record['v']
+        assert (record['k'], record['step'], record['s']) == ('m', step, summary), (record, call)
+        assert list(got) == list(values)
+        for key, value in values.items():
+            if isinstance(value, float) and math.isnan(value):
+                assert math.isnan(got[key])
+            else:
+                assert got[key] == value and type(got[key]) is type(value), (key, got[key], value)
+        assert type(record['w']) is float and record['w'] > 1e9
+    raw = open(os.path.join(spool, 'journal.ndjson')).read().splitlines()
+    batches = [json.loads(line) for line in raw if line.startswith('{"k":"b"')]
+    assert sum(len(b['r']) for b in batches) >= 3000
+    assert len([b for b in batches if b['c'] == ['step', 'loss', 'acc', 'n', 'walltime']]) >= 2
+    assert all(len(line) < 1 << 20 for line in raw)
+    assert any('NaN' in line for line in raw)  # the server is told, and refuses it with a note

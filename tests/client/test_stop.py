@@ -148,12 +148,11 @@ def test_sigterm_during_the_main_threads_own_journal_write(spool, workdir):
         journal.FLUSH_INTERVAL = 3600
         for i in range(100):
             nsml.report(step=i, loss=1.0)
-        encode_record = journal.encode_record
-        def encode_and_signal(record):
-            if record[1] == 50:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return encode_record(record)
-        journal.encode_record = encode_and_signal
+        encode_run = journal.encode_run
+        def encode_and_signal(run):  # the 100 reports are one run (journal.py)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return encode_run(run)
+        journal.encode_run = encode_and_signal
         try:
             print('ready', flush=True)
             journal.flush()

@@ -211,3 +211,60 @@ def test_plain_pieces_taken_a_column_at_a_time_store_what_line_by_line_stores(st
     for key in store.series_keys(fast.id):
         assert store.metric_points(fast.id, key) == store.metric_points(slow.id, key)
     assert store.series_keys(fast.id) == store.series_keys(slow.id)
+
+
+# -- batch lines (report()'s encoder, nsml/client/journal.py) equal the lines they stand for ------
+batch_value = (st.floats(-1e6, 1e6, allow_nan=False) | st.integers(-10**9, 10**9)
+               | st.sampled_from([None, True, "text", float("nan"), 2 ** 80]))
+batch_runs = st.lists(st.tuples(
+    st.lists(st.sampled_from(["loss", "acc", "lr", "val/acc"]), min_size=1, max_size=4, unique=True),
+    st.booleans(),  # with a step column
+    st.lists(st.tuples(st.integers(0, 10**6) | st.floats(0, 1e6) | st.none(), st.lists(batch_value, min_size=4, max_size=4)),
+             min_size=1, max_size=200)), min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(runs=batch_runs)
+def test_batch_lines_store_what_the_records_they_stand_for_store(store, monkeypatch, runs):
+    from nsml.core import spool
+    from nsml.store.sql import metrics
+
+    batched, expanded, wall = [], [], 1000.0
+    for keys, stepped, rows in runs:
+        names = (["step"] if stepped else []) + keys + ["walltime"]
+        table = []
+        for step, values in rows:
+            wall += 1.0
+            table.append(([step] if stepped else []) + values[:len(keys)] + [wall])
+        line = {"k": spool.BATCH, "c": names, "r": table}
+        batched.append(json.dumps(line) + "\n")
+        expanded.extend(json.dumps(record) + "\n" for record in spool.batch_records(line))
+    fast, slow = new_session(store), new_session(store)
+    notes_fast, notes_slow = [], []
+    store.ingest_journal(fast.id, 0, "".join(batched).encode(), notes_fast)
+    with monkeypatch.context() as m:
+        m.setattr(metrics, "_plain", lambda items: None)
+        store.ingest_journal(slow.id, 0, "".join(expanded).encode(), notes_slow)
+    a, b = store.get_session(fast.name), store.get_session(slow.name)
+    assert (a.summary, a.last_values, a.journal_offset > 0) == (b.summary, b.last_values, True)
+    assert list(a.last_values) == list(b.last_values)
+    assert store.series_summaries([fast.id]).get(fast.id) == store.series_summaries([slow.id]).get(slow.id)
+    assert store.series_keys(fast.id) == store.series_keys(slow.id)
+    for key in store.series_keys(fast.id):
+        assert store.metric_points(fast.id, key) == store.metric_points(slow.id, key)
+    assert [about for about, _ in notes_fast] == [about for about, _ in notes_slow]
+
+
+@pytest.mark.parametrize("line", [
+    {"k": "b", "c": "step", "r": []}, {"k": "b", "c": ["step", "x"], "r": [[1, 2.0]]},  # no walltime
+    {"k": "b", "c": ["x", "x", "walltime"], "r": [[1, 2, 3.0]]}, {"k": "b", "c": [1, "walltime"], "r": [[1, 3.0]]},
+    {"k": "b", "c": ["x", "walltime"], "r": [[1, 2, 3.0]]}, {"k": "b", "c": ["x", "walltime"], "r": "rows"},
+    {"k": "b", "c": ["x", "walltime"], "r": [{"x": 1}]}, {"k": "b"}])
+def test_a_malformed_batch_line_is_skipped_with_a_note_and_the_rest_kept(store, line):
+    session = new_session(store)
+    good = b'{"k":"m","w":1.0,"step":1,"s":false,"v":{"loss":0.5}}\n'
+    notes = []
+    data = good + json.dumps(line).encode() + b"\n" + good.replace(b'"step":1', b'"step":2')
+    assert store.ingest_journal(session.id, 0, data, notes) == len(data)
+    assert [p.step for p in store.metric_points(session.id, "loss")] == [1, 2]
+    assert [about for about, _ in notes] == ["batch"]

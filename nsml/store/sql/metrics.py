@@ -187,9 +187,7 @@ class MetricsMixin:
             batch = _Batch(orm, row, noted)
             with _no_gc():
                 for items in _parse_pieces(data[:end], noted):
-                    if not batch.add_plain(items):
-                        for line in items:
-                            batch.add_line(line)
+                    batch.add_items(items)
                     del items
             batch.finish()
             row.journal_offset = have + end
@@ -527,6 +525,60 @@ class _Batch:
 
     def _acceptable(self, key: str) -> bool:
         return key in self.series or (spool.valid_key(key) and len(self.series) < spool.MAX_SERIES)
+
+    def add_items(self, items: list) -> None:
+        """Take a piece's lines in order: batch lines each as a whole, the lines between them
+        as a plain piece where they are one, else one by one."""
+        run: list = []
+        for item in items:
+            if type(item) is dict and item.get("k") == spool.BATCH:
+                self._add_run(run)
+                run = []
+                if not self.add_batch(item):
+                    records = spool.batch_records(item)
+                    if records is None:
+                        self.noted.add("batch", "a journal batch line that is not well formed was skipped")
+                    for record in records or ():
+                        self.add_line(record)
+            else:
+                run.append(item)
+        self._add_run(run)
+
+    def _add_run(self, items: list) -> None:
+        if items and not self.add_plain(items):
+            for line in items:
+                self.add_line(line)
+
+    def add_batch(self, line: dict) -> bool:
+        """Take a batch line whole, columns at once, or return False (and change nothing): it
+        must be well formed with a step column, its values finite ints and floats, its keys ones
+        this session may store. Anything else is expanded into records for add_line, whose
+        checks and notes then apply as to any line (the result is the same either way)."""
+        names, rows = line.get("c"), line.get("r")
+        if type(names) is not list or type(rows) is not list or not rows or not 2 < len(names) <= _MAX_PLAIN_KEYS + 2 \
+                or set(map(type, names)) != {str} or len(set(names)) != len(names) \
+                or "walltime" not in names or "step" not in names or set(map(type, rows)) != {list} \
+                or set(map(len, rows)) != {len(names)} or not set(map(type, chain.from_iterable(rows))) <= _NUMBERS:
+            return False
+        try:
+            table = np.array(rows, dtype=np.float64)
+        except OverflowError:  # an int beyond a float's range
+            return False
+        if not np.isfinite(table).all():
+            return False
+        at = {name: i for i, name in enumerate(names)}
+        keys = [name for name in names if name != "walltime" and name != "step"]
+        if not all(map(self._acceptable, keys)):
+            return False
+        steps, walls = table[:, at["step"]].copy(), table[:, at["walltime"]].copy()
+        for key in keys:
+            self._pending(key).add(steps, walls, table[:, at[key]].copy())
+        self.count += len(rows)
+        last, final = self.last, rows[-1]
+        last["step"] = final[at["step"]]
+        for key in keys:
+            last[key] = final[at[key]]
+        return True
 
     def add_plain(self, items: list) -> bool:
         """Take a piece of plain metrics lines whole, or return False (and change nothing)."""
