@@ -206,3 +206,13 @@ def parse_marks(text: str, prefix: str = "BENCH ") -> dict:
                 except ValueError:
                     out[key] = value
     return out
+
+
+def journal_reports(data: bytes) -> int:
+    """The reports a journal holds: one per metrics line, one per row of a batch line
+    (nsml/core/spool.py)."""
+    count = 0
+    for line in data.splitlines():
+        record = json.loads(line)
+        count += len(record["r"]) if record.get("k") == "b" else record.get("k") == "m"
+    return count

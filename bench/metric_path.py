@@ -65,7 +65,7 @@ sys.path.insert(1, str(REPO / "bench"))
 
 import httpx  # noqa: E402
 
-from _harness import Bench  # noqa: E402
+from _harness import Bench, journal_reports  # noqa: E402
 
 KEYS = ("loss", "acc", "lr")
 READ_KEY = "loss"
@@ -373,9 +373,9 @@ def make_journal(tmp: Path, n: int) -> tuple[bytes, dict]:
     info = json.loads(out.stdout.strip().splitlines()[-1])
     data = (folder / spool.JOURNAL).read_bytes()
     shutil.rmtree(folder)
-    lines = data.count(b"\n")
-    if lines != n:
-        raise RuntimeError(f"the journal has {lines} lines, not {n}")
+    reports = journal_reports(data)
+    if reports != n:
+        raise RuntimeError(f"the journal holds {reports} reports, not {n}")
     info["bytes"] = len(data)
     return data, info
 
@@ -417,7 +417,7 @@ def populate(url: str, journals: list[tuple[bytes, int]]) -> tuple[list[str], li
                 names.append(session.name)
                 store.move_session(session.id, Status.RUNNING, started=time.time())  # so the server's
                 store.move_session(session.id, Status.EXITED, ended=time.time(), exit_code=0)  # scheduler leaves it
-                print(f"    {session.name}: {data.count(NL):,} reports ingested in {seconds[-1]:.2f} s", flush=True)
+                print(f"    {session.name}: {data.count(NL):,} journal lines ingested in {seconds[-1]:.2f} s", flush=True)
     finally:
         store.close()
     return names, seconds

@@ -27,6 +27,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import journal_reports  # noqa: E402
 
 CHILD = r'''
 import sys
@@ -85,18 +87,6 @@ CALLS = {2: 'report(step=i, loss=..., acc=...)', 3: 'report(step=i, a=..., b=...
 COLUMNS = ('median', 'p90', 'p99', 'p99.9', 'tight loop')
 
 
-def journal_reports(path):
-    """Reports in a journal: a metrics line is one, a batch line one per row (nsml/core/spool.py)."""
-    import json
-
-    count = 0
-    with open(path, 'rb') as f:
-        for line in f:
-            record = json.loads(line)
-            count += len(record['r']) if record['k'] == 'b' else 1
-    return count
-
-
 def run_child(calls, values):
     with tempfile.TemporaryDirectory(prefix='nsml-bench-') as spool:
         env = dict(os.environ, NSML_SPOOL=spool, NSML_IS_ON_NSML='1',
@@ -104,7 +94,8 @@ def run_child(calls, values):
                    PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
         out = subprocess.run([sys.executable, '-c', CHILD, str(calls), str(values)], env=env,
                              check=True, capture_output=True, text=True).stdout
-        reports = journal_reports(os.path.join(spool, 'journal.ndjson'))
+        with open(os.path.join(spool, 'journal.ndjson'), 'rb') as f:
+            reports = journal_reports(f.read())
         expected = 1000 + 2 * calls
         if reports != expected:
             sys.exit(f'journal holds {reports} reports, expected {expected}')
