@@ -4,12 +4,17 @@
     page's JSON twin), with and without a search term, the older /api/sessions?all=true&last=50,
     and store.search_sessions called directly. Target: <= 300 ms server time.
 (2) The overlaid graph of 50 sessions x 3 metrics x 100,000 steps: GET /api/web/graph for the
-    150 series, downsampled on the server, and the 150 store.downsampled_series calls alone.
-    Target: <= 2 MB transferred and <= 500 ms server time.
+    150 series, downsampled on the server (gzipped, level 1, as browsers accept it), what it
+    costs the store (one store.downsampled_many call, as the route makes), and 150
+    store.downsampled_series calls for comparison. Target: <= 2 MB transferred and <= 200 ms
+    server time.
 (3) MLflow (installed in a separate virtualenv, never imported here): the same runs in its
     default SQLite backend behind `mlflow server`, timed through the REST calls its UI makes:
     POST /ajax-api/2.0/mlflow/runs/search (the runs table) and, once per metric key,
     GET /ajax-api/2.0/mlflow/metrics/get-history-bulk-interval (the charts).
+(4) The runs table (bench/_runs_table.py): 10,000 sessions x 20 parameters x 20 metric series,
+    GET /api/runs 20 + 20 columns wide sorted by a metric, on SQLite and PostgreSQL
+    (--runs-table). Target: <= 300 ms server time.
 
 Times are measured by the client over loopback (a request's wall time; the server's share of
 it is all but ~1 ms). Bytes are the response body as sent (neither server compresses); the
@@ -48,6 +53,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import Bench, insert_sessions  # noqa: E402
+from bench._runs_table import bench_runs_table  # noqa: E402
 
 KEYS = ("train/loss", "train/acc", "val/loss")
 CHUNK = 8 << 20  # what the supervisor posts at most
@@ -159,7 +165,11 @@ def bench_ours(args, bench: Bench, names: list[str]) -> list[tuple]:
     def direct(buckets):
         return [store.downsampled_series(i, k, buckets=buckets) for i in ids for k in KEYS]
 
+    pairs = [(i, k) for i in ids for k in KEYS]
     for buckets in args.buckets:
+        r = timed(lambda: store.downsampled_many(pairs, buckets=buckets), args.repeat)  # noqa: B023
+        rows.append(("graph", f"ours: store.downsampled_many({len(pairs)} series, buckets={buckets})", r, None,
+                     f"spikes kept {sum(50.0 in s['y'] for s in r['result'])}/{len(r['result'])}"))
         r = timed(lambda: direct(buckets), args.repeat)
         points = sum(len(s["x"]) for s in r["result"])
         spikes = sum(50.0 in s["y"] for s in r["result"])
@@ -368,6 +378,8 @@ def main() -> None:
     ap.add_argument("--mlflow-repeat", type=int, default=1, help="timed graph fetches after the first (each takes minutes)")
     ap.add_argument("--mlflow-views", type=lambda s: s.split(","), default=["list", "graph"], help="list,graph")
     ap.add_argument("--mlflow-reuse", default=None, help="a folder kept from an earlier run (its mlflow.db is used as loaded)")
+    ap.add_argument("--runs-table", choices=("both", "sqlite", "postgresql", "none"), default="both",
+                    help="GET /api/runs over --sessions sessions x 20 params x 20 metrics, on these databases (bench/_runs_table.py)")
     args = ap.parse_args()
     args.mlflow_steps = args.mlflow_steps or args.steps
     print(f"web_scale: {args.sessions} sessions, {args.graph_sessions} graph sessions x {len(KEYS)} metrics x "
@@ -385,6 +397,9 @@ def main() -> None:
     finally:
         bench.close()
     print_table(rows)  # now: MLflow's side takes long, and may fail
+    if args.runs_table != "none":  # its own servers and data (bench/_runs_table.py)
+        rows += bench_runs_table(args.sessions, args.runs_table, args.repeat)
+        print_table([r for r in rows if r[0] == "runs"])
     if not args.no_mlflow:
         tmp = Path(args.mlflow_reuse) if args.mlflow_reuse else Path(tempfile.mkdtemp(prefix="nsml-bench-mlflow-"))
         try:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from nsml.core import tags
+from nsml.core.errors import InvalidInput
 from nsml.core.naming import NO_DATASET
 from nsml.core.policy import check_visibility
 from nsml.core.resources import parse_size
@@ -63,6 +65,9 @@ def ps(
     last: int = typer.Option(None, "-n", "--last", min=0, metavar="N", help="Only the last N sessions (all N are shown)."),
     dataset: str = typer.Option(None, "-d", "--data", "--dataset", help="Only sessions of this dataset."),
     search: str = typer.Option(None, "-s", "--search", help="Only sessions whose name matches this glob."),
+    query: str = typer.Option(None, "-q", "--query", metavar="QUERY",
+                              help="Only sessions the query selects, e.g. 'lr < 0.01 and val/acc >= 0.95', "
+                                   "'tag:baseline', 'kind:submit' (docs/web.md, Queries)."),
     json_out: bool = typer.Option(False, "-j", "--json", help="Print JSON: every session listed, unless --limit, --page or --offset says otherwise."),
     limit: int = typer.Option(None, "--limit", min=0, metavar="N", help=f"Show at most N rows, newest first (default {DEFAULT_ROWS}; 0: every row)."),
     all_rows: bool = typer.Option(False, "--all-rows", help="Show every row (the same as --limit 0)."),
@@ -76,7 +81,8 @@ def ps(
     plain aligned lines, one per session."""
     size, skip = rows_wanted(limit, all_rows, page, offset, last, json_out)
     params = {"all": all_, **({"limit": size} if size is not None else {}), **({"offset": skip} if skip else {})}
-    params.update({k: v for k, v in {"last": last, "dataset": dataset, "pattern": search}.items() if v is not None})
+    params.update({k: v for k, v in {"last": last, "dataset": dataset, "pattern": search, "query": query}.items()
+                   if v is not None})
     resp = api().request("GET", "/api/sessions", params=params)
     sessions = resp.json()
     total = resp.headers.get("X-Total-Count")
@@ -225,6 +231,24 @@ def memo(session: str = typer.Argument(..., help="OWNER/DATASET/N"), text: str =
     render.console.print(f"Memo of {s['name']} is {'set' if text else 'cleared'}")
 
 
+def tag(session: str = typer.Argument(..., help="OWNER/DATASET/N"),
+        changes: list[str] = typer.Argument(None, metavar="[+TAG | -TAG]...",
+                                            help="+x (or x) puts tag x on, -x takes it off; none: show the tags.")):
+    """Tag a session (`nsml tag alice/digits/3 +baseline -draft`), or show its tags.
+
+    Tags are words of letters, digits and _ . + -; `nsml ps -q tag:baseline` lists the sessions
+    that have one. Put `--` before the first -TAG so it is not read as an option."""
+    try:
+        add, remove = tags.parse_changes(changes or [])
+    except InvalidInput as exc:
+        raise CliError(str(exc)) from None
+    if add or remove:
+        got = api().post(session_path(session) + "/tags", json={"add": add, "remove": remove})["tags"]
+    else:
+        got = api().get(session_path(session) + "/tags")["tags"]
+    render.console.print(f"Tags of {session}: " + (" ".join(got) if got else "none"), markup=False, highlight=False)
+
+
 def command(session: str = typer.Argument(..., help="OWNER/DATASET/N")):
     """Print the command the session was started with, and (as a comment) its resources."""
     s = api().get(session_path(session))
@@ -283,6 +307,6 @@ def check_file_name(name: str, what: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (run, ps, logs, stop, memo, command, pull, download):
+    for fn in (run, ps, logs, stop, memo, tag, command, pull, download):
         app.command(fn.__name__)(fn)
     app.command("rm")(rm)

@@ -19,7 +19,7 @@ from nsml.store.sql import open_store
 
 from . import errors, web_security
 from . import relaunch as relaunch_flow
-from .api import boards, channel, credit, datasets, identity, metrics, relaunch, runtime, sessions, system
+from .api import boards, channel, credit, datasets, identity, metrics, relaunch, runs, runtime, sessions, system
 from .api import web as web_api
 from .web import router as web_pages
 from .settings import Settings
@@ -125,7 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(ReleaseLeases)
     web_security.install(app)  # outermost: the Origin rule, the JSON body cap, the security headers
-    for module in (system, credit, identity, datasets, boards, sessions, metrics, relaunch, runtime, channel):
+    for module in (system, credit, identity, datasets, boards, sessions, metrics, runs, relaunch, runtime, channel):
         app.include_router(module.router)
     app.include_router(web_api.router)
     app.include_router(web_pages)  # dashboard pages, /login and /static (Plotly.js included)

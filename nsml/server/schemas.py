@@ -3,6 +3,7 @@
 import math
 from typing import Any
 
+from nsml.core.tags import MAX_NOTE, MAX_TAGS
 from pydantic import BaseModel, Field
 
 from nsml.core.entities import Checkpoint, Dataset, Session, Submission
@@ -149,6 +150,23 @@ class ExitReport(BaseModel):
 
 class MemoUpdate(BaseModel):
     memo: str = Field(max_length=MAX_MEMO, description=f"At most {MAX_MEMO} characters.")
+
+
+class TagUpdate(BaseModel):
+    add: list[str] = Field(default=[], max_length=MAX_TAGS, description="Tags to put on the session.")
+    remove: list[str] = Field(default=[], max_length=MAX_TAGS, description="Tags to take off (absent ones are no error).")
+
+
+class Tags(BaseModel):
+    tags: list[str]
+
+
+class NoteUpdate(BaseModel):
+    note: str = Field(max_length=MAX_NOTE, description=f"Markdown, at most {MAX_NOTE} characters.")
+
+
+class Note(BaseModel):
+    note: str
 
 
 class Removed(BaseModel):

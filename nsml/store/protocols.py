@@ -12,13 +12,14 @@ fills up raises StorageFull and keeps nothing of the failed call; every method i
 from several threads (and, on PostgreSQL, from several server processes).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from nsml.core.entities import (
     AuditEntry, BoardRow, Checkpoint, Dataset, FileEntry, MetricPoint, Session, SessionEvent, Submission, Team, Token,
     UsageSample, User,
 )
+from nsml.core.params import Column, RunRow
 from nsml.core.policy import Actor, SessionScope
 from nsml.core.resources import Resources
 from nsml.core.states import SessionKind, Status
@@ -82,8 +83,9 @@ class SessionStore(Protocol):
 
     def search_sessions(self, q: str = "", dataset: str | None = None, statuses: set[str] | None = None,
                         owner: str | None = None, offset: int = 0, limit: int = 50,
-                        scope=None) -> tuple[int, list[Session]]:
-        """(how many match, one page newest first); `q` matches name, memo and arguments, case aside."""
+                        scope=None, where_tree: Any = None) -> tuple[int, list[Session]]:
+        """(how many match, one page newest first); `q` matches name, memo and arguments, case
+        aside; `where_tree`, a query (nsml.core.query.parse's tree), narrows them further."""
 
     def move_session(self, session_id: int, new: Status, **fields) -> Session | None:
         """Change status when nsml.core.states allows it from the current one (fields set with
@@ -173,6 +175,51 @@ class MetricStore(Protocol):
                            xmax: float | None = None, buckets: int = 1000) -> dict:
         """At most about `buckets` points over [xmin, xmax], in x order, keeping each interval's
         extremes (a spike is never smoothed away); exact when the range holds fewer."""
+
+    def sessions_named(self, names: Iterable[str]) -> dict[str, Session]:
+        """{name: session} of those names that are sessions, in one query (an overlaid graph's)."""
+
+    def downsampled_many(self, series: Sequence[tuple[int, str]], x: str = "step", xmin: float | None = None,
+                         xmax: float | None = None, buckets: int = 1000) -> list[dict]:
+        """downsampled_series of each (session id, key), in their order, with x and y as float64
+        numpy arrays: what an overlaid chart of many series reads in one call."""
+
+
+@runtime_checkable
+class RunsStore(Protocol):
+    """Sessions' typed parameters (nsml.core.params) and the runs table over them and the
+    metric summaries: sorted and paged in the database, whatever the number of sessions."""
+
+    def set_params(self, session_id: int, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `params` into the session's (create_session stores those of its arguments);
+        returns them all. Out of bounds (a name's length, a value's size, how many) is
+        InvalidInput, with nothing changed."""
+
+    def session_params(self, session_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """{session id: {key: value}} for every id asked for ({} for one without any)."""
+
+    def runs_table(self, params: Sequence[str] = (), metrics: Sequence[tuple[str, str]] = (), sort: Column | None = None,
+                   order: str = "desc", limit: int = 50, offset: int = 0,
+                   scope: SessionScope | None = None, where_tree: Any = None) -> tuple[int, list[RunRow]]:
+        """(how many sessions `scope` may read, not hidden by rm -s, that the query
+        `where_tree` (nsml.core.query.parse's tree; None: all) selects; one page of them sorted
+        by `sort`, default created, `order` asc or desc, nulls last either way, ties by id):
+        each row the values of the parameter columns and of the (metric key, last|min|max)
+        columns, from the per-series summaries (never points), and its tags. At most 1000
+        rows; a bad column, order or page is InvalidInput."""
+
+    def tag_session(self, session_id: int, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
+        """Add and remove tags (nsml.core.tags.check_tag; removing an absent one is no error);
+        the session's tags after, sorted. Over MAX_TAGS: InvalidInput, nothing changed."""
+
+    def session_tags(self, session_ids: Iterable[int]) -> dict[int, list[str]]:
+        """{session id: its tags, sorted} for every id asked for."""
+
+    def set_note(self, session_id: int, note: str) -> None:
+        """Replace the session's markdown note (at most tags.MAX_NOTE characters)."""
+
+    def session_note(self, session_id: int) -> str:
+        """The session's note ('' before any); NotFound for no such session."""
 
 
 @runtime_checkable
@@ -290,12 +337,12 @@ class LeaseStore(Protocol):
     def lease_holder(self, name: str, now: float | None = None) -> str | None: ...
 
 
-CAPABILITIES = (FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, BoardStore, IdentityStore,
-                AuditStore, UsageStore, LeaseStore)
+CAPABILITIES = (FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, RunsStore, BoardStore,
+                IdentityStore, AuditStore, UsageStore, LeaseStore)
 
 
 @runtime_checkable
-class Store(FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, BoardStore, IdentityStore,
+class Store(FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, RunsStore, BoardStore, IdentityStore,
             AuditStore, UsageStore, LeaseStore, Protocol):
     """Everything the server needs of its metadata store."""
 

@@ -349,3 +349,24 @@ def test_bad_run_requests_leave_nothing_behind(srv, cli):
 
     assert json.loads(cli("ps", "-a", "-j", "-d", "badrun").stdout) == []
     assert run(cli, "-d", "badrun") == "alice/badrun/1"  # no number was used up
+
+
+def test_tag_sessions_and_list_them_with_a_query(srv, cli):
+    push(cli, "tagq")
+    write_project(cli.cwd, "import nsml\nnsml.report(step=1, acc=0.97)\n")
+    good = run(cli, "-d", "tagq", "-a", "--lr 0.001 --opt adam")
+    other = run(cli, "-d", "tagq", "-a", "--lr 0.1")
+    for name in (good, other):
+        assert srv.wait(name)["status"] == "exited"
+    assert cli("tag", good, "+baseline", "v2").stdout.strip() == f"Tags of {good}: baseline v2"
+    assert cli("tag", good, "--", "-v2").stdout.strip() == f"Tags of {good}: baseline"
+    assert cli("tag", other).stdout.strip() == f"Tags of {other}: none"
+    listed = cli("ps", "-a", "-q", "tag:baseline dataset:tagq").stdout
+    assert good in listed and other not in listed
+    listed = cli("ps", "-a", "-q", "lr < 0.01 and acc >= 0.95 dataset:tagq").stdout
+    assert good in listed and other not in listed
+    bad = cli("ps", "-a", "-q", "status:runing", check=False)
+    assert bad.returncode != 0 and "'runing' is not a status" in bad.stderr and "^" in bad.stderr
+    bad = cli("tag", good, "+two words", check=False)
+    assert bad.returncode != 0 and "is not a tag" in bad.stderr
+    assert cli("tag", good).stdout.strip() == f"Tags of {good}: baseline"

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import inspect, text
 
+from nsml.core.params import Column
 from nsml.store.sql import open_store
 from nsml.store.sql.engine import MIGRATIONS, make_engine
 from nsml.store.sql.models import Base
@@ -81,4 +82,34 @@ def test_the_previous_schema_with_data_in_it_migrates_up_and_back(empty_database
         assert back == [(float(i), (i % 700) / 10) for i in range(1500)]
         assert conn.execute(text("SELECT value_json FROM points WHERE series_id = 2 ORDER BY id")).scalars().all() == ['"warm-up"', 'null', None]
     assert "point_chunks" not in tables(engine) and "leases" in tables(engine)
+    engine.dispose()
+
+
+def test_0009_gives_the_sessions_there_are_the_parameters_of_their_arguments(empty_database_url):
+    engine = make_engine(empty_database_url)
+    to = runner(engine)
+    to("0008")
+    with engine.begin() as conn:
+        for n, args in enumerate(["--lr 0.01 --batch-size=32 --amp", "", "--opt 'adam w'"], start=1):
+            conn.execute(text(
+                "INSERT INTO sessions (owner, dataset, number, entry, args, status, cpus, memory, gpus, gpu_ids, created, "
+                "memo, error, image, summary, last_values, journal_offset, log_offset, report_count, kind, source, "
+                "source_checkpoint, shm_size, batch_size, attempt, resumed_from, team, visibility, priority, gpu_model, "
+                "node) VALUES ('alice', 'd', :n, 'main.py', :args, 'exited', 1, 1, 0, '', :n, '', '', '', '{}', '{}', "
+                "0, 0, 0, 'normal', '', '', 0, 0, 1, '', '', 'team', 0, '', '')"), {"n": n, "args": args})
+    engine.dispose()
+    store = open_store(empty_database_url)
+    ids = [store.get_session(f"alice/d/{n}").id for n in (1, 2, 3)]
+    assert store.session_params(ids) == {ids[0]: {"lr": 0.01, "batch_size": 32, "amp": True}, ids[1]: {},
+                                         ids[2]: {"opt": "adam w"}}
+    _, rows = store.runs_table(params=["lr"], sort=Column("param", "lr"), order="asc")
+    assert [r.params["lr"] for r in rows] == [0.01, None, None]
+    store.close()
+    indexes = lambda: {i["name"] for i in inspect(engine).get_indexes("series")}  # noqa: E731
+    assert "ix_series_key" in indexes()
+    to("0008", down=True)
+    assert "session_params" not in tables(engine) and "point_chunks" in tables(engine)
+    assert "ix_series_key" not in indexes()
+    to("head")
+    assert "session_params" in tables(engine) and "ix_series_key" in indexes()
     engine.dispose()

@@ -4,6 +4,7 @@ of series of every awkward length; the numpy downsampler equals the reference on
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -166,6 +167,41 @@ def test_a_series_out_of_step_order_reads_merged_in_bounded_groups(store):
     assert got == want
     reader = store.read_series(session.id, "loss")
     assert not reader.ordered and len(reader.groups) > 1  # the chunks before step 2000 stand alone
+
+
+def test_chunk_blobs_come_in_postgresqls_binary_format_and_read_the_same(store):
+    """Reads of the packed blobs ask PostgreSQL for binary results (hex-encoded text costs
+    more than the query): both read paths, ordered and not, streamed and not; every other
+    statement keeps text. SQLite reads the same points by its one path."""
+    from sqlalchemy import event
+
+    session = new_session(store)
+    steps = list(range(3000)) + list(range(1000, 1500))  # the second run makes a series out of order
+    store.ingest_journal(session.id, 0, b"".join(metrics_line(s, {"loss": i + 0.5, "acc": "text" if i == 7 else 0.25},
+                                                              1000.0 + i) for i, s in enumerate(steps)))
+    formats = []
+
+    def seen(_conn, cursor, statement, _params, _context, _many):
+        formats.append((getattr(cursor, "format", None), bool(re.search(r"point_chunks\.(steps|walls|vals|blocks)", statement))))
+
+    event.listen(store.engine, "after_cursor_execute", seen)
+    try:
+        loss = store.metric_points(session.id, "loss")
+        acc = store.metric_points(session.id, "acc")
+        graph = store.downsampled_many([(session.id, "loss"), (session.id, "acc")], buckets=10)
+    finally:
+        event.remove(store.engine, "after_cursor_execute", seen)
+    assert [p.value for p in loss] == [i + 0.5 for i, _ in sorted(enumerate(steps), key=lambda p: (p[1], p[0]))]
+    assert [p.step for p in acc] == sorted(float(s) for s in steps) and acc[0].value == 0.25
+    assert {p.value for p in acc} == {0.25, "text"}
+    assert graph[0]["count"] == len(steps) and max(graph[0]["y"]) == len(steps) - 0.5
+    assert store.read_series(session.id, "acc").ordered is False and graph[1]["count"] == len(steps) - 1
+    if store.engine.dialect.name == "postgresql":
+        from psycopg.pq import Format
+
+        blob_reads = [f for f, blobs in formats if blobs]
+        assert len(blob_reads) >= 4 and set(blob_reads) == {Format.BINARY}
+        assert {f for f, blobs in formats if not blobs} == {Format.TEXT}
 
 
 # -- the downsampler --------------------------------------------------------------------------

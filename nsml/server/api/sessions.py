@@ -11,6 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import TypeAdapter
 
 from nsml.core import naming
+from nsml.core import query as runs_query
 from nsml.core.entities import Session
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.policy import DEFAULT_VISIBILITY, Action, Actor, can, check_visibility, session_scope
@@ -24,7 +25,8 @@ from ..access import controlled_session, dataset_for, readable_session, session_
 from ..auth import current_actor
 from ..bounds import (MAX_INT, MAX_ITEMS, MAX_LOG_CHUNK, MAX_OFFSET, MAX_TAIL, Args, Count, Cpus, Gpus, Memo, Name,
                       OptName, OptText, Seconds, SessionNumber, Size)
-from ..schemas import TAR_BODY, CheckpointPublic, LogChunk, MemoUpdate, Removed, SessionPublic
+from ..schemas import (TAR_BODY, CheckpointPublic, LogChunk, MemoUpdate, Note, NoteUpdate, Removed, SessionPublic, Tags,
+                       TagUpdate)
 from ..state import ServerState, state
 from ..uploads import forget, receive_tar
 from .datasets import tar_response
@@ -128,10 +130,13 @@ _SESSION_LIST = TypeAdapter(list[SessionPublic])
     "description": "How many sessions the listing has (at most `last`), whatever the page.", "schema": {"type": "integer"}}}}})
 def list_sessions(
     request: Request, all: bool = False, last: Count = None, dataset: OptName = None,
-    pattern: OptText = None, limit: Count = None, offset: Count = None, actor: Actor = Depends(current_actor),
+    pattern: OptText = None, limit: Count = None, offset: Count = None,
+    query: Annotated[str | None, Query(max_length=runs_query.MAX_QUERY, description="A runs query (docs/web.md, Queries).")] = None,
+    actor: Actor = Depends(current_actor),
 ) -> Response:
     """The sessions the caller may read (nsml.core.policy), newest first: running and queued
-    ones, or every one with all=true; `dataset` and the glob `pattern` narrow them, and `last`
+    ones, or every one with all=true; `dataset`, the glob `pattern` and a runs `query`
+    (`lr < 0.01 and tag:baseline`; 400 pointing at the bad token) narrow them, and `last`
     keeps the N newest (NSML's `ps -n`).
 
     Paging: `offset` skips that many of the newest, `limit` returns at most that many after
@@ -140,7 +145,9 @@ def list_sessions(
     listing has in all, so a client knows what lies beyond its page."""
     st = state(request)
     statuses = None if all else set(ACTIVE)
-    total, page = session_page(st, statuses, dataset, pattern, session_scope(actor), last or None, offset or 0, limit)
+    tree = runs_query.parse(query) if query else None
+    total, page = session_page(st, statuses, dataset, pattern, session_scope(actor), last or None, offset or 0, limit,
+                               tree)
     # One pydantic-core pass straight to JSON bytes: FastAPI's own path (validate the models
     # again, dump them to dicts, json.dumps) adds ~0.3 s to a listing of 10,000 sessions.
     return Response(_SESSION_LIST.dump_json(scheduling.public(st, page)), media_type="application/json",
@@ -148,16 +155,16 @@ def list_sessions(
 
 
 def session_page(st: ServerState, statuses, dataset: str | None, pattern: str | None, scope, last: int | None,
-                 offset: int, limit: int | None) -> tuple[int, list[Session]]:
+                 offset: int, limit: int | None, tree=None) -> tuple[int, list[Session]]:
     """(how many the listing has, capped at `last`; the page of it from `offset`, at most `limit`)."""
     if pattern:  # a glob the database cannot match: narrow by its longest literal piece, then match
         _, found = st.store.search_sessions(q=literal_part(pattern), dataset=dataset, statuses=statuses,
-                                            limit=MAX_INT, scope=scope)
+                                            limit=MAX_INT, scope=scope, where_tree=tree)
         found = [s for s in found if naming.matches(pattern, s.name)][:last]
         return len(found), found[offset:None if limit is None else offset + limit]
     stop = min(x for x in (last, None if limit is None else offset + limit, MAX_INT) if x is not None)
     total, page = st.store.search_sessions(dataset=dataset, statuses=statuses, offset=offset,
-                                           limit=max(0, stop - offset), scope=scope)
+                                           limit=max(0, stop - offset), scope=scope, where_tree=tree)
     return min(total, last or total), page
 
 
@@ -249,6 +256,33 @@ def stop_session(owner: str, dataset: str, number: SessionNumber, request: Reque
 def set_memo(owner: str, dataset: str, number: SessionNumber, body: MemoUpdate, request: Request, session: Session = Depends(controlled_session)) -> SessionPublic:
     st = state(request)
     return SessionPublic.of(st.store.set_memo(session.id, body.memo))
+
+
+@router.post(SESSION + "/tags", response_model=Tags)
+def change_tags(owner: str, dataset: str, number: SessionNumber, body: TagUpdate, request: Request,
+                session: Session = Depends(controlled_session)) -> Tags:
+    """Add and remove the session's tags (`nsml tag S +x -y`): whoever may control it."""
+    return Tags(tags=state(request).store.tag_session(session.id, add=body.add, remove=body.remove))
+
+
+@router.get(SESSION + "/tags", response_model=Tags)
+def read_tags(owner: str, dataset: str, number: SessionNumber, request: Request,
+              session: Session = Depends(readable_session)) -> Tags:
+    return Tags(tags=state(request).store.session_tags([session.id])[session.id])
+
+
+@router.put(SESSION + "/note", response_model=Note)
+def set_note(owner: str, dataset: str, number: SessionNumber, body: NoteUpdate, request: Request,
+             session: Session = Depends(controlled_session)) -> Note:
+    """Replace the session's markdown note, the longer companion of its one-line memo."""
+    state(request).store.set_note(session.id, body.note)
+    return Note(note=body.note)
+
+
+@router.get(SESSION + "/note", response_model=Note)
+def read_note(owner: str, dataset: str, number: SessionNumber, request: Request,
+              session: Session = Depends(readable_session)) -> Note:
+    return Note(note=state(request).store.session_note(session.id))
 
 
 @router.get(SESSION + "/logs", response_model=LogChunk)

@@ -3,8 +3,19 @@
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.sql import Executable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def binary(statement: Executable) -> Executable:
+    """The statement, its rows fetched in PostgreSQL's binary format; unchanged on SQLite.
+
+    psycopg asks for text results by default, in which a bytea arrives hex-encoded and is
+    decoded at the client: for the metric chunks' float blobs that costs ~10x what the query
+    costs on the server (graph of 150 series: 9.5 ms there, ~100 ms here). The values come back
+    as the same Python types either way; only the wire format differs."""
+    return statement.execution_options(nsml_binary=True)
 
 
 def make_engine(url: str) -> Engine:
@@ -21,7 +32,19 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.driver == "psycopg":
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _binary_results(_conn, cursor, _statement, _parameters, context, _many):
+            # SQLAlchemy makes a cursor per statement (a named one when streaming), and
+            # psycopg reads its `format` when executing: it applies to this statement alone.
+            if context is not None and context.execution_options.get("nsml_binary") and not __import__("os").environ.get("NSML_XXX_TEXT"):  # XXX bench toggle, remove
+                from psycopg.pq import Format
+
+                cursor.format = Format.BINARY
+
+    return engine
 
 
 def migrate(engine: Engine) -> None:

@@ -190,6 +190,29 @@ class SessionRow(Base):
     gpu_model: Mapped[str] = mapped_column(String(64), default="")
     node: Mapped[str] = mapped_column(String(64), default="")
     heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")  # markdown, beside the memo (0010)
+
+
+class SessionParamRow(Base):
+    """One parameter of a session (nsml.core.params): parsed from its arguments at creation,
+    merged with its effective configuration later. `text` is the value as written, `num` its
+    number when it is one; (key, num) is indexed for the runs table's filters (0009)."""
+
+    __tablename__ = "session_params"
+    __table_args__ = (Index("ix_session_params_key_num", "key", "num"),)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    num: Mapped[float | None] = mapped_column(Float, nullable=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SessionTagRow(Base):
+    """A tag on a session (`nsml tag S +x -y`, the web); by tag for `tag:x` queries (0010)."""
+
+    __tablename__ = "session_tags"
+    __table_args__ = (Index("ix_session_tags_tag", "tag"),)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class SessionEventRow(Base):
@@ -258,7 +281,9 @@ class SeriesRow(Base):
     and the last of its numbers. Its points are in point_chunks (nsml/store/packed.py)."""
 
     __tablename__ = "series"
-    __table_args__ = (UniqueConstraint("session_id", "key"),)
+    # By key (0009): the runs table sorts and filters every session by one key's summary (a
+    # plain index: written once per series, never by the summary updates).
+    __table_args__ = (UniqueConstraint("session_id", "key"), Index("ix_series_key", "key"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(256))

@@ -6,14 +6,14 @@ import time
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from nsml.core import naming
+from nsml.core import naming, params
 from nsml.core.entities import Checkpoint, FileEntry, Session, SessionEvent
 from nsml.core.errors import NotFound, not_found
 from nsml.core.policy import SessionScope
 from nsml.core.resources import Resources
 from nsml.core.states import RESUMABLE, SessionKind, Status, can_move
 
-from .models import CheckpointRow, PointChunkRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionRow
+from .models import CheckpointRow, PointChunkRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionParamRow, SessionRow
 
 
 def to_session(row: SessionRow) -> Session:
@@ -73,6 +73,9 @@ class SessionsMixin:
             orm.add(row)
             orm.flush()
             orm.add(SessionEventRow(session_id=row.id, at=row.created, status=row.status, note=""))
+            # Its parameters, typed, for the runs table (its arguments are kept whole besides).
+            orm.add_all(SessionParamRow(session_id=row.id, key=k, num=num, text=text)
+                        for k, (num, text) in params.storable(params.parse_args(args)).items())
             return to_session(row)
 
     def _ensure_counter(self, owner: str, dataset: str) -> None:

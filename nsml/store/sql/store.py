@@ -18,6 +18,7 @@ from .boards import BoardsMixin
 from .identity import IdentityMixin
 from .leases import LeasesMixin
 from .metrics import MetricsMixin
+from .runs import RunsMixin
 from .usage import UsageMixin
 from .models import DatasetRow, FileRow, FilesetRow
 from .sessions import SessionsMixin
@@ -59,7 +60,7 @@ class _NoLock:
         pass
 
 
-class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, UsageMixin, LeasesMixin):
+class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, RunsMixin, UsageMixin, LeasesMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite allows one writer at a time; taking turns here avoids "database is locked".

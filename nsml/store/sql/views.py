@@ -13,15 +13,20 @@ The extremes are written with the points, in the ingest's transaction: nothing t
 nothing here is specific to one database.
 """
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, and_, cast, func, or_, select, tuple_
 
+from nsml.core import naming
 from nsml.core.downsample import intervals_for
 from nsml.core.entities import Session
+from nsml.core.errors import InvalidInput, NotFound
 from nsml.store import packed
 
+from . import filters
+from .engine import binary
 from .models import PointChunkRow, SeriesRow, SessionRow
 from .sessions import in_scope, to_session
 
@@ -33,17 +38,86 @@ def _like(q: str) -> str:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def minmax_many(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], budget: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[packed.minmax(x, y, budget) for each pair], the same points exactly (the tests compare
+    them), from a dozen numpy passes over all the pairs' points at once instead of a dozen per
+    pair. Nothing is sorted: each point's interval is a function of its x, so the lowest and
+    highest of each (series, interval) come from ufunc.at, and a series' intervals are already
+    in x order; only a series that fits the budget whole is sorted, by packed.minmax."""
+    out = [packed.minmax(x, y, budget) if len(x) <= budget or budget < 4 else None for x, y in zip(xs, ys)]
+    big = [i for i, o in enumerate(out) if o is None]
+    n = intervals_for(budget)
+    step = max(1, (1 << 20) // n)  # series at a time: the per-interval arrays stay ~8 MiB
+    for b in range(0, len(big), step):
+        part = big[b:b + step]
+        for i, picked in zip(part, _minmax_big([xs[i] for i in part], [ys[i] for i in part], n)):
+            out[i] = picked
+    return out
+
+
+def _minmax_big(xs: list[np.ndarray], ys: list[np.ndarray], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """minmax_many's work for series longer than their budget, cut into n intervals each."""
+    sizes = np.array([len(x) for x in xs], dtype=np.int64)
+    g = len(xs)
+    group = np.repeat(np.arange(g), sizes)
+    x = np.concatenate(xs).astype(np.float64, copy=False)
+    y = np.concatenate(ys).astype(np.float64, copy=False)
+    begins = np.r_[0, np.cumsum(sizes)[:-1]]
+    lo, hi = np.minimum.reduceat(x, begins), np.maximum.reduceat(x, begins)
+    with np.errstate(divide="ignore"):
+        scale = np.where(hi > lo, n / (hi - lo), 0.0)  # the float operations packed.minmax does
+    base = np.arange(g) * n
+    key = np.clip(((x - lo[group]) * scale[group]).astype(np.int64), 0, n - 1) + base[group]
+    last_key = np.clip(((hi - lo) * scale).astype(np.int64), 0, n - 1) + base
+    # Each interval's lowest and highest y, and of equal ones the first in x.
+    low, high = np.full(g * n, np.inf), np.full(g * n, -np.inf)
+    np.minimum.at(low, key, y)
+    np.maximum.at(high, key, y)
+    low_x, high_x = np.full(g * n, np.inf), np.full(g * n, np.inf)
+    at = y == low[key]
+    np.minimum.at(low_x, key[at], x[at])
+    at = y == high[key]
+    np.minimum.at(high_x, key[at], x[at])
+    # The series' first point (lowest x, lowest y of those) and last (highest x, highest y).
+    first_y, last_y = np.full(g, np.inf), np.full(g, -np.inf)
+    at = x == lo[group]
+    np.minimum.at(first_y, group[at], y[at])
+    at = x == hi[group]
+    np.maximum.at(last_y, group[at], y[at])
+    # Per interval holding points, in interval order: [first], low and high in x order, [last].
+    used = np.flatnonzero(low <= high)
+    owner = used // n
+    a_x, a_y, b_x, b_y = low_x[used], low[used], high_x[used], high[used]
+    swap = b_x < a_x
+    a_x[swap], b_x[swap] = b_x[swap], a_x[swap]
+    a_y[swap], b_y[swap] = b_y[swap], a_y[swap]
+    is_first, is_last = used == base[owner], used == last_key[owner]
+    px = np.column_stack((lo[owner], a_x, b_x, hi[owner])).ravel()
+    py = np.column_stack((first_y[owner], a_y, b_y, last_y[owner])).ravel()
+    pg = np.repeat(owner, 4)
+    valid = np.column_stack((is_first, np.ones_like(is_first), np.ones_like(is_first), is_last)).ravel()
+    px, py, pg = px[valid], py[valid], pg[valid]
+    # A point picked twice (equal x and y: in one interval) is kept once, as packed.minmax's set has it.
+    once = np.ones(len(px), dtype=bool)
+    once[1:] = (px[1:] != px[:-1]) | (py[1:] != py[:-1]) | (pg[1:] != pg[:-1])
+    px, py, pg = px[once], py[once], pg[once]
+    cut = np.cumsum(np.bincount(pg, minlength=g))[:-1]
+    return list(zip(np.split(px, cut), np.split(py, cut)))
+
 
 class ViewsMixin:
     # -- session search ---------------------------------------------------------------------
     def search_sessions(
         self, q: str = "", dataset: str | None = None, statuses: set[str] | None = None,
-        owner: str | None = None, offset: int = 0, limit: int = 50, scope=None,
+        owner: str | None = None, offset: int = 0, limit: int = 50, scope=None, where_tree=None,
     ) -> tuple[int, list[Session]]:
         """(how many match, one page of them newest first). `q` matches, case-insensitively,
         part of the name owner/dataset/N, the memo or the arguments. Sessions `rm -s` took out of
-        listings are left out, and those `scope` (nsml.core.policy.SessionScope) may not read."""
+        listings are left out, and those `scope` (nsml.core.policy.SessionScope) may not read;
+        `where_tree` (nsml.core.query.parse's tree) narrows them further."""
         where = [SessionRow.removed.is_(None), *in_scope(scope)]
+        if where_tree is not None:
+            where.append(filters.condition(where_tree))
         if q:
             pattern = _like(q)
             name = SessionRow.owner + "/" + SessionRow.dataset + "/" + cast(SessionRow.number, String)
@@ -60,6 +134,29 @@ class ViewsMixin:
         with self._read() as orm:
             total = orm.scalar(select(func.count()).select_from(SessionRow).where(*where))
             return total, [to_session(r) for r in orm.scalars(page)]
+
+    def sessions_named(self, names: Iterable[str]) -> dict[str, Session]:
+        """{name: session} of those of `names` that are sessions (others, and names that are not
+        session names, left out): one query for an overlaid graph's sessions, where get_session
+        a name costs a query each (and, for a missing one, a listing of every session)."""
+        wanted: dict[tuple[str, str], dict[int, str]] = {}
+        for name in names:
+            try:
+                owner, dataset, number = naming.parse_session_name(name)
+            except (InvalidInput, NotFound):
+                continue
+            wanted.setdefault((owner, dataset), {})[number] = name
+        out: dict[str, Session] = {}
+        if not wanted:
+            return out
+        clauses = [and_(SessionRow.owner == owner, SessionRow.dataset == dataset, SessionRow.number.in_(sorted(numbers)))
+                   for (owner, dataset), numbers in wanted.items()]
+        with self._read() as orm:
+            for row in orm.scalars(select(SessionRow).where(or_(*clauses))):
+                name = wanted.get((row.owner, row.dataset), {}).get(row.number)
+                if name is not None:
+                    out[name] = to_session(row)
+        return out
 
     # -- metric keys ------------------------------------------------------------------------
     def keys_of_sessions(self, session_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -85,73 +182,139 @@ class ViewsMixin:
         (seconds since the session's first point). Values that are not finite numbers are left
         out. `count` is the number of points in range (chunks cut by the range's edges are
         counted exactly; none other is cut); `exact` is True when nothing was left out."""
+        out = self.downsampled_many([(session_id, key)], x, xmin, xmax, buckets)[0]
+        return {**out, "x": out["x"].tolist(), "y": out["y"].tolist()}
+
+    def downsampled_many(
+        self, series: Sequence[tuple[int, str]], x: str = "step", xmin: float | None = None,
+        xmax: float | None = None, buckets: int = 1000,
+    ) -> list[dict]:
+        """downsampled_series of several (session id, key) pairs, one answer each in their
+        order, with x and y as float64 arrays: an overlaid chart of 150 series costs three
+        queries, not 150 times three, and one numpy pass over all their candidates."""
         if x not in AXES:
             raise ValueError(f"x must be one of {', '.join(AXES)}, not {x!r}")
         buckets = max(1, int(buckets))
-        empty = {"x": [], "y": [], "count": 0, "exact": True}
         by_step = x == "step"
         c = PointChunkRow.__table__.c
         x0, x1 = (c.step0, c.step1) if by_step else (c.wall0, c.wall1)
         counted = c.nnum_step if by_step else c.nnum
+        wanted = list(series)
         with self.engine.connect() as conn:
-            series_id = conn.scalar(select(SeriesRow.id).where(SeriesRow.session_id == session_id, SeriesRow.key == key))
-            if series_id is None:
-                return empty
-            offset = self._session_start(conn, session_id) if x == "relative" else 0.0
-            lo = -float("inf") if xmin is None else xmin + offset
-            hi = float("inf") if xmax is None else xmax + offset
-            overlapping = conn.execute(
-                select(c.seq, counted, x0, x1).where(c.series_id == series_id, counted > 0, x1 >= lo, x0 <= hi)
-                .order_by(c.seq)).all()
-            total = sum(r[1] for r in overlapping)
+            ids, offsets = self._series_ids(conn, {s for s, _ in wanted}, x == "relative")
+            # Each series' [lo, hi] in stored x; the relative axis shifts it by its session's start.
+            plans = []  # (series id, lo, hi, offset) per pair; series id None: no such series
+            for session_id, key in wanted:
+                offset = offsets.get(session_id, 0.0)
+                lo = -math.inf if xmin is None else xmin + offset
+                hi = math.inf if xmax is None else xmax + offset
+                plans.append((ids.get((session_id, key)), lo, hi, offset))
+            # One query for the chunks of every series in range: their counts, x ranges and
+            # block extremes (a few hundred bytes a row, never the packed points). Series
+            # sharing a range (all of them, but on the relative axis) share one clause.
+            ranges: dict[tuple[float, float], set[int]] = {}
+            for series_id, lo, hi, _ in plans:
+                if series_id is not None:
+                    ranges.setdefault((lo, hi), set()).add(series_id)
+            chunks: dict[int, list] = {}
+            clauses = [and_(c.series_id.in_(sorted(group)),
+                            *([x1 >= lo] if lo > -math.inf else []), *([x0 <= hi] if hi < math.inf else []))
+                       for (lo, hi), group in ranges.items()]
+            for i in range(0, len(clauses), 100):
+                rows = conn.execute(binary(select(c.series_id, c.seq, counted, x0, x1, c.blocks)
+                                           .where(counted > 0, or_(*clauses[i:i + 100])).order_by(c.series_id, c.seq))).all()
+                for row in rows:  # all(): one fetchall, where psycopg's fetchone costs ~0.4 µs a row
+                    chunks.setdefault(row[0], []).append(row)
+            # Which chunks each series needs raw: all of them when few points are in range,
+            # else those blocks cannot stand in for (cut by the range's edges, or holding its
+            # first or last point, so the line ends where it does).
+            work = []  # (plan, overlapping chunks, raw seqs or None when all raw, total)
+            need_raw: list[tuple[int, int]] = []
+            for plan in plans:
+                series_id, lo, hi, _ = plan
+                overlapping = [r for r in chunks.get(series_id, ()) if r[4] >= lo and r[3] <= hi]
+                total = sum(r[2] for r in overlapping)
+                if not total:
+                    work.append((plan, [], None, 0))
+                    continue
+                if total <= 2 * buckets or total < intervals_for(buckets) * packed.BLOCK:
+                    edges = [r[1] for r in overlapping]
+                    work.append((plan, overlapping, None, total))
+                else:
+                    first = min(overlapping, key=lambda r: (r[3], r[1]))
+                    last = max(overlapping, key=lambda r: (r[4], r[1]))
+                    edges = [r[1] for r in overlapping if r[3] < lo or r[4] > hi or r is first or r is last]
+                    work.append((plan, overlapping, set(edges), total))
+                need_raw += [(series_id, seq) for seq in edges]
+            raw = self._raw_many(conn, need_raw, by_step)
+        # Candidates of every series, then one min/max decimation over all of them.
+        cand_x, cand_y, meta = [], [], []
+        for (series_id, lo, hi, offset), overlapping, edges, total in work:
             if not total:
-                return empty
-            if total <= 2 * buckets or total < intervals_for(buckets) * packed.BLOCK:
-                # Few points in range (or blocks too coarse for the intervals): decimate the raw ones.
-                xs, ys = self._raw(conn, series_id, [r[0] for r in overlapping], by_step, lo, hi)
-                kx, ky = packed.minmax(xs, ys, buckets)
-                return self._answer(kx, ky, offset, len(xs), len(kx) == len(xs))
-            # Raw points where blocks cannot stand in: chunks cut by the range's edges, and the
-            # chunks holding the range's first and last points (so the line ends where it does).
-            first = min(overlapping, key=lambda r: (r[2], r[0]))
-            last = max(overlapping, key=lambda r: (r[3], r[0]))
-            edges = [r[0] for r in overlapping if r[2] < lo or r[3] > hi or r is first or r is last]
-            xs, ys = self._raw(conn, series_id, edges, by_step, lo, hi)
-            skip = set(edges)
-            inner = [r[0] for r in overlapping if r[0] not in skip]
-            # One range query for the inner chunks' block extremes (a long IN list costs more to
-            # build than to run), and one numpy pass over all of them.
-            rows = conn.execute(select(c.seq, c.blocks).where(
-                c.series_id == series_id, c.seq.between(inner[0], inner[-1]))) if inner else []
-            wanted = set(inner)
-            bx, by = packed.block_extremes(b"".join(blob for seq, blob in rows if seq in wanted), by_step)
-            count = total - sum(r[1] for r in overlapping if r[0] in skip) + len(xs)
-        kx, ky = packed.minmax(np.concatenate((xs, bx)), np.concatenate((ys, by)), buckets)
-        return self._answer(kx, ky, offset, count, False)
+                cand_x.append(np.empty(0))
+                cand_y.append(np.empty(0))
+                meta.append((offset, 0, True))
+                continue
+            seqs = [r[1] for r in overlapping] if edges is None else sorted(edges)
+            xs, ys = [], []
+            for seq in seqs:
+                px, py = raw[series_id, seq]
+                keep = (px >= lo) & (px <= hi) & ~np.isnan(py)  # NaN x (no step) compares false: left out
+                xs.append(px[keep])
+                ys.append(py[keep])
+            n_raw = sum(len(v) for v in xs)
+            if edges is None:  # all raw: exact when it fits
+                meta.append((offset, n_raw, None))
+            else:
+                bx, by = packed.block_extremes(b"".join(r[5] for r in overlapping if r[1] not in edges), by_step)
+                xs.append(bx)
+                ys.append(by)
+                meta.append((offset, total - sum(r[2] for r in overlapping if r[1] in edges) + n_raw, False))
+            cand_x.append(np.concatenate(xs) if xs else np.empty(0))
+            cand_y.append(np.concatenate(ys) if ys else np.empty(0))
+        picked = minmax_many(cand_x, cand_y, buckets)
+        out = []
+        for (kx, ky), (offset, count, exact), cx in zip(picked, meta, cand_x):
+            out.append({"x": kx - offset if offset else kx, "y": ky, "count": int(count),
+                        "exact": len(kx) == len(cx) if exact is None else exact})
+        return out
+
+    def _series_ids(self, conn, session_ids: set[int], relative: bool) -> tuple[dict, dict[int, float]]:
+        """{(session id, key): series id} of these sessions and, for the relative axis, each
+        one's start: the walltime of its first numeric point (over all its series), else its
+        start time."""
+        ids: dict[tuple[int, str], int] = {}
+        starts: dict[int, float] = {}
+        order = sorted(session_ids)
+        for i in range(0, len(order), 500):
+            rows = conn.execute(select(SeriesRow.id, SeriesRow.session_id, SeriesRow.key, SeriesRow.first_wall)
+                                .where(SeriesRow.session_id.in_(order[i:i + 500])))
+            for series_id, session_id, key, first_wall in rows:
+                ids[session_id, key] = series_id
+                if first_wall is not None and (session_id not in starts or first_wall < starts[session_id]):
+                    starts[session_id] = first_wall
+        if not relative:
+            return ids, {}
+        unstarted = [s for s in order if s not in starts]
+        for i in range(0, len(unstarted), 500):
+            for session_id, started in conn.execute(select(SessionRow.id, SessionRow.started)
+                                                    .where(SessionRow.id.in_(unstarted[i:i + 500]))):
+                starts[session_id] = started or 0.0
+        return ids, starts
 
     @staticmethod
-    def _answer(x: np.ndarray, y: np.ndarray, offset: float, count: int, exact: bool) -> dict:
-        return {"x": (x - offset).tolist(), "y": y.tolist(), "count": int(count), "exact": exact}
-
-    @staticmethod
-    def _raw(conn, series_id: int, seqs: list[int], by_step: bool, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-        """The numeric points of these chunks with x (step or walltime) in [lo, hi]."""
+    def _raw_many(conn, wanted: list[tuple[int, int]], by_step: bool) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        """{(series id, seq): (x, y)} of these chunks' points, all of them (x: step or walltime)."""
         c = PointChunkRow.__table__.c
-        xs, ys = [np.empty(0)], [np.empty(0)]
-        for i in range(0, len(seqs), 500):
-            rows = conn.execute(select(c.n, c.steps if by_step else c.walls, c.vals)
-                                .where(c.series_id == series_id, c.seq.in_(seqs[i:i + 500])))
-            for n, xb, vb in rows:
-                x, y = packed.unpack(xb, n), packed.unpack(vb, n)
-                keep = (x >= lo) & (x <= hi) & ~np.isnan(y)  # NaN x (no step) compares false: left out
-                xs.append(x[keep])
-                ys.append(y[keep])
-        return np.concatenate(xs), np.concatenate(ys)
-
-    @staticmethod
-    def _session_start(conn, session_id: int) -> float:
-        """Walltime of the session's first numeric point (over all its series), else its start."""
-        first = conn.scalar(select(func.min(SeriesRow.first_wall)).where(SeriesRow.session_id == session_id))
-        if first is None:
-            first = conn.scalar(select(SessionRow.started).where(SessionRow.id == session_id))
-        return first or 0.0
+        out = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            # series_id IN and seq IN as well, which both databases look up in the primary key:
+            # SQLite scans the whole table for a row-value IN alone, PostgreSQL tests it as an OR
+            # of every pair on each row of the series.
+            rows = conn.execute(binary(select(c.series_id, c.seq, c.n, c.steps if by_step else c.walls, c.vals)
+                                       .where(c.series_id.in_(sorted({s for s, _ in part})), c.seq.in_(sorted({q for _, q in part})),
+                                              tuple_(c.series_id, c.seq).in_(part))))
+            for series_id, seq, n, xb, vb in rows:
+                out[series_id, seq] = packed.unpack(xb, n), packed.unpack(vb, n)
+        return out
