@@ -15,7 +15,9 @@ Journal lines (``journal.ndjson``, one JSON object per line, docs/internals.md):
   is never a summary. report()'s encoder writes consecutive reports of the same keys so
   (``batch_records`` says what one stands for): a row costs a fifth of a line to encode and to
   ingest (docs/internals.md);
-- ``{"k":"c","w":WALLTIME,"name":NAME,"dir":"checkpoints/IDENT"}`` a finished checkpoint.
+- ``{"k":"c","w":WALLTIME,"name":NAME,"dir":"checkpoints/IDENT"}`` a finished checkpoint;
+- ``{"k":"p","w":WALLTIME,"v":{KEY: VALUE, ...}}`` configuration (nsml.config(), argparse):
+  merged into the session's parameters, a later value of a key winning.
 
 Standard library only: the user library imports it.
 """
@@ -34,6 +36,7 @@ SOCKET = "supervisor.sock"   # the user process's only way to the platform
 METRICS = "m"
 BATCH = "b"
 CHECKPOINT = "c"
+CONFIG = "p"
 
 # Bounds on what a session may hand over in one piece. A line over MAX_LINE is skipped whole
 # (with a note in the log) rather than read into memory.
@@ -134,6 +137,13 @@ def checkpoint_line(walltime: float, name: str, ident: str) -> str:
 
     return json.dumps({"k": CHECKPOINT, "w": walltime, "name": name, "dir": checkpoint_dir(ident)},
                       separators=(",", ":"))
+
+
+def config_line(walltime: float, values: dict) -> str:
+    """The journal line recording configuration values (no newline); ValueError if not JSON."""
+    import json
+
+    return json.dumps({"k": CONFIG, "w": walltime, "v": values}, separators=(",", ":"), allow_nan=False)
 
 
 def checkpoint_in(raw: bytes) -> dict | None:

@@ -245,3 +245,49 @@ def test_batched_reports_read_back_as_reported(spool, workdir):
     assert len([b for b in batches if b['c'] == ['step', 'loss', 'acc', 'n', 'walltime']]) >= 2
     assert all(len(line) < 1 << 20 for line in raw)
     assert any('NaN' in line for line in raw)  # the server is told, and refuses it with a note
+
+
+def test_the_effective_configuration_is_recorded_defaults_included(spool, workdir):
+    run_python('''
+        import argparse, pathlib
+        import nsml
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--lr', type=float, default=0.1)
+        parser.add_argument('--hidden', type=int, default=64)
+        parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('runs'))
+        parser.add_argument('--layers', type=int, nargs='+', default=[64, 64])
+        sub = parser.add_subparsers(dest='cmd')
+        sub.add_parser('train').add_argument('--epochs', type=int, default=3)
+        args = parser.parse_args(['--lr', '0.01', 'train'])
+        nsml.report(step=1, loss=0.5)
+        back = nsml.config(seed=7, schedule={'kind': 'cosine', 'warmup': float('nan')})
+        assert back['seed'] == 7 and back['lr'] == 0.01, back
+    ''', workdir, NSML_SPOOL=spool, NSML_IS_ON_NSML=1, NSML_SESSION_NAME='alice/toy/1')
+    lines = read_journal(spool)
+    configs = [line['v'] for line in lines if line['k'] == 'p']
+    assert configs == [
+        {'lr': 0.01, 'hidden': 64, 'out': 'runs', 'layers': [64, 64], 'cmd': 'train', 'epochs': 3},  # one parse, sub-parser included
+        {'seed': 7, 'schedule': {'kind': 'cosine', 'warmup': 'nan'}},
+    ]
+    assert [line['k'] for line in lines] == ['p', 'm', 'p']  # in order with the metrics
+
+
+def test_argparse_capture_can_be_turned_off_and_never_breaks_parsing(spool, workdir):
+    out = run_python('''
+        import argparse, nsml
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--lr', type=float, default=0.1)
+        print(parser.parse_args([]).lr)
+        try:
+            parser.parse_args(['--lr', 'x'])
+        except SystemExit as exc:
+            print('exit', exc.code)
+    ''', workdir, NSML_SPOOL=spool, NSML_NO_ARGPARSE_CAPTURE=1).stdout.split()
+    assert out == ['0.1', 'exit', '2']
+    assert not os.path.exists(os.path.join(spool, 'journal.ndjson'))
+
+
+def test_config_off_the_platform_only_returns_what_was_given():
+    assert nsml.config({'a': 1}, b=[1, 2])['b'] == [1, 2]
+    with pytest.raises(TypeError, match='pass a mapping'):
+        nsml.config([('a', 1)])

@@ -150,3 +150,36 @@ def test_a_query_on_the_table_sorted_by_the_same_tables(store, lab, sort):
 
     total, rows = store.runs_table(where_tree=query.parse("loss < 1 or tag:v2 or lr > 0.05"), sort=parse_sort(sort))
     assert total == 2 and {r.id for r in rows} == {lab["a"].id, lab["b"].id}
+
+
+def test_configuration_lines_merge_into_the_parameters_once(store):
+    import json
+
+    s = new_session(store, "--lr 0.1 --hidden 64")
+    lines = [{"k": "p", "w": 1.0, "v": {"lr": 0.1, "hidden": 64, "layers": [64, 64], "out": "runs", "amp": False}},
+             {"k": "m", "w": 2.0, "step": 1, "s": False, "v": {"loss": 0.5}},
+             {"k": "p", "w": 3.0, "v": {"seed": 7, "lr": 0.05, "k" * 500: 1, "big": "x" * 5000}},
+             {"k": "p", "w": 3.0, "v": "not a dict"}]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    notes = []
+    assert store.ingest_journal(s.id, 0, data, notes) == len(data)
+    want = {"lr": 0.05, "hidden": 64, "layers": "[64, 64]", "out": "runs", "amp": False, "seed": 7}
+    assert store.session_params([s.id])[s.id] == want
+    assert sorted(about for about, _ in notes) == ["config", "config-key", "config:big"]
+    assert store.ingest_journal(s.id, 0, data) == len(data)  # a resend changes nothing
+    assert store.session_params([s.id])[s.id] == want
+    assert [p.value for p in store.metric_points(s.id, "loss")] == [0.5]
+    assert select(store, {"s": s}, "hidden = 64 and amp = false and out = runs") == ["s"]  # defaults are queryable
+
+
+def test_configuration_past_the_parameter_limit_keeps_what_fits(store):
+    import json
+
+    from nsml.core.params import MAX_PARAMS
+
+    s = new_session(store, "--lr 0.1")
+    line = {"k": "p", "w": 1.0, "v": {f"k{i}": i for i in range(MAX_PARAMS + 10)}}
+    notes = []
+    store.ingest_journal(s.id, 0, (json.dumps(line) + "\n").encode(), notes)
+    got = store.session_params([s.id])[s.id]
+    assert len(got) == MAX_PARAMS and got["lr"] == 0.1 and [a for a, _ in notes] == ["config-many"]

@@ -12,15 +12,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
-from nsml.core import spool
+from nsml.core import params, spool
 from nsml.core.entities import MetricPoint
-from nsml.core.errors import Conflict, NotFound
+from nsml.core.errors import Conflict, InvalidInput, NotFound
 from nsml.store import packed
 
 from .engine import binary
-from .models import PointChunkRow, SeriesRow, SessionRow
+from .models import PointChunkRow, SeriesRow, SessionParamRow, SessionRow
 
 
 class SeriesSummary(NamedTuple):
@@ -274,7 +274,7 @@ class SeriesReader:
         An ordered series is one query whose rows are taken as they come (the driver's cursor
         streams them), a query per chunk would cost more than the unpacking. Only an unordered
         series needs its steps to sort by: an ordered one reads the named columns alone."""
-        wanted = list(dict.fromkeys(names if self.ordered and not __import__("os").environ.get("NSML_XXX_OLDCOLS") else ("steps",) + names))  # XXX remove
+        wanted = list(dict.fromkeys(names if self.ordered else ("steps",) + names))
         c = PointChunkRow.__table__.c
         columns = [c.seq, *(c[name] for name in wanted)]
         with self.engine.connect() as conn:
@@ -513,6 +513,7 @@ class _Batch:
         self.summary = json.loads(row.summary)
         self.last = json.loads(row.last_values)
         self.count = row.report_count
+        self.config: dict[str, tuple[float | None, str | None]] = {}  # key -> (num, text), from config lines
 
     def _pending(self, key: str) -> "_NewPoints":
         """The new points of a key this session may store (valid_key, MAX_SERIES checked)."""
@@ -529,11 +530,16 @@ class _Batch:
         return key in self.series or (spool.valid_key(key) and len(self.series) < spool.MAX_SERIES)
 
     def add_items(self, items: list) -> None:
-        """Take a piece's lines in order: batch lines each as a whole, the lines between them
-        as a plain piece where they are one, else one by one."""
+        """Take a piece's lines in order: batch and configuration lines each as a whole, the
+        lines between them as a plain piece where they are one, else one by one."""
         run: list = []
         for item in items:
-            if type(item) is dict and item.get("k") == spool.BATCH:
+            kind = item.get("k") if type(item) is dict else None
+            if kind == spool.CONFIG:  # rare: keeps the metrics around it a plain piece
+                self._add_run(run)
+                run = []
+                self.add_config(item)
+            elif kind == spool.BATCH:
                 self._add_run(run)
                 run = []
                 if not self.add_batch(item):
@@ -608,9 +614,34 @@ class _Batch:
                     self.summary.update(vs[i])
         return True
 
+    def add_config(self, line: dict) -> None:
+        """A configuration line (nsml.config, argparse): its values, checked one by one, wait
+        in self.config for finish(); a later value of a key wins."""
+        values = line.get("v")
+        if type(values) is not dict:
+            self.noted.add("config", "a configuration line without values was skipped")
+            return
+        for key, value in values.items():
+            try:
+                params.check_key(key)
+                num, text = params.encode(value)
+            except (InvalidInput, TypeError, ValueError):
+                self.noted.add("config-key", f"the configuration key {_shown(str(key))} was not stored: names are 1 to "
+                                             f"{params.MAX_KEY} printable characters")
+                continue
+            if text is not None and len(text) > params.MAX_TEXT:
+                self.noted.add(f"config:{key}", f"the configuration value of {_shown(key)} ({len(text)} characters) was not "
+                                                f"stored: at most {params.MAX_TEXT} are kept")
+                continue
+            self.config.pop(key, None)
+            self.config[key] = (num, text)
+
     def add_line(self, line) -> None:
         noted, count, new, series = self.noted, self.count, self.new, self.series
         if type(line) is not dict or line.get("k") != spool.METRICS:
+            if type(line) is dict and line.get("k") == spool.CONFIG:
+                self.add_config(line)
+                return
             if type(line) is not dict or line.get("k") != spool.CHECKPOINT:  # the supervisor's
                 noted.add("kind", "a journal line that is not a metrics or checkpoint record was skipped")
             return
@@ -689,6 +720,28 @@ class _Batch:
         row = self.row
         row.summary, row.last_values = json.dumps(self.summary), json.dumps(self.last)
         row.report_count = self.count
+        if self.config:
+            self._store_config()
+
+    def _store_config(self) -> None:
+        """Merge the configuration into the session's parameters, in this ingest's transaction
+        (so it is stored exactly when the offset that covers it is); past MAX_PARAMS in all, the
+        new keys that do not fit are left out with a note."""
+        P = SessionParamRow
+        have = set(self.orm.scalars(select(P.key).where(P.session_id == self.session_id)))
+        room = params.MAX_PARAMS - len(have)
+        keep = {}
+        for key, value in self.config.items():
+            if key in have or room > 0:
+                room -= key not in have
+                keep[key] = value
+            else:
+                self.noted.add("config-many", f"configuration key {_shown(key)} and others were not stored: a session has "
+                                              f"at most {params.MAX_PARAMS} parameters")
+        if keep:
+            self.orm.execute(delete(P).where(P.session_id == self.session_id, P.key.in_(list(keep))))
+            self.orm.execute(insert(P), [dict(session_id=self.session_id, key=k, num=num, text=text)
+                                         for k, (num, text) in keep.items()])
 
 
 def _as_step(step: Any) -> float | None:
