@@ -423,6 +423,26 @@ def populate(url: str, journals: list[tuple[bytes, int]]) -> tuple[list[str], li
     return names, seconds
 
 
+def handler_read(url: str, name: str, reads: int) -> dict:
+    """The read's server time without HTTP: store.read_series and the JSON body the route
+    streams (nsml/server/api/metrics.py _json), built whole, in this process; ms."""
+    from nsml.server.api.metrics import _json
+    from nsml.store.sql import open_store
+
+    store = open_store(url)
+    try:
+        session = store.get_session(name)
+        times = []
+        for _ in range(reads):
+            t = time.perf_counter()
+            body = b"".join(_json(READ_KEY, store.read_series(session.id, READ_KEY)))
+            times.append((time.perf_counter() - t) * 1000)
+        json.loads(body)  # and it is JSON
+    finally:
+        store.close()
+    return ms_summary([t / 1000 for t in times])
+
+
 def timed_get(http: httpx.Client, path: str, reads: int) -> tuple[dict, httpx.Response]:
     times = []
     for _ in range(reads):
@@ -469,13 +489,15 @@ def bench_ours(label: str, url: str | None, tmp: Path, journals: dict, args) -> 
             raise RuntimeError(f"{names[0]}: counts {counts}")
         row["rss_start"] = proc_status(bench.proc.pid).get("VmRSS")
         row.update(read_series(bench, names[0], args.steps, args.reads))
+        row["handler"] = handler_read(db_url, names[0], args.reads)
         if args.big:
             row["big_queryable_s"] = seconds[-1]
             big = read_series(bench, names[-1], BIG_STEPS, args.big_reads)
             row["big"] = big
         row["peak_rss"] = proc_status(bench.proc.pid).get("VmHWM")
         print(f"    read of {args.steps:,} points: first {row['read']['first']:.0f} ms, median {row['read']['median']:.0f} ms, "
-              f"{row['bytes'] / 1e6:.1f} MB; graph {row['graph']['median']:.0f} ms; server RSS {row['rss_start']:.0f} MB at "
+              f"{row['bytes'] / 1e6:.1f} MB (server time without HTTP: median {row['handler']['median']:.0f} ms); "
+              f"graph {row['graph']['median']:.0f} ms; server RSS {row['rss_start']:.0f} MB at "
               f"start, {row['rss_after']:.0f} MB after the read", flush=True)
         if args.big:
             print(f"    read of {BIG_STEPS:,} points: first {big['read']['first']:.0f} ms, median {big['read']['median']:.0f} ms, "
