@@ -19,7 +19,8 @@ from nsml.core.states import Status
 
 log = logging.getLogger("nsml.scheduler")
 
-SAMPLE_EVERY = 5.0  # seconds
+SAMPLE_EVERY = 5.0  # seconds between two samples of a session
+LOOK_EVERY = 1.0  # seconds between looks for sessions not sampled yet: a short run gets one early
 THIN_EVERY = 600.0  # seconds between thinning passes
 THIN_AFTER = 3600.0  # samples older than this keep one per THIN_SPACING
 THIN_SPACING = 60.0
@@ -80,11 +81,16 @@ class GroupCpu:
         self._seen: dict[int, tuple[float, float, dict[tuple[int, int], int]]] = {}  # pgrp -> (at, boot ticks, {(pid, start): ticks})
 
     def percent(self, pgrp: int, stats: list[ProcStat], at: float, boot_ticks: float) -> float | None:
-        """CPU % of the group since the previous call for it; None on the first call."""
+        """CPU % of the group since the previous call for it; on the first call, its average
+        since its oldest process started (so a run of a few seconds has a figure at once);
+        None when that cannot be told (no time has passed)."""
         now = {(s.pid, s.start): s.ticks for s in stats}
         previous = self._seen.get(pgrp)
         self._seen[pgrp] = (at, boot_ticks, now)
-        if previous is None or at <= previous[0]:
+        if previous is None:
+            lived = (boot_ticks - min(s.start for s in stats)) / self.hz if stats else 0.0
+            return 100.0 * sum(now.values()) / self.hz / lived if lived > 0.05 else None
+        if at <= previous[0]:
             return None
         then_at, then_boot, then = previous
         used = 0
@@ -155,30 +161,43 @@ class UsageSampler:
         self.proc = proc
         self.cpu = GroupCpu()
         self._last = -float("inf")
+        self._last_look = -float("inf")
+        self._sampled: set[int] = set()  # sessions with a sample already
         self._last_thin = time.monotonic()
 
     def maybe_sample(self) -> None:
-        """Sample when due; cheap when not, and never raises (the scheduler must go on)."""
-        if time.monotonic() - self._last < self.every:
+        """Sample when due, and sessions never sampled yet about every LOOK_EVERY seconds (a
+        run of a few seconds gets its sample at its start); cheap when neither, and never
+        raises (the scheduler must go on)."""
+        clock = time.monotonic()
+        due = clock - self._last >= self.every
+        if not due and clock - self._last_look < min(LOOK_EVERY, self.every):
             return
-        self._last = time.monotonic()
+        self._last_look = clock
+        if due:
+            self._last = clock
         try:
-            self.sample()
+            self.sample(only_new=not due)
             if time.monotonic() - self._last_thin > THIN_EVERY:
                 self._last_thin = time.monotonic()
                 self.store.thin_usage(time.time() - THIN_AFTER, THIN_SPACING)
         except Exception:
             log.exception("sampling resource usage failed")
 
-    def sample(self) -> int:
-        """One sample of every running session; returns how many were written."""
+    def sample(self, only_new: bool = False) -> int:
+        """One sample of every running session (`only_new`: of those without one yet);
+        returns how many were written."""
         sessions = self.store.list_sessions({Status.RUNNING})
+        self._sampled &= {s.id for s in sessions}
         groups = {}
         for session in sessions:
+            if only_new and session.id in self._sampled:
+                continue
             pgrp = self.executor.user_pid(session)
             if pgrp:
                 groups[pgrp] = session
-        self.cpu.forget(set(groups))
+        if not only_new:
+            self.cpu.forget(set(groups))
         if not groups:
             return 0
         at, boot = time.time(), boot_ticks_now(self.cpu.hz, self.proc)
@@ -195,6 +214,7 @@ class UsageSampler:
             indices = [int(i) for i in session.gpu_ids.split(",") if i.strip().isdigit()]
             try:
                 self.store.add_usage(session.id, at, round(cpu, 1), memory, self.gpus.read(indices, session.node))
+                self._sampled.add(session.id)
                 written += 1
             except Exception:  # removed meanwhile, database busy: the next sample will do
                 log.debug("could not store usage of %s", session.name, exc_info=True)

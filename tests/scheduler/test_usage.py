@@ -77,17 +77,36 @@ def test_read_stat_of_this_process_and_its_group():
 def test_a_busy_process_group_shows_cpu_and_memory(store, busy_group):
     session = running_session(store)
     sampler = UsageSampler(store, GroupOf(busy_group), every=0.0, gpus=NoGpus())
-    assert sampler.sample() == 0  # the first look sets the baseline
+    time.sleep(0.5)
     assert len(processes_by_group()[busy_group]) == 2
+    assert sampler.sample() == 1  # the first look: the average since the group started
     time.sleep(0.5)
     assert sampler.sample() == 1
-    [sample] = store.usage(session.id)
-    assert sample.cpu > 10.0  # two spinning processes: up to 200 % on an idle machine
+    first, sample = store.usage(session.id)
+    assert first.cpu > 10.0 and sample.cpu > 10.0  # two spinning processes: up to 200 % on an idle machine
     assert sample.memory > 64 << 20  # the touched ballast is resident
     assert sample.gpus == []
     time.sleep(0.2)
     sampler.maybe_sample()  # due at once with every=0; never raises
-    assert len(store.usage(session.id)) == 2
+    assert len(store.usage(session.id)) == 3
+
+
+def test_a_session_is_sampled_soon_after_it_starts_not_only_every_few_seconds(store, busy_group):
+    import nsml.scheduler.usage as usage
+
+    sampler = UsageSampler(store, GroupOf(busy_group), every=3600.0, gpus=NoGpus())
+    first = running_session(store)
+    time.sleep(0.3)
+    sampler.maybe_sample()  # the regular sample (due at once), with the first session in it
+    assert len(store.usage(first.id)) == 1
+    second = running_session(store)
+    sampler._last_look -= usage.LOOK_EVERY  # a second later
+    sampler.maybe_sample()
+    assert len(store.usage(second.id)) == 1  # its start is sampled at the next look
+    assert len(store.usage(first.id)) == 1  # the others wait for their regular turn
+    sampler._last_look -= usage.LOOK_EVERY
+    sampler.maybe_sample()
+    assert len(store.usage(second.id)) == 1
 
 
 def test_sessions_without_a_live_group_are_skipped(store):
@@ -118,7 +137,9 @@ def test_a_failing_store_never_breaks_the_scheduler_tick(busy_group):
 def test_cpu_percent_counts_new_processes_only_from_their_start():
     from nsml.scheduler.usage import ProcStat
     cpu = GroupCpu(ticks_per_second=100)
-    assert cpu.percent(7, [ProcStat(7, 7, 1000, 50, 1)], at=10.0, boot_ticks=2000) is None
+    # the first look: 50 ticks over the 10 s (1000 ticks) since the process started
+    assert cpu.percent(7, [ProcStat(7, 7, 1000, 50, 1)], at=10.0, boot_ticks=2000) == pytest.approx(5.0)
+    assert GroupCpu(ticks_per_second=100).percent(7, [ProcStat(7, 7, 2000, 0, 1)], at=10.0, boot_ticks=2000) is None
     later = [ProcStat(7, 7, 1000, 150, 1),  # +100 ticks = 1 s of CPU
              ProcStat(8, 7, 2100, 40, 1),  # started after the previous look: all 40 count
              ProcStat(9, 7, 500, 999, 1)]  # started long before but unseen (a recycled pid?): not counted

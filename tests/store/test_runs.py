@@ -184,8 +184,8 @@ def test_bad_columns_and_pages_are_invalid_input(store, kwargs):
         store.runs_table(**kwargs)
 
 
-def test_a_page_is_four_queries_however_many_sessions_and_columns(store):
-    """Only the page's rows are built: a count, the sorted page, its params, its metrics."""
+def test_a_page_is_five_queries_however_many_sessions_and_columns(store):
+    """Only the page's rows are built: a count, the sorted page, its params, its metrics, its tags."""
     made = [new_session(store, f"--lr {i / 100} --seed {i}") for i in range(30)]
     for s in made:
         report(store, s, (0, {"loss": 1.0 / s.id, "acc": s.id / 100}))
@@ -198,5 +198,5 @@ def test_a_page_is_four_queries_however_many_sessions_and_columns(store):
     finally:
         event.remove(store.engine, "before_cursor_execute", listen)
     assert total == 30 and [r.metrics["acc"]["last"] for r in rows] == sorted((s.id / 100 for s in made), reverse=True)[5:15]
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 4
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 5
     assert not any("point_chunks" in s for s in statements)
