@@ -12,7 +12,7 @@ import pytest
 
 from nsml.scheduler import sandbox
 from nsml.scheduler.machine import discover_gpus
-from tests.conftest import Cli, Server, cli_in, open_gate, run_dir, serve_for_module, wait_for, write_dataset, write_project
+from tests.conftest import Cli, Server, cli_in, kill_leftover_supervisors, open_gate, run_dir, serve_for_module, wait_for, write_dataset, write_project
 from tests.conftest import push_dataset as push, start_session as run
 
 WAIT_S = 60
@@ -311,6 +311,50 @@ def test_a_server_killed_mid_run_loses_and_duplicates_nothing(server, cli):
     assert [c["name"] for c in ckpts] == [str(i) for i in range(0, total, 100)]
     assert all(c["summary"]["step"] == int(c["name"]) for c in ckpts)  # reported just before each save
     assert not list((run_dir(server, name) / "spool" / "checkpoints").iterdir())  # all uploaded
+
+
+FULL_SPEED = """\
+import os, sys
+import nsml
+
+gate, cap = sys.argv[1], 300_000
+i = 0
+while not os.path.exists(gate):
+    if i < cap:  # as fast as report() goes, then wait for the gate
+        nsml.report(step=i, loss=i * 0.5, acc=i)
+        i += 1
+print('TOTAL', i, flush=True)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_server(request, tmp_path):
+    """A server on SQLite, or on a fresh database of the run's real PostgreSQL."""
+    extra = ["--db", request.getfixturevalue("postgres").new_database()] if request.param == "postgresql" else []
+    srv = Server(tmp_path / "home", extra=extra).start()
+    yield srv
+    srv.stop()
+    kill_leftover_supervisors(srv.home)
+
+
+def test_a_server_killed_during_a_full_speed_ingest_loses_and_duplicates_nothing(any_db_server, tmp_path):
+    server = any_db_server
+    cli = cli_in(server, tmp_path / "work")
+    push(cli, "fullspeed")
+    write_project(cli.cwd / "code", FULL_SPEED)
+    name = run(cli, "-d", "fullspeed", "-a", "gate", cwd=cli.cwd / "code")
+    stored = lambda: server.api.get(api_path(name) + "/metrics").json().get("loss", 0)  # noqa: E731
+    wait_for(lambda: stored() > 0, "the first values to arrive")
+    server.stop(signal.SIGKILL)  # while the journal is still being shipped and ingested
+    server.start()
+    wait_for(lambda: stored() >= 300_000, "all values after the restart", timeout=180)
+    open_gate(server, name)
+    finished(server, name)
+    total = int(logs(server, name).rsplit("TOTAL ", 1)[1])
+    assert total == 300_000
+    assert server.api.get(api_path(name) + "/metrics").json() == {"loss": total, "acc": total}
+    series = server.api.get(api_path(name) + "/metrics/acc").json()
+    assert series["steps"] == list(range(total)) and series["values"] == list(map(float, range(total)))
 
 
 FOREVER = """\
