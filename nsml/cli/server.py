@@ -33,6 +33,7 @@ def server(
     inventory: Path = typer.Option(None, "--inventory", help="Schedule onto the nodes declared in this YAML file instead of this machine (docs/scheduler.md); sessions still run here."),
     sandbox: str = typer.Option("auto", "--sandbox", help="Session sandbox: auto (bubblewrap; a team server refuses to start without it), bwrap, or none (sessions run unconfined: only for a machine you alone use)."),
     no_session_network: bool = typer.Option(False, "--no-session-network", help="Training sessions get no network either (submit and infer sessions never have any)."),
+    usage_analytics: bool = typer.Option(False, "--usage-analytics", help="Record how the dashboard is used (kind of page, action, time; never names or values), in this server's database only, for the admins' Usability page (docs/web.md). Off by default."),
 ):
     """Run a server in the foreground. Without this, `nsml` commands start a private one in the background."""
     if ctx.invoked_subcommand:
@@ -53,7 +54,7 @@ def server(
     token = read_or_create_token(h)
     settings = Settings(home=h, db_url=db, blobs=blobs, public_url=public_url, host=host, port=port, token=token, cpus=cpus,
                         memory=parse_size(memory) if memory else None, gpus=gpus, sandbox=sandbox, inventory=inventory,
-                        session_network=not no_session_network)
+                        session_network=not no_session_network, usage_analytics=usage_analytics)
 
     def announce(bound: Settings) -> None:  # only once the port is ours
         shown = local_url(bound).replace("127.0.0.1", "localhost") if host in ("127.0.0.1", "0.0.0.0") else bound.url

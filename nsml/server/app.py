@@ -19,7 +19,7 @@ from nsml.store.sql import open_store
 
 from . import errors, web_security
 from . import relaunch as relaunch_flow
-from .api import boards, channel, credit, datasets, identity, metrics, relaunch, runs, runtime, sessions, system
+from .api import boards, channel, clicks, credit, datasets, identity, metrics, relaunch, runs, runtime, sessions, system
 from .api import web as web_api
 from .web import router as web_pages
 from .settings import Settings
@@ -128,5 +128,6 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (system, credit, identity, datasets, boards, sessions, metrics, runs, relaunch, runtime, channel):
         app.include_router(module.router)
     app.include_router(web_api.router)
+    app.include_router(clicks.router)
     app.include_router(web_pages)  # dashboard pages, /login and /static (Plotly.js included)
     return app

@@ -52,6 +52,8 @@ class Settings:
     sandbox: str = "auto"
     isolation: object | None = None
     session_network: bool = True  # training sessions reach the outside (never the host's loopback)
+    # The dashboard records its own use (nsml.core.clicks), for the admins' Usability page: opt-in.
+    usage_analytics: bool = field(default_factory=lambda: os.environ.get("NSML_USAGE_ANALYTICS", "") == "1")
 
     @property
     def database_url(self) -> str:

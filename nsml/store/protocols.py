@@ -337,13 +337,27 @@ class LeaseStore(Protocol):
     def lease_holder(self, name: str, now: float | None = None) -> str | None: ...
 
 
+@runtime_checkable
+class ClickStore(Protocol):
+    """The dashboard's own usage events (nsml.core.clicks), for a server that opted in."""
+
+    def add_ui_events(self, user: str, at: float, events: list[tuple[str, str, int | None]]) -> None:
+        """Store checked (page, action, ms) events of `user` at time `at`, in their order."""
+
+    def ui_events(self, since: float) -> list[tuple[float, str, str, str, int | None]]:
+        """(at, user, page, action, ms) since `since`, oldest first; at most the newest 200,000."""
+
+    def forget_ui_events(self, before: float) -> int:
+        """Delete the events older than `before`; returns how many."""
+
+
 CAPABILITIES = (FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, RunsStore, BoardStore,
-                IdentityStore, AuditStore, UsageStore, LeaseStore)
+                IdentityStore, AuditStore, UsageStore, LeaseStore, ClickStore)
 
 
 @runtime_checkable
 class Store(FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, RunsStore, BoardStore, IdentityStore,
-            AuditStore, UsageStore, LeaseStore, Protocol):
+            AuditStore, UsageStore, LeaseStore, ClickStore, Protocol):
     """Everything the server needs of its metadata store."""
 
     def close(self) -> None: ...

@@ -111,7 +111,7 @@ def wait_for(check, what: str, timeout: float = 120):
 def server(tmp_path_factory):
     # Three CPUs: the seeded sessions fill them, so whatever the fuzz starts only queues.
     srv = Server(tmp_path_factory.mktemp("fuzz") / "home", extra=["--cpus", "3", "--memory", "16G"],
-                 env={"NSML_PAUSED_TIMEOUT": "60"}).start()
+                 env={"NSML_PAUSED_TIMEOUT": "60", "NSML_USAGE_ANALYTICS": "1"}).start()  # every route on
     yield srv
     srv.stop()
     kill_leftover_supervisors(srv.home)
@@ -225,6 +225,8 @@ def plans(s: Seed) -> dict[str, Plan]:
         "POST /api/teams/{team}/members": Plan({"team": "fz-crew"}, body={"user": "bob"}, stage=1),
         "POST /api/datasets/{name}/grants": Plan({"name": "fz-private"}, body={"user": "bob"}, stage=1),
         "GET /api/audit": Plan(),
+        "POST /api/web/events": Plan(body={"events": [{"page": "home", "action": "view"}]}, stage=1),
+        "GET /api/web/usability": Plan(None, {"days": 7}),
     }
     for suffix in SUPERVISOR:
         for method in ("GET", "POST"):

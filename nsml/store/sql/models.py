@@ -215,6 +215,20 @@ class SessionTagRow(Base):
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
+class UiEventRow(Base):
+    """One dashboard interaction, recorded only when the server opted in (nsml.core.clicks):
+    the kind of page, the action, its time; never a URL or a name (0011)."""
+
+    __tablename__ = "ui_events"
+    __table_args__ = (Index("ix_ui_events_at", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+    user: Mapped[str] = mapped_column(String(64))
+    page: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
 class SessionEventRow(Base):
     """Status history: one row per status change, for the web's Info tab."""
 

@@ -15,6 +15,7 @@ from nsml.core.errors import AlreadyExists, Forbidden, StorageFull, not_found
 
 from .engine import make_engine, migrate
 from .boards import BoardsMixin
+from .clicks import ClicksMixin
 from .identity import IdentityMixin
 from .leases import LeasesMixin
 from .metrics import MetricsMixin
@@ -60,7 +61,8 @@ class _NoLock:
         pass
 
 
-class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, RunsMixin, UsageMixin, LeasesMixin):
+class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, RunsMixin, UsageMixin, LeasesMixin,
+               ClicksMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite allows one writer at a time; taking turns here avoids "database is locked".
