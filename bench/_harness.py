@@ -216,3 +216,16 @@ def journal_reports(data: bytes) -> int:
         record = json.loads(line)
         count += len(record["r"]) if record.get("k") == "b" else record.get("k") == "m"
     return count
+
+
+def timed(fn, repeat: int) -> dict:
+    """First call (cold-ish) and median/max of `repeat` more, in ms; the last result kept."""
+    t = time.perf_counter()
+    result = fn()
+    first = (time.perf_counter() - t) * 1000
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return {"first": first, "median": statistics.median(times), "max": max(times), "result": result}

@@ -17,7 +17,6 @@ import argparse
 import gzip
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import Bench, insert_sessions  # noqa: E402
+from bench._harness import Bench, insert_sessions, timed  # noqa: E402
 
 PARAMS = 20
 METRICS = 20
@@ -94,18 +93,6 @@ def populate(url: str, total: int, seed: int = 7) -> dict:
             conn.exec_driver_sql("ANALYZE")
     store.close()
     return {"load_s": time.perf_counter() - t, "params": len(param_rows), "series": len(series_rows)}
-
-
-def timed(fn, repeat: int) -> dict:
-    t = time.perf_counter()
-    result = fn()
-    first = (time.perf_counter() - t) * 1000
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return {"first": first, "median": statistics.median(times), "max": max(times), "result": result}
 
 
 def measure(bench: Bench, url: str, total: int, repeat: int, label: str) -> list[tuple]:

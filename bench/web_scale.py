@@ -23,6 +23,14 @@ gzip column is what a gzip-encoding server would send instead.
     python bench/web_scale.py                     # --sessions 10000 --graph-sessions 50 --steps 100000
     python bench/web_scale.py --mlflow-steps 20000 --mlflow-venv /tmp/mlflow-venv
     python bench/web_scale.py --no-mlflow --steps 20000      # a quick look
+    python bench/web_scale.py --no-mlflow --postgres         # ours on SQLite and on a temporary PostgreSQL
+    python bench/web_scale.py --no-mlflow --postgres --no-sqlite --no-list --runs-table none   # PG graph only
+    python bench/web_scale.py --no-mlflow --db postgresql+psycopg://u:p@host/db --no-sqlite
+
+--postgres starts a throwaway PostgreSQL cluster as bench/metric_path.py and the tests do
+(tests/postgres.py: Debian's package, fsync off); --db names a database of your own (it gets
+the data added, so use an empty one). Ours is then measured on each database in turn, the same
+data loaded the same way, with the server started on that database (NSML_DB_URL).
 
 Data goes in fast but through the real paths where it matters: the 50 graph sessions are
 created by the store and their journals ingested in the supervisor's 8 MiB chunks (which also
@@ -40,7 +48,6 @@ import math
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +59,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import Bench, insert_sessions  # noqa: E402
+from bench._harness import Bench, insert_sessions, timed  # noqa: E402
 from bench._runs_table import bench_runs_table  # noqa: E402
 
 KEYS = ("train/loss", "train/acc", "val/loss")
@@ -74,34 +81,21 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def timed(fn, repeat: int) -> dict:
-    """First call (cold-ish) and median/max of `repeat` more, in ms; the last result kept."""
-    t = time.perf_counter()
-    result = fn()
-    first = (time.perf_counter() - t) * 1000
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return {"first": first, "median": statistics.median(times), "max": max(times), "result": result}
-
-
 def body_sizes(resp: httpx.Response) -> tuple[int, int]:
     resp.raise_for_status()
     return len(resp.content), len(gzip.compress(resp.content, 6))
 
 
 # -- our side ----------------------------------------------------------------------------------
-def populate_ours(home: Path, total: int, graph: int, steps: int) -> tuple[list[str], dict]:
-    """Sessions in the server's database before the server starts; returns the graph
+def populate_ours(url: str, total: int, graph: int, steps: int) -> tuple[list[str], dict]:
+    """Sessions in the server's database (`url`) before the server starts; returns the graph
     sessions' names and ingest figures."""
     from nsml.core.entities import FileEntry
     from nsml.core.resources import Resources
     from nsml.core.states import Status
     from nsml.store.sql import open_store
 
-    store = open_store(f"sqlite:///{home / 'nsml.db'}")
+    store = open_store(url)
     store.put_dataset("bench", "alice", "web_scale data", False, [], force=False)
     owners, datasets = ("alice", "bob", "carol"), ("bench", "mnist", "cifar")
     counters: dict[tuple[str, str], int] = {}
@@ -138,27 +132,32 @@ def populate_ours(home: Path, total: int, graph: int, steps: int) -> tuple[list[
         values += steps * len(KEYS)
         store.move_session(session.id, Status.RUNNING, started=time.time())
         store.move_session(session.id, Status.EXITED, ended=time.time(), exit_code=0)
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.begin() as conn:  # what autovacuum would do after a bulk load, now
+            conn.exec_driver_sql("ANALYZE")
     store.close()
     return names, {"ingest_s": ingest_s, "values": values}
 
 
-def bench_ours(args, bench: Bench, names: list[str]) -> list[tuple]:
+def bench_ours(args, bench: Bench, url: str, names: list[str], ours: str = "ours") -> list[tuple]:
+    """Our rows, labelled `ours` ("ours" on SQLite, "ours/PG" on PostgreSQL)."""
     from nsml.store.sql import open_store
 
     rows = []
-    store = open_store(f"sqlite:///{bench.home / 'nsml.db'}")
-    r = timed(lambda: store.search_sessions(limit=50), args.repeat)
-    rows.append(("list", "ours: store.search_sessions(limit=50)", r, None))
-    r = timed(lambda: store.search_sessions(q="lr 0.03", limit=50), args.repeat)
-    rows.append(("list", "ours: store.search_sessions(q='lr 0.03')", r, None))
+    store = open_store(url)
     http = bench.http
-    for label, path in (("ours: GET /api/web/sessions?limit=50", "/api/web/sessions?limit=50"),
-                        ("ours: GET /api/web/sessions?q=lr 0.03", "/api/web/sessions?" + urlencode({"q": "lr 0.03", "limit": 50})),
-                        ("ours: GET /api/sessions?all=true&last=50", "/api/sessions?all=true&last=50")):
-        r = timed(lambda: http.get(path), args.repeat)
-        rows.append(("list", label, r, body_sizes(r["result"])))
-    got = http.get("/api/web/sessions?limit=50").json()
-    assert got["total"] == args.sessions and len(got["sessions"]) == 50, got["total"]
+    if not args.no_list:
+        r = timed(lambda: store.search_sessions(limit=50), args.repeat)
+        rows.append(("list", f"{ours}: store.search_sessions(limit=50)", r, None))
+        r = timed(lambda: store.search_sessions(q="lr 0.03", limit=50), args.repeat)
+        rows.append(("list", f"{ours}: store.search_sessions(q='lr 0.03')", r, None))
+        for label, path in ((f"{ours}: GET /api/web/sessions?limit=50", "/api/web/sessions?limit=50"),
+                            (f"{ours}: GET /api/web/sessions?q=lr 0.03", "/api/web/sessions?" + urlencode({"q": "lr 0.03", "limit": 50})),
+                            (f"{ours}: GET /api/sessions?all=true&last=50", "/api/sessions?all=true&last=50")):
+            r = timed(lambda: http.get(path), args.repeat)  # noqa: B023
+            rows.append(("list", label, r, body_sizes(r["result"])))
+        got = http.get("/api/web/sessions?limit=50").json()
+        assert got["total"] == args.sessions and len(got["sessions"]) == 50, got["total"]
 
     ids = [store.get_session(n).id for n in names]
 
@@ -168,22 +167,70 @@ def bench_ours(args, bench: Bench, names: list[str]) -> list[tuple]:
     pairs = [(i, k) for i in ids for k in KEYS]
     for buckets in args.buckets:
         r = timed(lambda: store.downsampled_many(pairs, buckets=buckets), args.repeat)  # noqa: B023
-        rows.append(("graph", f"ours: store.downsampled_many({len(pairs)} series, buckets={buckets})", r, None,
+        rows.append(("graph", f"{ours}: store.downsampled_many({len(pairs)} series, buckets={buckets})", r, None,
                      f"spikes kept {sum(50.0 in s['y'] for s in r['result'])}/{len(r['result'])}"))
         r = timed(lambda: direct(buckets), args.repeat)
         points = sum(len(s["x"]) for s in r["result"])
         spikes = sum(50.0 in s["y"] for s in r["result"])
-        rows.append(("graph", f"ours: {len(ids) * len(KEYS)} x store.downsampled_series(buckets={buckets})", r, None,
+        rows.append(("graph", f"{ours}: {len(ids) * len(KEYS)} x store.downsampled_series(buckets={buckets})", r, None,
                      f"{points} points; spikes kept {spikes}/{len(r['result'])}"))
         query = urlencode([("s", n) for n in names] + [("buckets", buckets), ("x", "step")])
         r = timed(lambda: http.get("/api/web/graph?" + query), args.repeat)  # noqa: B023
         graph = r["result"].json()
         assert len(graph["series"]) == len(names), graph.get("missing")
         points = sum(len(v["x"]) for s in graph["series"].values() for v in s.values())
-        rows.append(("graph", f"ours: GET /api/web/graph ({len(names)} sessions, buckets={buckets})", r, body_sizes(r["result"]),
+        rows.append(("graph", f"{ours}: GET /api/web/graph ({len(names)} sessions, buckets={buckets})", r, body_sizes(r["result"]),
                      f"{points} points"))
     store.close()
     return rows
+
+
+def run_ours(args, database: str, ours: str) -> list[tuple]:
+    """Our data loaded into `database` ("sqlite": a file in the server's home; "postgres": a
+    temporary cluster; else a PostgreSQL URL), the server started on it, our rows measured."""
+    from nsml.store.sql import open_store
+
+    pg = pg_folder = None
+    bench = Bench(prefix="nsml-bench-web-")
+    try:
+        if database == "sqlite":
+            url = f"sqlite:///{bench.home / 'nsml.db'}"
+        else:
+            url = database
+            if database == "postgres":
+                from tests import postgres
+
+                pg_folder = Path(tempfile.mkdtemp(prefix="nsml-pg-"))  # not under a 0700 folder: the postgres user reads it
+                pg = postgres.start(pg_folder)
+                url = pg.new_database()
+            bench.env["NSML_DB_URL"] = url  # the server's database, its password kept out of `ps`
+            store = open_store(url)
+            with store.engine.connect() as conn:
+                version = conn.exec_driver_sql("SHOW server_version").scalar()
+            store.close()
+            print(f"{ours}: PostgreSQL {version}" + (" (temporary cluster, fsync off, as tests/postgres.py starts it)" if pg else ""),
+                  flush=True)
+        t = time.perf_counter()
+        names, ingest = populate_ours(url, args.sessions, args.graph_sessions, args.steps)
+        print(f"{ours}: data in {time.perf_counter() - t:.1f} s; journals ingested (and rolled up) at "
+              f"{ingest['values'] / ingest['ingest_s']:,.0f} values/s ({ingest['ingest_s']:.1f} s)", flush=True)
+        bench.start()
+        rows = bench_ours(args, bench, url, names, ours)
+        if database == "sqlite":
+            size = sum(f.stat().st_size for f in bench.home.glob("nsml.db*"))
+            print(f"{ours}: database {size / 2**20:.0f} MiB; load {load():.2f}", flush=True)
+        else:
+            store = open_store(url)
+            with store.engine.connect() as conn:
+                size = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
+            store.close()
+            print(f"{ours}: database {size / 2**20:.0f} MiB; load {load():.2f}", flush=True)
+        return rows
+    finally:
+        bench.close()
+        if pg is not None:
+            pg.stop()
+            shutil.rmtree(pg_folder, ignore_errors=True)
 
 
 # -- MLflow side -------------------------------------------------------------------------------
@@ -380,22 +427,21 @@ def main() -> None:
     ap.add_argument("--mlflow-reuse", default=None, help="a folder kept from an earlier run (its mlflow.db is used as loaded)")
     ap.add_argument("--runs-table", choices=("both", "sqlite", "postgresql", "none"), default="both",
                     help="GET /api/runs over --sessions sessions x 20 params x 20 metrics, on these databases (bench/_runs_table.py)")
+    ap.add_argument("--db", default=None, help="also measure ours on this (empty) PostgreSQL database (postgresql+psycopg://…)")
+    ap.add_argument("--postgres", action="store_true", help="also measure ours on a temporary PostgreSQL (tests/postgres.py)")
+    ap.add_argument("--no-sqlite", action="store_true", help="ours on PostgreSQL only")
+    ap.add_argument("--no-list", action="store_true", help="leave out our sessions-list timings (the graph's only)")
     args = ap.parse_args()
+    if args.no_sqlite and not (args.db or args.postgres):
+        ap.error("--no-sqlite needs --db or --postgres")
     args.mlflow_steps = args.mlflow_steps or args.steps
     print(f"web_scale: {args.sessions} sessions, {args.graph_sessions} graph sessions x {len(KEYS)} metrics x "
           f"{args.steps} steps; load {load():.2f}", flush=True)
-    bench = Bench(prefix="nsml-bench-web-")
-    try:
-        t = time.perf_counter()
-        names, ingest = populate_ours(bench.home, args.sessions, args.graph_sessions, args.steps)
-        print(f"ours: data in {time.perf_counter() - t:.1f} s; journals ingested (and rolled up) at "
-              f"{ingest['values'] / ingest['ingest_s']:,.0f} values/s ({ingest['ingest_s']:.1f} s)", flush=True)
-        bench.start()
-        rows = bench_ours(args, bench, names)
-        size = sum(f.stat().st_size for f in bench.home.glob("nsml.db*"))
-        print(f"ours: database {size / 2**20:.0f} MiB; load {load():.2f}", flush=True)
-    finally:
-        bench.close()
+    rows = []
+    if not args.no_sqlite:
+        rows += run_ours(args, "sqlite", "ours")
+    if args.db or args.postgres:
+        rows += run_ours(args, args.db or "postgres", "ours/PG")
     print_table(rows)  # now: MLflow's side takes long, and may fail
     if args.runs_table != "none":  # its own servers and data (bench/_runs_table.py)
         rows += bench_runs_table(args.sessions, args.runs_table, args.repeat)

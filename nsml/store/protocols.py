@@ -208,6 +208,15 @@ class RunsStore(Protocol):
         columns, from the per-series summaries (never points), and its tags. At most 1000
         rows; a bad column, order or page is InvalidInput."""
 
+    def runs_keys(self, scope: SessionScope | None = None, where_tree: Any = None, limit: int = 500,
+                  recent: int = 50) -> dict[str, Any]:
+        """The columns the runs table can offer for the sessions `scope` may read that
+        `where_tree` selects: {"params": [(key, sessions, distinct values)], "metrics": [(key,
+        sessions)], "summary": [summary keys of the `recent` newest]}, most common first."""
+
+    def sessions_by_ids(self, session_ids: Iterable[int]) -> dict[int, Session]:
+        """{id: Session} of the ids that exist."""
+
     def tag_session(self, session_id: int, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
         """Add and remove tags (nsml.core.tags.check_tag; removing an absent one is no error);
         the session's tags after, sorted. Over MAX_TAGS: InvalidInput, nothing changed."""

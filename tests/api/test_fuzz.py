@@ -190,6 +190,7 @@ def plans(s: Seed) -> dict[str, Plan]:
         "GET /api/sessions": Plan(),
         "GET /api/runs": Plan(None, {"param": ["lr"], "metric": ["loss:min"], "sort": "metric:loss:min",
                                      "q": "lr > 0 or tag:x"}),
+        "GET /api/runs/keys": Plan(None, {"q": "lr > 0", "limit": 10}),
         "DELETE /api/sessions": Plan(None, {"pattern": [s.spare], "force": True}, stage=3),
         f"GET {ses}": Plan(trained),
         f"POST {ses}/stop": Plan(path_of(s.queued), stage=2),

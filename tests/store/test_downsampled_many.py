@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from nsml.core.entities import FileEntry
 from nsml.core.resources import Resources
 from nsml.store import packed
+from nsml.store.sql.models import SeriesRow
 from nsml.store.sql.views import minmax_many
 
 
@@ -120,3 +122,47 @@ def test_sessions_named_finds_many_in_one_call_and_leaves_out_the_rest(store):
     found = store.sessions_named([a.name, b.name, "alice/digits/99", "not a name", "bob/digits/1", "alice/digits/" + "9" * 40])
     assert {name: s.id for name, s in found.items()} == {a.name: a.id, b.name: b.id}
     assert store.sessions_named([]) == {}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the aggregated read is PostgreSQL's
+@pytest.mark.parametrize("view", [
+    dict(x="step"), dict(x="step", buckets=20), dict(x="step", xmin=1_000, xmax=2_999.5, buckets=30),
+    dict(x="walltime", buckets=40), dict(x="relative", buckets=25), dict(x="relative", xmin=100, xmax=1_900, buckets=20),
+])
+def test_postgresqls_one_row_a_series_reads_what_a_row_a_chunk_reads(store, mixed, view, monkeypatch):
+    """On PostgreSQL the chunks in range come aggregated, one row a series (string_agg); the
+    answers are those of the row-a-chunk read SQLite makes, which PostgreSQL can make too."""
+    assert store.engine.dialect.name == "postgresql"
+    aggregated = store.downsampled_many(mixed, **view)
+    monkeypatch.setattr(store, "_aggregate_chunks", False)
+    for got, want in zip(aggregated, store.downsampled_many(mixed, **view)):
+        assert lists(got) == lists(want)
+        assert got["x"].dtype == want["x"].dtype == np.float64
+    assert any(not a["exact"] for a in aggregated)  # block extremes were read, not only raw points
+
+
+def test_chunk_tables_agree_between_the_two_reads(store, mixed, monkeypatch):
+    """The tables _chunk_tables builds, per series, from either read (on SQLite only the row a
+    chunk one runs), over the whole axis and a range."""
+    with store.engine.connect() as conn:
+        series = [r[0] for r in conn.execute(select(SeriesRow.id))]
+    shapes = [False, True] if store.engine.dialect.name == "postgresql" else [False]
+    for by_step in (True, False):
+        for bounds in ((-math.inf, math.inf), (1_000.0, 2_999.5) if by_step else (1_500.0, 9_500.0)):
+            ranges = {s: bounds for s in series + [999_999]}
+            tables = []
+            for aggregate in shapes:
+                monkeypatch.setattr(store, "_aggregate_chunks", aggregate)
+                with store.engine.connect() as conn:
+                    tables.append(store._chunk_tables(conn, ranges, by_step))
+            rows = tables[0]
+            assert rows and 999_999 not in rows
+            for seq, counted, x0, x1, first_block, extremes in rows.values():
+                assert len(seq) == len(counted) == len(x0) == len(x1) == len(first_block) - 1
+                assert first_block[-1] == len(extremes) and extremes.shape[1] == 6 and (counted > 0).all()
+                assert (np.diff(seq) > 0).all() and (x1 >= bounds[0]).all() and (x0 <= bounds[1]).all()
+            for other in tables[1:]:
+                assert other.keys() == rows.keys()
+                for sid, table in rows.items():
+                    for a, b in zip(table, other[sid]):
+                        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), sid

@@ -177,11 +177,11 @@ def test_lost_and_paused_sessions_have_their_own_badges(srv, page, held):
     def swap(route):
         response = route.fetch()
         data = response.json()
-        for s in data["sessions"]:
+        for s in data.get("rows", []):
             s["status"] = {lost: "lost", paused: "paused"}.get(s["name"], s["status"])
         route.fulfill(response=response, json=data)
 
-    page.route("**/api/web/sessions?*", swap)
+    page.route("**/api/runs?*", swap)
     page.goto(f"{srv.url}/")
     badge = page.locator(f"tr[data-session='{lost}'] .badge.st-lost")
     badge.wait_for()

@@ -61,6 +61,7 @@ def runs_table(
     limit: int = Query(50, ge=0, le=MAX_PAGE), offset: int = Query(0, ge=0, le=MAX_INT),
     q: str = Query("", max_length=runs_query.MAX_QUERY,
                    description="A runs query, e.g. `lr < 0.01 and val/acc >= 0.95` (docs/web.md, Queries)."),
+    detail: bool = Query(False, description="Add each row's `session` (kind, lineage, memo, arguments, queue place, zombie GPUs): what the web table shows."),
     actor: Actor = Depends(current_actor),
 ) -> Response:
     """The sessions the caller may read (the listing's rule, nsml.core.policy), one page of
@@ -79,7 +80,54 @@ def runs_table(
         "q": q, "rows": [{"id": r.id, "name": r.name, "status": r.status, "created": r.created, "params": r.params,
                           "metrics": r.metrics, "tags": r.tags} for r in rows],
     }
+    if detail:
+        _add_details(state(request), body["rows"])
     # Plain values straight to JSON (RunsPage documents the shape): FastAPI's path would build
     # and validate a model a row, then dump them to dicts again, for up to 1000 x 200 cells.
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json",
                     headers={TOTAL_HEADER: str(total)})
+
+
+DETAIL_FIELDS = ("owner", "dataset", "number", "args", "memo", "kind", "source", "source_checkpoint", "started", "ended",
+                 "exit_code", "summary", "gpus", "node", "queue_position", "queue_reason", "zombie", "attempt", "visibility")
+
+
+def _add_details(st, rows: list[dict[str, Any]]) -> None:
+    """Each row's `session`: the fields of the session listing (nsml.server.scheduling.public,
+    so a queued one has its place and reason, a running one its zombie GPUs) the web shows."""
+    from .. import scheduling
+
+    found = st.store.sessions_by_ids([r["id"] for r in rows])
+    public = {s.name: s for s in scheduling.public(st, list(found.values()))}
+    for r in rows:
+        s = public.get(r["name"])
+        r["session"] = {k: getattr(s, k) for k in DETAIL_FIELDS} if s else None
+
+
+class RunKey(BaseModel):
+    key: str
+    sessions: int  # how many of the sessions have it
+    values: int | None = None  # parameters: how many distinct values (as written) they have
+
+
+class RunKeys(BaseModel):
+    params: list[RunKey]
+    metrics: list[RunKey]
+    summary: list[str]  # the summary metric keys (report(summary=True)) of the newest sessions
+    q: str
+
+
+@router.get("/keys", response_model=RunKeys, responses={400: {"description": "A query that does not parse, in words."}})
+def runs_keys(
+    request: Request,
+    q: str = Query("", max_length=runs_query.MAX_QUERY, description="Only the sessions this runs query selects."),
+    limit: int = Query(500, ge=1, le=1000, description="At most this many parameter and metric keys each."),
+    actor: Actor = Depends(current_actor),
+) -> dict[str, Any]:
+    """The parameter and metric keys present among the sessions the caller may read (and `q`
+    selects), most common first: the runs table's column picker, and its default columns."""
+    tree = runs_query.parse(q) if q else None
+    found = state(request).store.runs_keys(scope=session_scope(actor), where_tree=tree, limit=limit)
+    return {"params": [{"key": k, "sessions": n, "values": v} for k, n, v in found["params"]],
+            "metrics": [{"key": k, "sessions": n} for k, n in found["metrics"]],
+            "summary": found["summary"], "q": q}

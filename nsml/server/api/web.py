@@ -110,7 +110,11 @@ def graph(
     for (sess, k), d in zip(pairs, lines):
         # y exactly as stored (finite: the store leaves out what is not a number).
         series[sess.name][k] = {"x": _compact_x(d["x"], x), "y": d["y"], "count": d["count"], "exact": d["exact"]}
-    briefs = [_brief(f) for f in found]
+    # Typed parameters (defaults included: nsml.config and argparse capture) and tags, for
+    # grouping lines by a parameter or a tag; one query each for all the sessions.
+    ids = [f.id for f in found]
+    config, tags = (st.store.session_params(ids), st.store.session_tags(ids)) if ids else ({}, {})
+    briefs = [{**_brief(f), "config": config.get(f.id, {}), "tags": tags.get(f.id, [])} for f in found]
     payload = {
         "x": x, "xmin": xmin, "xmax": xmax, "buckets": buckets, "missing": missing,
         "sessions": briefs, "keys": sorted({k for v in series.values() for k in v}),

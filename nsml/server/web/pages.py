@@ -17,7 +17,7 @@ from ..auth import COOKIE, actor_for
 router = APIRouter(include_in_schema=False)
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-SCRIPTS = ["core.js", "nav.js", "plots.js", "graph.js", "argtable.js", "session.js", "info.js", "diff.js", "pages.js"]  # load order matters
+SCRIPTS = ["core.js", "nav.js", "plots.js", "graph.js", "argtable.js", "session.js", "info.js", "diff.js", "runs.js", "usability.js", "pages.js"]  # load order matters
 COOKIE_DAYS = 30
 YEAR = 365 * 24 * 3600
 
@@ -71,44 +71,56 @@ def _shell_template() -> str:
     return (HERE / "templates" / "shell.html").read_text()
 
 
-def shell(page: str, title: str) -> HTMLResponse:
+def shell(request: Request, page: str, title: str) -> HTMLResponse:
+    """The page's HTML: the same shell for every page; the scripts fill <main> by `page`. The
+    body says whether this server records the dashboard's use (usability.js; opt-in)."""
+    from ..state import state
+
     text = _shell_template()
+    analytics = "on" if state(request).settings.usage_analytics else "off"
     scripts = "\n".join(f'<script src="{static_url(s)}" defer></script>' for s in ["plotly.min.js", *SCRIPTS])
     for key, value in {"title": html.escape(title), "page": page, "css": static_url("app.css"),
-                       "theme": static_url("theme.js"), "scripts": scripts, "version": __version__}.items():
+                       "theme": static_url("theme.js"), "scripts": scripts, "version": __version__,
+                       "analytics": analytics}.items():
         text = text.replace("{{" + key + "}}", value)
     # The shell holds no data (scripts fetch it with the login cookie), so it may be cached briefly.
     return HTMLResponse(text, headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/")
-def home() -> HTMLResponse:
-    return shell("home", "Sessions")
+def home(request: Request) -> HTMLResponse:
+    return shell(request, "home", "Sessions")
 
 
 @router.get("/datasets/{name}")
-def dataset_page(name: str) -> HTMLResponse:
-    return shell("dataset", f"Dataset {name}")
+def dataset_page(request: Request, name: str) -> HTMLResponse:
+    return shell(request, "dataset", f"Dataset {name}")
 
 
 @router.get("/sessions/{owner}/{dataset}/{number}")
-def session_page(owner: str, dataset: str, number: str) -> HTMLResponse:
-    return shell("session", f"{owner}/{dataset}/{number}")
+def session_page(request: Request, owner: str, dataset: str, number: str) -> HTMLResponse:
+    return shell(request, "session", f"{owner}/{dataset}/{number}")
 
 
 @router.get("/compare")
-def compare_page() -> HTMLResponse:
-    return shell("compare", "Compare")
+def compare_page(request: Request) -> HTMLResponse:
+    return shell(request, "compare", "Compare")
 
 
 @router.get("/diff")
-def diff_page() -> HTMLResponse:
-    return shell("diff", "Diff")
+def diff_page(request: Request) -> HTMLResponse:
+    return shell(request, "diff", "Diff")
 
 
 @router.get("/resources")
-def resources_page() -> HTMLResponse:
-    return shell("resources", "Resources")
+def resources_page(request: Request) -> HTMLResponse:
+    return shell(request, "resources", "Resources")
+
+
+@router.get("/usability")
+def usability_page(request: Request) -> HTMLResponse:
+    """Admins: how the dashboard is used (a server started with --usage-analytics)."""
+    return shell(request, "usability", "Usability")
 
 
 def _safe_next(target: str) -> str:

@@ -4,13 +4,14 @@ A metric column reads the summary the ingest keeps on each series (series.last_v
 min_value, max_value), never a point; a parameter column reads session_params. Sorting and
 paging happen in SQL: one query joins only the sort column's table (one row per session at
 most: both joins are on a unique key), orders every visible session by it and keeps the page;
-two more fetch the page's other columns by primary key. So a page of 50 out of 10,000
+three more fetch the page's other columns and tags by primary key. So a page of 50 out of 10,000
 sessions builds 50 rows in Python, whichever column it is sorted by and however deep the page.
 
 Who sees which sessions is the listing's rule (sessions.in_scope, as search_sessions applies
 it): nothing here decides visibility.
 """
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,13 +20,14 @@ from sqlalchemy import and_, delete, func, select, update
 from nsml.core import naming
 from nsml.core import params as p
 from nsml.core import tags as t
+from nsml.core.entities import Session
 from nsml.core.errors import InvalidInput, NotFound
 from nsml.core.params import Column, RunRow
 from nsml.core.policy import SessionScope
 
 from . import filters
 from .models import SeriesRow, SessionParamRow, SessionRow, SessionTagRow
-from .sessions import in_scope
+from .sessions import in_scope, to_session
 
 MAX_ROWS = 1000  # rows of one page
 _AGG_COLUMNS = {"last": SeriesRow.last_value, "min": SeriesRow.min_value, "max": SeriesRow.max_value}
@@ -196,4 +198,46 @@ class RunsMixin:
                 select(s.session_id, s.key, s.last_value, s.min_value, s.max_value)
                 .where(s.session_id.in_(ids), s.key.in_(keys))):
             out.setdefault(session_id, {})[key] = {"last": last, "min": low, "max": high}
+        return out
+
+    # -- the web table's column picker and row details -----------------------------------------
+    def runs_keys(self, scope: SessionScope | None = None, where_tree=None, limit: int = 500,
+                  recent: int = 50) -> dict[str, Any]:
+        """What the runs table can show for the sessions `scope` may read and `where_tree`
+        selects (`rm -s` ones left out): {"params": [(key, sessions having it, distinct values
+        as written)], "metrics": [(key, sessions having it)], "summary": [summary metric keys of
+        the `recent` newest sessions, first seen first]}. Keys by how many sessions have them,
+        then by name; at most `limit` of each."""
+        S, P = SessionRow, SessionParamRow
+        where = [S.removed.is_(None), *in_scope(scope)]
+        if where_tree is not None:
+            where.append(filters.condition(where_tree))
+        limit = max(0, min(int(limit), 1000))
+        count = func.count()
+        params = (select(P.key, count, func.count(P.text.distinct())).join(S, S.id == P.session_id).where(*where)
+                  .group_by(P.key).order_by(count.desc(), P.key).limit(limit))
+        metrics = (select(SeriesRow.key, count).join(S, S.id == SeriesRow.session_id).where(*where)
+                   .group_by(SeriesRow.key).order_by(count.desc(), SeriesRow.key).limit(limit))
+        newest = select(S.summary).where(*where).order_by(S.created.desc(), S.id.desc()).limit(max(0, recent))
+        with self._read() as orm:
+            out = {"params": [tuple(r) for r in orm.execute(params)], "metrics": [tuple(r) for r in orm.execute(metrics)]}
+            summary: dict[str, None] = {}
+            for (text,) in orm.execute(newest):
+                try:
+                    keys = json.loads(text or "{}")
+                except ValueError:
+                    continue
+                if isinstance(keys, dict):
+                    summary.update(dict.fromkeys(k for k in keys if isinstance(k, str) and k != "step"))
+        out["summary"] = list(summary)[:limit]
+        return out
+
+    def sessions_by_ids(self, session_ids: Iterable[int]) -> dict[int, Session]:
+        """{id: Session} of the ids that exist (the runs table's row details)."""
+        ids = list(dict.fromkeys(session_ids))
+        out = {}
+        with self._read() as orm:
+            for i in range(0, len(ids), 500):
+                for row in orm.scalars(select(SessionRow).where(SessionRow.id.in_(ids[i:i + 500]))):
+                    out[row.id] = to_session(row)
         return out

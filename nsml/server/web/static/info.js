@@ -41,11 +41,11 @@ NSML.session.info = async function (box, name) {
     zombie.textContent = info.zombie.length ? `Zombie? GPU ${info.zombie.join(", ")} has been at 0% for over an hour while this session holds it.` : "";
     const u = info.usage;
     const at = u.at.map((t) => t * 1000 - new Date().getTimezoneOffset() * 60000);
-    const specs = [["CPU (% of one core)", [{ x: at, y: u.cpu, name: "cpu" }]], ["Memory (GB)", [{ x: at, y: u.memory.map((m) => m / 2 ** 30), name: "rss" }]]];
+    const specs = [["CPU", "% of one core", [{ x: at, y: u.cpu, name: "cpu" }]], ["Memory", "GB", [{ x: at, y: u.memory.map((m) => m / 2 ** 30), name: "rss" }]]];
     for (const [index, g] of Object.entries(u.gpus)) {
       const gx = g.at.map((t) => t * 1000 - new Date().getTimezoneOffset() * 60000);
-      specs.push([`GPU ${index} utilisation (%)`, [{ x: gx, y: g.util, name: `gpu${index}` }]]);
-      specs.push([`GPU ${index} memory (GB)`, [{ x: gx, y: g.memory.map((m) => (m ?? 0) / 2 ** 30), name: `gpu${index}` }]]);
+      specs.push([`GPU ${index} utilisation`, "%", [{ x: gx, y: g.util, name: `gpu${index}` }]]);
+      specs.push([`GPU ${index} memory`, "GB", [{ x: gx, y: g.memory.map((m) => (m ?? 0) / 2 ** 30), name: `gpu${index}` }]]);
     }
     if (charts.children.length !== specs.length) {
       NSML.clear(charts);
@@ -55,9 +55,14 @@ NSML.session.info = async function (box, name) {
       NSML.clear(charts).append(NSML.el("div", { class: "pad muted", text: "No usage samples recorded for this session." }));
       return;
     }
-    specs.forEach(([title, traces], i) => {
-      const layout = NSML.plots.layout(title, { type: "date", revision: "usage" });
-      Plotly.react(charts.children[i], traces.map((t) => ({ ...t, mode: "lines", line: { width: 1.5, color: NSML.plots.color(i) } })), layout, NSML.plots.config);
+    specs.forEach(([title, unit, traces], i) => {
+      // Usage is never negative: the axis starts at 0, and a flat line (0 GB) gets [0, 1], not [-0.5, 0.5].
+      const flat = NSML.plots.flatRange(traces.flatMap((t) => t.y));
+      const layout = NSML.plots.layout(title, { type: "date", revision: "usage", x: "time", y: unit, zero: true,
+        yrange: flat && [0, Math.max(1, flat[1])] });
+      charts.children[i].dataset.key = `${s.name} ${title}`;
+      Plotly.react(charts.children[i], traces.map((t) => ({ ...t, mode: "lines", line: { width: 1.5, color: NSML.plots.color(i) },
+        hovertemplate: `%{x}: %{y:.4~g} ${unit}<extra></extra>` })), layout, NSML.plots.configFor(`${s.name} ${title}`));
     });
   };
   draw();

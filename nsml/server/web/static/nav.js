@@ -8,6 +8,20 @@ NSML.nav = {
 
   async init() {
     document.getElementById("theme").onclick = NSML.theme.toggle;
+    // The side panel folds away (remembered in this browser): the room a narrow window needs.
+    const side = document.getElementById("side-toggle");
+    const fold = (on) => {
+      document.body.classList.toggle("side-hidden", on);
+      side.setAttribute("aria-expanded", String(!on));
+      side.title = on ? "Show the side panel" : "Hide the side panel";
+    };
+    fold(localStorage.getItem("nsml-side") === "hidden");
+    side.onclick = () => {
+      const on = !document.body.classList.contains("side-hidden");
+      localStorage.setItem("nsml-side", on ? "hidden" : "shown");
+      fold(on);
+      window.dispatchEvent(new Event("resize")); // charts take the room
+    };
     const search = document.getElementById("search");
     search.value = document.body.dataset.page === "home" ? NSML.state.get("q", "") : "";
     const filter = document.getElementById("ds-filter");

@@ -23,44 +23,36 @@ NSML.sessionStatus = function (s) {
   return out;
 };
 
-/* Sessions: the global search (q matches name, memo, args), status filter, pages of 50. */
+/* Sessions: the runs table (runs.js) with the query language in its search box, status
+   filters and the Public/Private switch, which it turns into query terms of its own. */
 NSML.pages.home = async function (main) {
-  const q = NSML.state.get("q", ""), dataset = NSML.state.get("dataset", ""), offset = Number(NSML.state.get("offset", 0));
-  const statuses = NSML.state.all("status");
+  const dataset = NSML.state.get("dataset", "");
   // NSML's Public/Private switch: everyone's sessions, or only your own.
   const scope = NSML.state.get("scope", "public");
-  const owner = scope === "private" ? NSML.nav.me : undefined;
-  const data = await NSML.api(`/api/web/sessions${NSML.query({ q, dataset, status: statuses, owner, offset, limit: 50 })}`);
+  const box = NSML.el("div");
+  const base = () => {
+    const statuses = NSML.state.all("status");
+    return [NSML.state.get("scope") === "private" ? `user:${NSML.runs.quote(NSML.nav.me)}` : null,
+      dataset ? `dataset:${NSML.runs.quote(dataset)}` : null,
+      statuses.length ? `(${statuses.map((st) => `status:${st}`).join(" or ")})` : null].filter(Boolean);
+  };
   const scopes = NSML.el("span", { class: "scope" }, ...["public", "private"].map((sc) => NSML.el("button", {
-    class: "small" + (sc === scope ? " on" : ""), text: sc === "public" ? "Public" : "Private", title: sc === "public" ? "Everyone's sessions" : "Only your sessions",
-    dataset: { scope: sc }, onclick: () => { NSML.state.set({ scope: sc === "public" ? null : sc, offset: null }); NSML.pages.home(main); } })));
-  const chips = NSML.el("div", { class: "controls" }, scopes, NSML.el("span", { class: "muted", text: `${data.total} session${data.total === 1 ? "" : "s"}${q ? ` matching “${q}”` : ""}${dataset ? ` in ${dataset}` : ""}` }),
+    type: "button", class: "small" + (sc === scope ? " on" : ""), text: sc === "public" ? "Public" : "Private", title: sc === "public" ? "Everyone's sessions" : "Only your sessions",
+    dataset: { scope: sc }, onclick: (e) => {
+      NSML.state.set({ scope: sc === "public" ? null : sc, offset: null });
+      scopes.querySelectorAll("button").forEach((b) => b.classList.toggle("on", b === e.target));
+      table.refresh();
+    } })));
+  const chips = NSML.el("div", { class: "controls" }, scopes, dataset ? NSML.el("span", { class: "chip", text: `dataset ${dataset}` }) : null,
     ...["running", "queued", "exited", "failed", "stopped", "paused", "lost"].map((st) => NSML.el("label", { class: "chk" },
-      NSML.el("input", { type: "checkbox", checked: statuses.includes(st), onchange: (e) => {
+      NSML.el("input", { type: "checkbox", checked: NSML.state.all("status").includes(st), onchange: (e) => {
         const next = new Set(NSML.state.all("status"));
         e.target.checked ? next.add(st) : next.delete(st);
         NSML.state.set({ status: [...next], offset: null });
-        NSML.pages.home(main);
+        table.refresh();
       } }), NSML.badge(st))));
-  const table = NSML.el("table", { class: "grid sessions" }, NSML.el("thead", {}, NSML.el("tr", {},
-    ...["", "session", "status", "created", "args", "summary", "memo"].map((h) => NSML.el("th", { text: h })))));
-  const tb = NSML.el("tbody");
-  for (const s of data.sessions) {
-    tb.append(NSML.el("tr", { dataset: { session: s.name } },
-      NSML.el("td", {}, NSML.el("input", { type: "checkbox", title: "Select to compare", checked: NSML.nav.picked.has(s.name), onchange: (e) => NSML.nav.pick(s.name, e.target.checked) })),
-      NSML.el("td", {}, NSML.el("a", { href: NSML.urls.session(s.name), text: s.name })),
-      NSML.el("td", { class: "status" }, NSML.sessionStatus(s)),
-      NSML.el("td", { class: "when", title: NSML.fmt.time(s.created), text: NSML.fmt.ago(s.created) }),
-      NSML.el("td", { class: "mono small", text: s.args }),
-      NSML.el("td", { class: "small", text: NSML.fmt.summary(Object.keys(s.summary).length ? s.summary : s.last_values) }),
-      NSML.el("td", { class: "small", text: s.memo })));
-  }
-  if (!data.sessions.length) tb.append(NSML.el("tr", {}, NSML.el("td", { colspan: 7, class: "muted", text: "No sessions: start one with nsml run -d DATASET." })));
-  table.append(tb);
-  const pager = NSML.el("div", { class: "controls" },
-    offset > 0 ? NSML.el("a", { class: "button small", href: NSML.urls.home({ q, dataset, status: statuses, offset: Math.max(0, offset - 50) }), text: "← newer" }) : null,
-    offset + data.sessions.length < data.total ? NSML.el("a", { class: "button small", href: NSML.urls.home({ q, dataset, status: statuses, offset: offset + 50 }), text: "older →" }) : null);
-  NSML.clear(main).append(NSML.el("h1", { text: "Sessions" }), chips, table, pager);
+  NSML.clear(main).append(NSML.el("h1", { text: "Sessions" }), chips, box);
+  const table = NSML.runs.mount(box, { base, filtered: () => NSML.state.all("status").length > 0 || NSML.state.get("scope") === "private" || !!dataset });
 };
 
 /* A dataset: description, leaderboard (best per owner / all submissions), files, sessions. */
@@ -114,19 +106,22 @@ NSML.datasetTabs = {
   },
 
   async sessions(box, d) {
-    const data = await NSML.api(`/api/web/sessions${NSML.query({ dataset: d.name, limit: 200 })}`);
-    box.append(NSML.el("table", { class: "grid" }, NSML.el("thead", {}, NSML.el("tr", {}, ...["session", "status", "created", "args", "summary"].map((h) => NSML.el("th", { text: h })))),
-      NSML.el("tbody", {}, ...data.sessions.map((s) => NSML.el("tr", {}, NSML.el("td", {}, NSML.el("a", { href: NSML.urls.session(s.name), text: s.name })),
-        NSML.el("td", {}, NSML.badge(s.status)), NSML.el("td", { text: NSML.fmt.ago(s.created) }), NSML.el("td", { class: "mono small", text: s.args }),
-        NSML.el("td", { class: "small", text: NSML.fmt.summary(s.summary) }))))));
+    NSML.runs.mount(box, { base: () => [`dataset:${NSML.runs.quote(d.name)}`] });
   },
 };
 
 /* Several sessions overlaid: the Graph view without a base session. */
 NSML.pages.compare = async function (main) {
   const box = NSML.el("div");
+  const runs = NSML.el("div", { class: "compare-runs" });
   NSML.clear(main).append(NSML.el("h1", { text: "Compare sessions" }), box);
   NSML.graph.mount(box, null);
+  // The compared sessions as a runs table too (its settings prefixed r: rsort, rcol, …).
+  const names = [...new Set(NSML.state.all("s"))].slice(0, 60);
+  if (names.length) {
+    main.append(NSML.el("h3", { text: "Runs table" }), runs);
+    NSML.runs.mount(runs, { ns: "r", base: () => [`(${names.map((n) => `name = ${NSML.runs.quote(n)}`).join(" or ")})`] });
+  }
 };
 
 NSML.pages.diff = async function (main) {
