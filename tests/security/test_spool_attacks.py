@@ -508,3 +508,47 @@ def test_stop_ends_a_session_within_10_s_while_the_server_is_unreachable(tmp_pat
     finally:
         srv.stop()
         kill_leftover_supervisors(srv.home)
+
+
+# The batch and configuration lines (nsml/core/spool.py) are the session's to write too.
+BATCH_AND_CONFIG = """
+legit(0)
+names = ['step'] + [f'k{i}' for i in range(1500)] + ['walltime']
+raw((json.dumps({'k': 'b', 'c': names, 'r': [[1] + [0.5] * 1500 + [1.0]]}) + '\\n').encode())  # past MAX_SERIES
+raw(b'{"k":"b","c":["step","x","walltime"],"r":[[1,"text",1.0],[2,1e999,1.0],[3,NaN,1.0],[4,123456789012345678901234567890,1.0]]}\\n')
+raw(b'{"k":"b","c":["step","x","x","walltime"],"r":[[1,2,3,4]]}\\n{"k":"b","c":[{"a":1},"walltime"],"r":[[1,2]]}\\n')
+raw(b'{"k":"b","c":["step","x","walltime"],"r":[[1,2]]}\\n{"k":"b","c":"walltime","r":7}\\n')
+raw((json.dumps({'k': 'b', 'c': ['step', 'y' * 300, 'walltime'], 'r': [[1, 1.0, 1.0]]}) + '\\n').encode())
+raw((json.dumps({'k': 'p', 'w': 1.0, 'v': {"lr'); DROP TABLE sessions; --": 1, 'k' * 300: 1, 'big': 'x' * 100000}}) + '\\n').encode())
+raw((json.dumps({'k': 'p', 'w': 1.0, 'v': {f'p{i}': i for i in range(5000)}}) + '\\n').encode())  # past MAX_PARAMS
+raw(b'{"k":"p","w":1.0,"v":[1,2,3]}\\n{"k":"p"}\\n')
+legit(1)
+"""
+
+
+def test_batch_and_configuration_lines_cannot_overflow_the_store_or_reach_other_sessions(srv, tmp_path):
+    from nsml.core.params import MAX_PARAMS
+    from nsml.core.spool import MAX_SERIES
+
+    cli = cli_for(srv, tmp_path / "work")
+    bystander = started(cli, hostile(tmp_path / "plain", "legit(0)\nlegit(1)\n"))
+    ended(srv, bystander)
+    before = srv.api.get("/api/runs", params={"param": ["p0"], "q": f"name = {bystander}"}).json()["rows"]
+    name = started(cli, hostile(tmp_path / "code", BATCH_AND_CONFIG))
+    info = ended(srv, name)
+    text = log_text(srv, name)
+    assert info["status"] == "exited", f"{info}\n{text[-3000:]}"
+    assert_legit(srv, name, 2)
+    keys = metric_keys(srv, name)
+    assert len(keys) <= MAX_SERIES and "y" * 300 not in keys
+    assert f"a session may report at most {MAX_SERIES} different keys" in text
+    assert "[nsml] a journal batch line that is not well formed was skipped" in text
+    assert f"a session has at most {MAX_PARAMS} parameters" in text
+    assert "[nsml] a configuration line without values was skipped" in text
+    params = srv.api.get("/api/runs", params={"q": f"name = {name}", "param": ["p0", "big", "lr'); DROP TABLE sessions; --"]}).json()
+    [row] = params["rows"]
+    assert row["params"]["p0"] == 0 and row["params"]["big"] is None  # over MAX_TEXT: not stored
+    assert row["params"]["lr'); DROP TABLE sessions; --"] == 1  # a key is only a key
+    assert srv.api.get("/api/runs", params={"param": ["p0"], "q": f"name = {bystander}"}).json()["rows"] == before
+    assert before[0]["params"] == {"p0": None}  # the bystander got none of it
+    assert cli("ps", "-a").returncode == 0
