@@ -64,12 +64,17 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, srv):
-    """A fresh browser context logged in the way `nsml web` does it: through /login?token=."""
+def logged_in_page(browser, srv):
+    """A fresh browser context logged in the way `nsml web` does it (through /login?token=),
+    as a generator for a fixture to yield from: its page, then the context closed."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(30_000)
     pg = context.new_page()
     pg.goto(f"{srv.url}/login?token={srv.token}")
     yield pg
     context.close()
+
+
+@pytest.fixture
+def page(browser, srv):
+    yield from logged_in_page(browser, srv)

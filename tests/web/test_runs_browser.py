@@ -45,12 +45,9 @@ def gl_browser(browser):
 
 @pytest.fixture
 def gl_page(gl_browser, srv):
-    context = gl_browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(30_000)
-    pg = context.new_page()
-    pg.goto(f"{srv.url}/login?token={srv.token}")
-    yield pg
-    context.close()
+    from .conftest import logged_in_page
+
+    yield from logged_in_page(gl_browser, srv)
 
 
 def order_of(page) -> list[str]:

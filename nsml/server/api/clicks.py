@@ -19,6 +19,8 @@ from ..state import state
 
 router = APIRouter(prefix="/api/web", tags=["web"])
 KEEP_DAYS = 90  # events older than this are deleted when new ones come
+FORGET_EVERY = 3600.0  # seconds between two such deletions (per server process)
+_last_forget = 0.0
 
 
 class UiEvent(BaseModel):
@@ -44,7 +46,9 @@ def record_events(body: UiEvents, request: Request, actor: Actor = Depends(curre
     st = state(request)
     now = time.time()
     st.store.add_ui_events(actor.name, now, checked)
-    if checked and checked[0][1] == "view" and checked[0][0] == "home":  # now and then, not every post
+    global _last_forget
+    if now - _last_forget > FORGET_EVERY:  # old events go now and then, not on every post
+        _last_forget = now
         st.store.forget_ui_events(now - KEEP_DAYS * 86400)
     return Response(status_code=204)
 

@@ -82,9 +82,11 @@ def _compare(node: q.Compare):
 
 def _field(name: str, op: str, value: str):
     if name == "kind":
+        if op not in ("=", "!="):
+            return _text_test(SessionRow.kind, op, value)
         kinds = _KINDS.get(value, ())
         found = SessionRow.kind.in_(kinds) if kinds else false()
-        return not_(found) if op in ("!=", "!~") else found if op == "=" else _text_test(SessionRow.kind, op, value)
+        return found if op == "=" else not_(found)
     if name == "tag":
         Tag = aliased(SessionTagRow)
         if op in ("=", "!="):

@@ -91,14 +91,17 @@ class RunsMixin:
 
     def session_tags(self, session_ids: Iterable[int]) -> dict[int, list[str]]:
         """{session id: its tags, sorted} for every id asked for."""
-        ids = list(session_ids)
+        with self._read() as orm:
+            return self._tags(orm, list(session_ids))
+
+    @staticmethod
+    def _tags(orm, ids: list[int]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {i: [] for i in ids}
         T = SessionTagRow
-        with self._read() as orm:
-            for i in range(0, len(ids), 500):
-                for session_id, tag in orm.execute(select(T.session_id, T.tag).where(T.session_id.in_(ids[i:i + 500]))
-                                                   .order_by(T.session_id, T.tag)):
-                    out[session_id].append(tag)
+        for i in range(0, len(ids), 500):
+            for session_id, tag in orm.execute(select(T.session_id, T.tag).where(T.session_id.in_(ids[i:i + 500]))
+                                               .order_by(T.session_id, T.tag)):
+                out[session_id].append(tag)
         return out
 
     def set_note(self, session_id: int, note: str) -> None:
@@ -144,11 +147,7 @@ class RunsMixin:
             ids = [r.id for r in found]
             values = self._param_values(orm, ids, param_keys)
             summaries = self._metric_values(orm, ids, sorted({c.key for c in metric_cols}))
-            tags: dict[int, list[str]] = {i: [] for i in ids}
-            if ids:
-                for session_id, tag in orm.execute(select(SessionTagRow.session_id, SessionTagRow.tag)
-                                                   .where(SessionTagRow.session_id.in_(ids)).order_by(SessionTagRow.tag)):
-                    tags[session_id].append(tag)
+            tags = self._tags(orm, ids) if ids else {}
         rows = []
         for r in found:
             have, series = values.get(r.id, {}), summaries.get(r.id, {})
