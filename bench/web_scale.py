@@ -14,7 +14,8 @@
     GET /ajax-api/2.0/mlflow/metrics/get-history-bulk-interval (the charts).
 (4) The runs table (bench/_runs_table.py): 10,000 sessions x 20 parameters x 20 metric series,
     GET /api/runs 20 + 20 columns wide sorted by a metric, on SQLite and PostgreSQL
-    (--runs-table). Target: <= 300 ms server time.
+    (--runs-table), and queries (q=); beside MLflow's runs/search (order_by a metric, filter)
+    on the same runs unless --no-mlflow. Target: <= 300 ms server time.
 
 Times are measured by the client over loopback (a request's wall time; the server's share of
 it is all but ~1 ms). Bytes are the response body as sent (neither server compresses); the
@@ -42,6 +43,7 @@ tables (log_batch manages ~4,000 points/s here: 15 M points would take an hour),
 """
 
 import argparse
+import contextlib
 import gzip
 import json
 import math
@@ -346,14 +348,16 @@ def reused_info(db: Path, graph: int, version: str) -> dict:
             "steps": steps, "reused": True}
 
 
-def serve_mlflow(args, python: Path, db: Path, artifacts: Path, tmp: Path, info: dict) -> tuple[list[tuple], dict]:
+@contextlib.contextmanager
+def mlflow_server(python: Path, db: Path, artifacts: Path, tmp: Path):
+    """`mlflow server` on its SQLite store `db`, one worker, on a free loopback port; yields
+    its URL once /health answers, and kills its process group afterwards."""
     port = free_port()
     log = open(tmp / "mlflow-server.log", "wb")
     server = subprocess.Popen(
         [str(python.parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
          "--default-artifact-root", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    rows = []
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -366,6 +370,20 @@ def serve_mlflow(args, python: Path, db: Path, artifacts: Path, tmp: Path, info:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("mlflow server did not start:\n" + (tmp / "mlflow-server.log").read_text()[-3000:])
             time.sleep(0.25)
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait()
+        log.close()
+
+
+def serve_mlflow(args, python: Path, db: Path, artifacts: Path, tmp: Path, info: dict) -> tuple[list[tuple], dict]:
+    rows = []
+    with mlflow_server(python, db, artifacts, tmp) as url:
         http = httpx.Client(base_url=url, timeout=300)
         search = {"experiment_ids": [info["experiment"]], "max_results": 50, "run_view_type": "ACTIVE_ONLY",
                   "order_by": ["attributes.start_time DESC"]}
@@ -391,13 +409,6 @@ def serve_mlflow(args, python: Path, db: Path, artifacts: Path, tmp: Path, info:
                          (sum(s[0] for s in sizes), sum(s[1] for s in sizes)),
                          f"{points} points; spikes kept {len(spikes)}/{len(info['graph_ids']) * len(KEYS)}"))
         http.close()
-    finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait()
     return rows, info
 
 
@@ -444,7 +455,8 @@ def main() -> None:
         rows += run_ours(args, args.db or "postgres", "ours/PG")
     print_table(rows)  # now: MLflow's side takes long, and may fail
     if args.runs_table != "none":  # its own servers and data (bench/_runs_table.py)
-        rows += bench_runs_table(args.sessions, args.runs_table, args.repeat)
+        rows += bench_runs_table(args.sessions, args.runs_table, args.repeat,  # ... and MLflow's on the same runs
+                                 None if args.no_mlflow else args.mlflow_venv)
         print_table([r for r in rows if r[0] == "runs"])
     if not args.no_mlflow:
         tmp = Path(args.mlflow_reuse) if args.mlflow_reuse else Path(tempfile.mkdtemp(prefix="nsml-bench-mlflow-"))

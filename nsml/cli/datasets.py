@@ -68,14 +68,12 @@ def push(
 
 def parse_duration(text: str) -> float:
     """Seconds in '90', '90s', '30m', '1h', '1d'."""
-    text = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    from nsml.core.resources import parse_duration as seconds
+
     try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
+        return seconds(text)
     except ValueError:
-        raise CliError(f"'{text}' is not a duration; write e.g. 90, 30m, 1h or 0.") from None
+        raise CliError(f"'{text.strip().lower()}' is not a duration; write e.g. 90, 30m, 1h or 0.") from None
 
 
 @app.command("change")

@@ -32,6 +32,7 @@ app.command("login")(server.login)
 app.command("logout")(server.logout)
 app.command("web")(web.web)
 app.command("credit")(server.credit)
+app.command("usage")(server.usage)
 
 
 def _version(value: bool):

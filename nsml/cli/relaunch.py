@@ -31,14 +31,63 @@ def fork(
     render.console.print(f"Session {new['name']} is started (forked from {session} at checkpoint {new['source_checkpoint']})")
 
 
-def resume(session: str = typer.Argument(..., help="A stopped or failed session, e.g. alice/digits/3.")):
-    """Restart a stopped or failed session from its latest checkpoint, under the same name.
+def resume(session: str = typer.Argument(..., help="A paused, stopped or failed session, e.g. alice/digits/3.")):
+    """Restart a paused, stopped or failed session from its latest checkpoint, under the same name.
 
     The new attempt relaunches the code with its original arguments plus --pause 1 --iteration
     CHECKPOINT, so nsml.paused() loads it and training goes on; its log and metrics continue
-    those of the earlier attempts."""
+    those of the earlier attempts. A session paused before it started is simply queued again."""
     s = api().post(session_path(session) + "/resume")
+    if not s["resumed_from"] and s["attempt"] == 1:
+        render.console.print(f"Session {s['name']} is queued again")
+        return
     render.console.print(f"Session {s['name']} is resumed from checkpoint {s['resumed_from']} (attempt {s['attempt']})")
+
+
+PAUSE_WAIT = 900.0  # seconds `nsml pause` waits for the checkpoint (the server stops it after its grace period)
+
+
+def pause(
+    session: str = typer.Argument(..., help="A running or queued session, e.g. alice/digits/3."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it has paused (the default), or return once asked."),
+    requeue: bool = typer.Option(False, "--requeue", help="Queue it again from that checkpoint as soon as it has paused (what a preemption does)."),
+):
+    """Checkpoint a running session and set it aside, its resources released; nsml resume continues it.
+
+    The platform sends SIGUSR1 to the script, whose library saves checkpoint paused-<time>
+    through the bound save (nsml.bind(save=...)) and ends it; a script without one is refused
+    (stop it instead). A queued session is paused at once. nsml resume relaunches it with
+    --pause 1 --iteration CHECKPOINT, which nsml.paused(scope=locals()) loads."""
+    c = api()
+    path = session_path(session)
+    s = c.post(path + "/pause", params={"requeue": "true"} if requeue else None)
+    name, attempt = s["name"], s["attempt"]
+    if s["status"] == "paused":
+        render.console.print(f"Session {name} is paused (it had not started); nsml resume {name} queues it again")
+        return
+    if s["status"] == "queued":  # --requeue of a queued session: it holds nothing
+        render.console.print(f"Session {name} is queued; it holds no resources to give back")
+        return
+    if not wait:
+        render.console.print(f"Session {name} is pausing")
+        return
+    deadline = time.monotonic() + PAUSE_WAIT
+    with render.err_console.status(f"Checkpointing {name}…"):
+        while s["status"] == "running" and s["pause_requested"] and time.monotonic() < deadline:
+            time.sleep(POLL)
+            s = c.get(path)
+    if s["status"] == "paused":
+        again = " and queued again" if requeue else f"; nsml resume {name} continues it"
+        render.console.print(f"Session {name} is paused at checkpoint {s['pause_checkpoint']}{again}")
+    elif requeue and s["attempt"] > attempt:  # paused and queued again before this looked
+        render.console.print(f"Session {name} is paused at checkpoint {s['resumed_from']} and queued again (attempt {s['attempt']})")
+    elif s["status"] == "running" and s["pause_error"]:
+        raise CliError(f"The pause of {name} failed: its save raised {s['pause_error']}. The session keeps running; "
+                       f"fix the save function (see nsml logs {name}), or end it with nsml stop {name}.")
+    elif s["status"] == "running":
+        render.console.print(f"Session {name} is still pausing (see nsml logs {name})")
+    else:
+        raise CliError(f"Session {name} ended ({s['status']}) without pausing: {s['error'] or 'see nsml logs ' + name}")
 
 
 def submit(
@@ -220,6 +269,7 @@ def _archived(data: dict) -> None:
 def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
     app.command("fork")(fork)
     app.command("resume")(resume)
+    app.command("pause")(pause)
     app.command("submit")(submit)
     app.command("infer")(infer)
     dataset_app.command("board")(board)

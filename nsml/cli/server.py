@@ -31,6 +31,7 @@ def server(
     memory: str = typer.Option(None, "--memory", help="Memory sessions may use in total (default: all)."),
     gpus: int = typer.Option(None, "--gpus", help="GPUs sessions may use (default: all found)."),
     inventory: Path = typer.Option(None, "--inventory", help="Schedule onto the nodes declared in this YAML file instead of this machine (docs/scheduler.md); sessions still run here."),
+    policy: Path = typer.Option(None, "--policy", help="The scheduler's policy file: fair-share weights, GPU quotas, credits, reservations, preemption (docs/scheduler.md). Default: NSML_POLICY, else fair share with no limits."),
     sandbox: str = typer.Option("auto", "--sandbox", help="Session sandbox: auto (bubblewrap; a team server refuses to start without it), bwrap, or none (sessions run unconfined: only for a machine you alone use)."),
     no_session_network: bool = typer.Option(False, "--no-session-network", help="Training sessions get no network either (submit and infer sessions never have any)."),
     usage_analytics: bool = typer.Option(False, "--usage-analytics", help="Record how the dashboard is used (kind of page, action, time; never names or values), in this server's database only, for the admins' Usability page (docs/web.md). Off by default."),
@@ -54,7 +55,7 @@ def server(
     token = read_or_create_token(h)
     settings = Settings(home=h, db_url=db, blobs=blobs, public_url=public_url, host=host, port=port, token=token, cpus=cpus,
                         memory=parse_size(memory) if memory else None, gpus=gpus, sandbox=sandbox, inventory=inventory,
-                        session_network=not no_session_network, usage_analytics=usage_analytics)
+                        **({"policy": policy} if policy else {}), session_network=not no_session_network, usage_analytics=usage_analytics)
 
     def announce(bound: Settings) -> None:  # only once the port is ours
         shown = local_url(bound).replace("127.0.0.1", "localhost") if host in ("127.0.0.1", "0.0.0.0") else bound.url
@@ -182,15 +183,46 @@ def _check_server(url: str) -> None:
         raise CliError(f"{url} answers, but it is not an NSML server (no NSML health answer at {url}/api/health); check the address and port.")
 
 
-def credit():
-    """Show your GPU credit (NSML's hackathon quota of GPU time)."""
+def credit(as_json: bool = typer.Option(False, "-j", "--json", help="Print the answer as JSON.")):
+    """Show your GPU credit and your teams' (1 credit = 1 GPU-minute, refilled each period up to a cap)."""
+    import time
+
+    from nsml.core.resources import format_duration
+
     from .connection import api
 
     data = api().get("/api/credit")
-    if data["enabled"]:
-        render.console.print(f"User : {data['user']}  credit: {data['credit']:g}")
-    else:
+    if as_json:
+        render.as_json(data)
+        return
+    if not data["enabled"]:
         render.console.print(f"User : {data['user']}  credit: off ({data['message'] or 'this server does not limit GPU time'})")
+        return
+    mine = data["credit"]
+    render.console.print(f"User : {data['user']}  credit: {mine:g}" if mine is not None else f"User : {data['user']}  credit: (your teams' below)")
+    for b in data["balances"]:
+        left = f"{b['credit']:g} of at most {b['cap']:g}, +{b['refill']:g} each {format_duration(data['period'])}"
+        busy = f"; {b['committed']:g} promised to running sessions" if b["committed"] else ""
+        render.console.print(f"  {b['holder']}: {left}{busy}")
+    render.console.print(f"Next refill in {format_duration(max(0.0, data['next_refill'] - time.time()))}")
+
+
+def usage(days: int = typer.Option(14, "--days", min=1, max=366, help="The last N days (UTC), today included."),
+          everyone: bool = typer.Option(False, "--all", help="Everyone's usage (admins only); else yours and your teams'."),
+          as_json: bool = typer.Option(False, "-j", "--json", help="Print the answer as JSON.")):
+    """GPU-hours by day for you and your teams (running sessions included)."""
+    from .connection import api
+
+    data = api().get("/api/usage", params={"days": days, "all": str(everyone).lower()})
+    if as_json:
+        render.as_json(data)
+        return
+    if not data["rows"]:
+        render.console.print(f"No GPU time used in the last {render.plural(days, 'day')}.")
+        return
+    shown = data["days"][-7:]  # the table stays readable; the total covers every day asked for
+    render.table(["holder", *(d[5:] for d in shown), f"total ({days} d)"],
+                 [[r["holder"], *(f"{h:.1f}" for h in r["hours"][-7:]), f"{r['total']:.1f}"] for r in data["rows"]])
 
 
 def logout():

@@ -35,6 +35,7 @@ def run(
     gpu_model: str = typer.Option(None, "--gpu-model", help="Only GPUs whose model contains this, e.g. A100 or H100 (the dashboard's Resources page lists them)."),
     priority: str = typer.Option(None, "--priority", metavar="low|normal|high", help="Its place in the queue: low, normal (the default) or high (admins only)."),
     time_limit: str = typer.Option(None, "--time-limit", help="Stop the session once it has run this long, e.g. 90m, 12h or 2d."),
+    preemptible: bool = typer.Option(False, "--preemptible", help="Fill idle GPUs; when a regular session needs them, this one is checkpointed (its bound save), paused and requeued to resume from that checkpoint."),
 ):
     """Upload the current folder (minus .nsmlignore and the default ignores) and start ENTRY as a new session."""
     if visibility is not None:
@@ -46,7 +47,8 @@ def run(
     params = {"entry": entry, "args": args, "memo": memo}
     params.update({k: v for k, v in {"dataset": dataset, "gpus": gpus, "cpus": cpus, "memory": memory, "shm_size": shm_size,
                    "team": team, "visibility": visibility, "gpu_model": gpu_model, "priority": priority,
-                   "time_limit": parse_duration(time_limit) if time_limit is not None else None}.items() if v is not None})
+                   "time_limit": parse_duration(time_limit) if time_limit is not None else None,
+                   "preemptible": "true" if preemptible else None}.items() if v is not None})
     if shm_size is not None:
         parse_size(shm_size)  # a clear error before uploading anything
     c = api()
@@ -148,6 +150,8 @@ def ps_row(s: dict) -> list[str]:
         notes.append(f"#{s['queue_position']} in queue")
     if s.get("zombie"):
         notes.append(f"zombie? GPU {', '.join(map(str, s['zombie']))} idle")
+    if s["status"] == "running" and s.get("pause_requested"):  # nsml pause (or a preemption) under way
+        notes.append("pausing" if s["pause_requested"] == "pause" else "preempted, pausing")
     if notes:
         status += f" ({', '.join(notes)})"
     info = render.summary(s["summary"]) or render.summary(s["last_values"])
@@ -155,6 +159,9 @@ def ps_row(s: dict) -> list[str]:
         info = s["error"].splitlines()[-1][:120]
     if s.get("queue_reason"):
         info = s["queue_reason"]
+    if s["status"] == "paused":  # set aside, resources released: what brings it back
+        at = f"at checkpoint {s['pause_checkpoint']}" if s.get("pause_checkpoint") else "before it started"
+        info = f"paused {at}; nsml resume {s['name']} continues it"
     return [s["name"], render.ago(s["created"]), s["entry"] + (" " + s["args"] if s["args"] else ""), status,
             session_type(s), info, s["memo"]]
 
@@ -165,6 +172,8 @@ TYPES = {"normal": "normal", "fork": "normal/fork", "submit": "submit", "submit_
 def session_type(s: dict) -> str:
     """NSML's type column; a fork says where it came from."""
     kind = TYPES.get(s.get("kind", "normal"), s.get("kind", ""))
+    if s.get("preemptible"):  # run --preemptible: it gives its GPUs back when a regular session needs them
+        kind += ", preemptible"
     return f"{kind} ({s['source']}:{s['source_checkpoint']})" if s.get("kind") == "fork" else kind
 
 

@@ -31,6 +31,7 @@ OTHER_WAIT_S = 5.0
 _bound = {'save': None, 'load': None, 'infer': None}
 _bound_kwargs = {}
 _saved_to_spool = set()  # checkpoint names this process handed to the supervisor
+_in_call = [0]  # depth of save()/load() calls in progress in the main thread (nsml.client.stopgo)
 
 
 def bind(save=None, load=None, infer=None, **kwargs):
@@ -47,6 +48,10 @@ def bind(save=None, load=None, infer=None, **kwargs):
                 raise TypeError(f'nsml.bind: {role} must be a function, not {type(fn).__name__}')
             _bound[role] = fn
     _bound_kwargs.update(kwargs)
+    if _bound['save'] is not None or _bound_kwargs:  # something to save: `nsml pause` may ask for it
+        from nsml.client import stopgo
+
+        stopgo.arm()
 
 
 def save(checkpoint=None, save_fn=None, **legacy):
@@ -57,10 +62,11 @@ def save(checkpoint=None, save_fn=None, **legacy):
     """
     name = checkpoint_name(checkpoint, legacy, 'save', default_now=True)
     fn, kwargs = _pick('save', save_fn)
-    if CONTEXT.spool:
-        _save_to_spool(name, fn, kwargs)
-    else:
-        _save_locally(name, fn, kwargs)
+    with _library_call():
+        if CONTEXT.spool:
+            _save_to_spool(name, fn, kwargs)
+        else:
+            _save_locally(name, fn, kwargs)
 
 
 def load(checkpoint=None, load_fn=None, session=None, **legacy):
@@ -71,9 +77,32 @@ def load(checkpoint=None, load_fn=None, session=None, **legacy):
     """
     name = checkpoint_name(checkpoint, legacy, 'load', default_now=False)
     fn, kwargs = _pick('load', load_fn)
-    if session is None and not CONTEXT.spool:
-        return fn(_local_dir(name), **kwargs)
-    return _load_remote(name, session, fn, kwargs)
+    with _library_call():
+        if session is None and not CONTEXT.spool:
+            return fn(_local_dir(name), **kwargs)
+        return _load_remote(name, session, fn, kwargs)
+
+
+class _library_call:
+    """A save or load in progress in the main thread: a pause asked for meanwhile (SIGUSR1,
+    nsml.client.stopgo) waits until it returns, rather than run the user's save inside it."""
+
+    __slots__ = ('main',)
+
+    def __enter__(self):
+        import threading
+
+        self.main = threading.current_thread() is threading.main_thread()
+        if self.main:
+            _in_call[0] += 1
+
+    def __exit__(self, *exc):
+        if self.main:
+            _in_call[0] -= 1
+            stopgo = sys.modules.get('nsml.client.stopgo')
+            if stopgo is not None and not _in_call[0]:
+                stopgo.run_deferred()
+        return False
 
 
 def infer(data, **kwargs):

@@ -42,6 +42,10 @@ later. Python's default SIGTERM action ends the process on the spot, without ate
 lose what is still in the deque; so the first report()/save() on the platform installs a handler
 that writes the journal and then exits (``install_stop_handler``), unless the script has a
 SIGTERM handler of its own.
+
+Pausing: ``nsml pause`` sends SIGUSR1, whose handler (nsml.client.stopgo) saves a checkpoint and
+writes lines; when it interrupts the main thread inside a write or encoding here (``busy_here``),
+it puts the pause off until that is done (``after_write``), as the SIGTERM handler does.
 """
 
 import atexit
@@ -292,6 +296,20 @@ class Journal:
             # write what other threads appended meanwhile, and stop.
             self._stop_after_write = False
             _on_sigterm(None, None)
+        elif after_write and threading.current_thread() is threading.main_thread():
+            after_write.pop()()  # a pause put off while this thread was writing (nsml.client.stopgo)
+
+    def busy_here(self):
+        """Whether this thread is inside the journal's own write or encoding now: a signal
+        handler that interrupted it must not write (its lines would be torn or out of order)."""
+        if self._encoding == threading.get_ident():
+            return True
+        if not self._write_lock.acquire(blocking=False):
+            return False  # another thread writes; this one is not inside (the lock is reentrant)
+        try:
+            return self._writing
+        finally:
+            self._write_lock.release()
 
     def flush_for_stop(self):
         """Flush from the SIGTERM handler; False if its own thread is mid-write (stop after it).
@@ -352,6 +370,7 @@ class Journal:
 
 _instance = None
 _opening = threading.Lock()
+after_write = []  # at most one function, run in the main thread once its journal write is done
 
 
 def current():

@@ -77,6 +77,17 @@ class Session:
     gpu_model: str = ""  # run --gpu-model: only GPUs whose model contains this
     node: str = ""  # where it runs (or ran): a node of the executor's inventory
     heartbeat: float | None = None  # when its supervisor last reported in: liveness
+    # Stop-and-go (nsml.server.pausing). `pausable`: this attempt's script bound a save and the
+    # library handles SIGUSR1 (its journal said so). `pause_requested`: a pause or preemption
+    # under way (PauseRequest: placement must not pick the session again), asked at
+    # `pause_requested_at`; `pause_checkpoint`: the checkpoint the library saved for it;
+    # `pause_error`: why that save failed. Reset when the next attempt is queued.
+    pausable: bool = False
+    pause_requested: str = ""
+    pause_requested_at: float | None = None
+    pause_checkpoint: str = ""
+    pause_error: str = ""
+    preemptible: bool = False  # run --preemptible: fills idle GPUs, paused and requeued when a regular session needs them
 
     @property
     def name(self) -> str:
@@ -125,6 +136,9 @@ class UsageSample:
     cpu: float  # percent of one core, summed over the session's processes
     memory: int  # bytes resident
     gpus: list[dict[str, Any]] = field(default_factory=list)  # [{"index", "util", "memory"}]
+    # The summary of a whole run taken at its end (nsml.scheduler.usage: cpu is then the average
+    # over the run, memory the peak of its largest process), not a reading of one moment.
+    final: bool = False
 
 
 @dataclass(frozen=True)

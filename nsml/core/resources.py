@@ -55,3 +55,17 @@ def format_duration(seconds: float) -> str:
     if seconds or not parts:
         parts.append(f"{seconds}s")
     return " ".join(parts[:2])
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '30m', '1h', '1d'; ValueError for anything else (or non-finite)."""
+    import math
+
+    text = str(text).strip().lower()
+    value = float(text[:-1]) * DURATION_UNITS[text[-1]] if text and text[-1] in DURATION_UNITS else float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value

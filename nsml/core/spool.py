@@ -17,7 +17,11 @@ Journal lines (``journal.ndjson``, one JSON object per line, docs/internals.md):
   ingest (docs/internals.md);
 - ``{"k":"c","w":WALLTIME,"name":NAME,"dir":"checkpoints/IDENT"}`` a finished checkpoint;
 - ``{"k":"p","w":WALLTIME,"v":{KEY: VALUE, ...}}`` configuration (nsml.config(), argparse):
-  merged into the session's parameters, a later value of a key winning.
+  merged into the session's parameters, a later value of a key winning;
+- ``{"k":"g","w":WALLTIME,"e":EVENT,"name":NAME,"error":TEXT}`` stop-and-go (`nsml pause`,
+  preemption; nsml.client.stopgo): EVENT ``ready`` (a save is bound and SIGUSR1 is the
+  library's: the session may be paused), ``paused`` (it saved checkpoint NAME for a pause and
+  ends now) or ``failed`` (that save raised TEXT; it keeps running).
 
 Standard library only: the user library imports it.
 """
@@ -37,6 +41,9 @@ METRICS = "m"
 BATCH = "b"
 CHECKPOINT = "c"
 CONFIG = "p"
+STOP_AND_GO = "g"
+READY, PAUSED, PAUSE_FAILED = "ready", "paused", "failed"  # a stop-and-go line's events
+MAX_PAUSE_ERROR = 500  # characters of a failed pause's error kept (the traceback goes to the log)
 
 # Bounds on what a session may hand over in one piece. A line over MAX_LINE is skipped whole
 # (with a note in the log) rather than read into memory.
@@ -144,6 +151,39 @@ def config_line(walltime: float, values: dict) -> str:
     import json
 
     return json.dumps({"k": CONFIG, "w": walltime, "v": values}, separators=(",", ":"), allow_nan=False)
+
+
+def stop_and_go_line(walltime: float, event: str, name: str = "", error: str = "") -> str:
+    """The journal line of a stop-and-go event (no newline)."""
+    import json
+
+    record = {"k": STOP_AND_GO, "w": walltime, "e": event}
+    if name:
+        record["name"] = name
+    if error:
+        record["error"] = error[:MAX_PAUSE_ERROR]
+    return json.dumps(record, separators=(",", ":"))
+
+
+def stop_and_go_record(line: dict) -> tuple[str, str]:
+    """(event, detail) of a stop-and-go line, checked: detail is the checkpoint's name for
+    ``paused`` (a name checkpoint_record would take), the error for ``failed`` (text, cut to
+    MAX_PAUSE_ERROR), '' for ``ready``. Raises SpoolError."""
+    event = line.get("e")
+    if event == READY:
+        return event, ""
+    if event == PAUSED:
+        name = line.get("name")
+        if not isinstance(name, str) or not name or len(name) > MAX_CHECKPOINT_NAME or "/" in name \
+                or any(ord(ch) < 32 for ch in name):
+            raise SpoolError(f"bad checkpoint name {name!r} in a pause record")
+        return event, name
+    if event == PAUSE_FAILED:
+        error = line.get("error", "")
+        if not isinstance(error, str):
+            raise SpoolError("a failed pause's error is not text")
+        return event, error[:MAX_PAUSE_ERROR]
+    raise SpoolError(f"unknown stop-and-go event {str(event)[:40]!r}")
 
 
 def checkpoint_in(raw: bytes) -> dict | None:

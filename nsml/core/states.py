@@ -22,6 +22,14 @@ SUBMIT_KINDS = frozenset({SessionKind.SUBMIT, SessionKind.SUBMIT_TEST})
 RELAUNCH_KINDS = frozenset({SessionKind.FORK, *SUBMIT_KINDS, SessionKind.INFER})
 
 
+class PauseRequest(StrEnum):
+    """A running session's pending stop-and-go request (Session.pause_requested; nsml.server.pausing)."""
+
+    NONE = ""
+    PAUSE = "pause"  # nsml pause: checkpoint, end as paused, wait for nsml resume
+    PREEMPT = "preempt"  # preemption: the same, then queued again from that checkpoint at once
+
+
 class Status(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -41,7 +49,8 @@ FINAL = frozenset({Status.EXITED, Status.FAILED, Status.STOPPED, Status.PAUSED, 
 RESUMABLE = frozenset({Status.STOPPED, Status.FAILED, Status.PAUSED, Status.LOST})
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.STOPPED}),
+    # QUEUED -> PAUSED: `nsml pause` of a session that has not started (nothing to checkpoint).
+    Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED, Status.STOPPED, Status.PAUSED}),
     Status.RUNNING: frozenset({Status.EXITED, Status.FAILED, Status.STOPPED, Status.PAUSED, Status.LOST}),
 }
 

@@ -36,6 +36,7 @@ from nsml.core.inventory import GpuDevice, Node
 from nsml.core.resources import parse_size
 
 from . import machine
+from .config_files import read_config
 
 log = logging.getLogger("nsml.scheduler")
 NODE_NAME_MAX = 64
@@ -56,11 +57,7 @@ def load_declared(path: str | Path) -> tuple[list[Node], Path | None]:
     """The nodes of an inventory file and its utilisation feed (None without one); a clear
     InvalidInput naming the file and the entry for anything malformed."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InvalidInput(f"Cannot read the inventory {path}: {exc.strerror or exc}.") from None
-    data = _parse(text, path)
+    data = read_config(path, "the inventory")
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not data["nodes"]:
         raise InvalidInput(f"The inventory {path} must hold `nodes:`, a list of nodes with name, cpus, memory and gpus.")
     nodes, names = [], set()
@@ -74,20 +71,6 @@ def load_declared(path: str | Path) -> tuple[list[Node], Path | None]:
     if feed is not None and not isinstance(feed, str):
         raise InvalidInput(f"{path}: `utilisation` must be the path of a JSON-lines file.")
     return nodes, (path.parent / feed).resolve() if feed else None
-
-
-def _parse(text: str, path: Path):
-    if path.suffix == ".json":
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise InvalidInput(f"The inventory {path} is not valid JSON: {exc}.") from None
-    import yaml  # the AutoML configs' format too
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"The inventory {path} is not valid YAML: {str(exc).splitlines()[0]}.") from None
 
 
 def _node(entry, where: str) -> Node:

@@ -265,12 +265,16 @@ class LocalExecutor:
             pass  # the run directory is gone: the session ended meanwhile
 
     def signal(self, session: Session, signum: int) -> bool:
-        """Signal the session's user process group (SIGUSR1: the library checkpoints)."""
+        """Signal the session's user process (SIGUSR1: the library checkpoints, `nsml pause`).
+
+        Its main process only, not its group: SIGUSR1 ends a process that does not handle it,
+        and the group holds whatever the script started (data loader workers, tools it runs),
+        which have no reason to handle it; the library's handler is in the main process."""
         pid = self.user_pid(session)
         if not pid:
             return False
         try:
-            os.killpg(pid, signum)
+            os.kill(pid, signum)
             return True
         except OSError:
             return False

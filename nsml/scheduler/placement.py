@@ -1,31 +1,80 @@
-"""Which queued sessions start now, where, on which devices; and why the others wait.
+"""Which queued sessions start now, where, on which devices; which preemptible ones to stop for
+them; and why the others wait.
 
-Pure: a function of (queue, running sessions, nodes); no store, no clock, no processes. The
-scheduler loop calls it each pass and carries out its decisions through the executor; the API
-calls it to tell a queued session its position and reason. Policy (this issue's part):
+Pure: a function of (queue, running sessions, nodes, policy, the time, credit left); no store,
+no clock, no processes. The scheduler loop calls it each pass and carries out its decisions
+through the executor; the API calls it to tell a queued session its position and reason;
+bench/scheduler.py drives it in simulated time. The policy (docs/scheduler.md):
 
-- order: priority (high, normal, low), then first come first served;
+- **order**: priority first (high, normal, low); within a priority, *fair share*: the next
+  session is the oldest of the team, then the user, with the lowest weighted dominant share
+  (dominant resource fairness: a holder's largest fraction of the cluster's GPUs, CPUs or
+  memory, held now, divided by its weight). A session is charged to its team; a user in no team
+  is a team of one. `order="priority"` is part 1's queue (priority, then first come first
+  served); `order="fifo"` ignores priority too (the benchmark's baseline).
+- **quotas**: at most `max_gpus` GPUs held at once per user and per team;
+- **credits**: where a holder has a GPU-time budget (`credit`, GPU-seconds left), a session that
+  would exceed it by its declared time limit waits; one without a time limit gets the time its
+  holder's credit affords as its limit;
 - a session runs on one node: N whole GPUs of that node (of the model asked for, if any), its
-  CPUs and memory;
-- packing: of the nodes that fit, the one with the fewest free GPUs left (then CPUs), so that
-  whole nodes stay free for large requests;
-- backfill: a later, smaller session may start while an earlier one that does not fit waits,
-  so a big request never idles the cluster. (Reservations by time limit come with fair share.)
+  CPUs and memory; **packing**: of the nodes that fit, the one with the fewest free GPUs left
+  (then CPUs), so that whole nodes stay free for large requests;
+- **backfill with a reservation** (EASY): the first regular session that does not fit gets a
+  reservation on the node and at the time its request will be free by the running sessions'
+  declared time limits (started + time limit; none: never). A later session may start in a
+  hole only if it does not delay that reservation: it runs on another node, or it ends (by its
+  own declared limit) before the reserved time, or it leaves enough at the reserved time. A
+  session without a time limit is never backfilled past a reservation. When no time can be
+  promised (the sessions in the way declared no limit), nothing is reserved;
+- **preemption**: `preemptible` sessions fill idle GPUs; when a regular session at the head
+  does not fit, preemptible ones on the node where the fewest GPUs must be freed are chosen to
+  be paused (checkpointed and requeued by the scheduler), the youngest first; until they have
+  gone their resources are promised to that session. Preemptible sessions never preempt and are
+  never reserved for.
 
-Cost: one pass over the queue. A request larger than what any node has free is answered
-without looking at the nodes, so 10,000 waiting sessions on a full cluster stay cheap
-(bench/scheduler.py measures it).
+Cost: one pass over the queue plus a heap of its holders. A request larger than what any node
+has free is answered without looking at the nodes, so 10,000 waiting sessions on a full cluster
+stay cheap (bench/scheduler.py measures it).
 """
 
-from collections.abc import Sequence
+import heapq
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nsml.core.entities import Session
 from nsml.core.inventory import Node, model_matches
-from nsml.core.resources import Resources, format_size
+from nsml.core.resources import Resources, format_duration, format_size
 
 PRIORITIES = {"low": -1, "normal": 0, "high": 1}
 PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
+ORDERS = ("fair", "priority", "fifo")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The scheduler's knobs (docs/scheduler.md). Keys of `weights` and `max_gpus`: a user's
+    name, `team:NAME`, or `user:*` / `team:*` for every user or team not named."""
+
+    order: str = "fair"
+    weights: Mapping[str, float] = field(default_factory=dict)
+    max_gpus: Mapping[str, int] = field(default_factory=dict)
+    reserve: bool = True  # backfill only where it does not delay the head's reservation
+    preempt: bool = True  # stop preemptible sessions for regular ones that do not fit
+
+    def weight(self, key: str) -> float:
+        if key.startswith("team:~"):  # a user in no team is a team of one, weighted as that user
+            return self.weight(key[6:])
+        w = self.weights.get(key, self.weights.get("team:*" if key.startswith("team:") else "user:*", 1.0))
+        return w if w > 0 else 1e-9
+
+    def quota(self, key: str) -> int | None:
+        if key.startswith("team:~"):
+            return None  # the user's own quota already applies
+        return self.max_gpus.get(key, self.max_gpus.get("team:*" if key.startswith("team:") else "user:*"))
+
+
+DEFAULT_POLICY = Policy()
 
 
 @dataclass(frozen=True)
@@ -33,6 +82,7 @@ class Decision:
     session: Session
     node: str
     gpu_ids: tuple[int, ...]
+    time_limit: float | None = None  # set when credits give the session a limit it did not ask for
 
 
 @dataclass(frozen=True)
@@ -46,14 +96,45 @@ class Waiting:
 class Plan:
     starts: list[Decision] = field(default_factory=list)
     waiting: list[Waiting] = field(default_factory=list)
+    preempt: list[Session] = field(default_factory=list)  # running preemptible sessions to pause and requeue
+    reservation: tuple[Session, str, float] | None = None  # (session, node, time) promised to the head
+    shares: dict[str, float] = field(default_factory=dict)  # each holder's weighted dominant share after the pass
+
+
+def standing(running: Sequence[Session], queued: Sequence[Session], nodes: Sequence[Node],
+             policy: Policy = DEFAULT_POLICY) -> list[dict]:
+    """Each user's and team's place in fair share now: weighted dominant share of what it holds,
+    its weight, GPUs held and quota, sessions waiting; lowest share (next served) first."""
+    shares = _Shares(nodes, policy)
+    for s in running:
+        shares.add(s)
+    waiting: dict[str, int] = {}
+    for s in queued:
+        for key in (s.owner, team_of(s)):
+            waiting[key] = waiting.get(key, 0) + 1
+    keys = [k for k in {*shares.held, *waiting} if not k.startswith("team:~")]
+    rows = [{"holder": k, "share": shares.share(k), "weight": policy.weight(k), "gpus": shares.gpus(k),
+             "max_gpus": policy.quota(k), "queued": waiting.get(k, 0)} for k in keys]
+    return sorted(rows, key=lambda r: (r["holder"].startswith("team:"), r["share"], r["holder"]))
 
 
 def queue_order(queued: Sequence[Session]) -> list[Session]:
+    """Part 1's order: priority, then first come first served."""
     return sorted(queued, key=lambda s: (-s.priority, s.created, s.id))
 
 
 def gpu_ids_of(session: Session) -> tuple[int, ...]:
     return tuple(int(g) for g in session.gpu_ids.split(",") if g.strip().isdigit())
+
+
+def team_of(s: Session) -> str:
+    """The holder a session is charged to above its owner: its team, or the owner alone."""
+    return f"team:{s.team}" if s.team else f"team:~{s.owner}"
+
+
+def declared_end(s: Session) -> float:
+    """When a running session will have ended at the latest, by its declared limit (inf: never said)."""
+    return (s.started or 0.0) + s.time_limit if s.time_limit else math.inf
 
 
 class _Free:
@@ -85,41 +166,252 @@ class _Free:
         return free[: r.gpus] if len(free) >= r.gpus else None
 
 
-def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence[Node], explain: bool = True) -> Plan:
-    """The sessions to start now (with node and device ids) and, with `explain`, every other
-    queued session's position and reason. Running sessions hold what they were given; one with
-    no node recorded (before nodes existed) is on the first node."""
+class _Shares:
+    """Held resources per holder (users and teams) and their weighted dominant shares."""
+
+    def __init__(self, nodes: Sequence[Node], policy: Policy):
+        self.policy = policy
+        self.total = (sum(len(n.gpus) for n in nodes) or 1, sum(n.cpus for n in nodes) or 1.0, sum(n.memory for n in nodes) or 1)
+        self.held: dict[str, list[float]] = {}  # key -> [gpus, cpus, memory]
+
+    def add(self, s: Session) -> None:
+        r = s.resources
+        for key in (s.owner, team_of(s)):
+            h = self.held.setdefault(key, [0, 0.0, 0])
+            h[0] += r.gpus
+            h[1] += r.cpus
+            h[2] += r.memory
+
+    def gpus(self, key: str) -> int:
+        return int(self.held.get(key, (0,))[0])
+
+    def share(self, key: str) -> float:
+        h = self.held.get(key)
+        dominant = max(h[0] / self.total[0], h[1] / self.total[1], h[2] / self.total[2]) if h else 0.0
+        return dominant / self.policy.weight(key)
+
+    def key_of(self, s: Session) -> tuple:
+        return (-s.priority, self.share(team_of(s)), self.share(s.owner), s.created, s.id)
+
+
+class _Reservation:
+    """The head's promise: `node` at `at`, and what that node may still give away meanwhile
+    (`extra`: what will be free at `at` beyond the head's request)."""
+
+    def __init__(self, session: Session, node: str, at: float, extra: list[float]):
+        self.session, self.node, self.at, self.extra = session, node, at, extra  # extra: [gpus, cpus, memory]
+
+    def allows(self, s: Session, node: str, now: float) -> bool:
+        if node != self.node:
+            return True
+        if s.time_limit and now + s.time_limit <= self.at:
+            return True  # gone, by its own declared limit, before the head starts
+        r = s.resources
+        return r.gpus <= self.extra[0] and r.cpus <= self.extra[1] + 1e-9 and r.memory <= self.extra[2]
+
+    def take(self, s: Session, node: str, now: float) -> None:
+        if node == self.node and not (s.time_limit and now + s.time_limit <= self.at):
+            self.extra[0] -= s.resources.gpus
+            self.extra[1] -= s.resources.cpus
+            self.extra[2] -= s.resources.memory
+
+
+def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence[Node], explain: bool = True,
+          policy: Policy = DEFAULT_POLICY, now: float = 0.0, credit: Mapping[str, float] | None = None) -> Plan:
+    """The sessions to start now (with node and device ids), the preemptible ones to stop for
+    the head of the queue, and, with `explain`, every other queued session's position and
+    reason. Running sessions hold what they were given; one with no node recorded (before nodes
+    existed) is on the first node. `credit`: GPU-seconds left per user or team that has a
+    budget (absent: unlimited). `now`: the time, for reservations by declared time limits."""
     free = {n.name: _Free(n) for n in nodes}
     first = nodes[0].name if nodes else ""
-    holders: dict[str, int] = {}
+    shares = _Shares(nodes, policy)
+    by_node: dict[str, list[Session]] = {}
     for s in running:
         spot = free.get(s.node or first)
         if spot is not None:
             spot.take(s.resources, gpu_ids_of(s))
-        holders[s.owner] = holders.get(s.owner, 0) + s.resources.gpus
+            by_node.setdefault(spot.node.name, []).append(s)
+        shares.add(s)
+    budget = dict(credit or {})
     plan = Plan()
     most = _most_free(free.values())
     # Within one pass free space only shrinks: a shape that did not fit once will not fit again.
     failed: set[tuple] = set()
-    waiting: list[Session] = []
-    for s in queue_order(queued):
+    waiting: list[tuple[Session, str]] = []  # (session, why) in queue order
+    reservation: _Reservation | None = None
+    # Running sessions already being paused or preempted promise their resources to the head.
+    leaving = [s for s in running if s.pause_requested]
+    for s in _fair_order(queued, shares, policy):
         r = s.resources
+        held_back = _over_quota(s, shares, policy) or _over_credit(s, budget)
+        if held_back:
+            waiting.append((s, held_back))
+            continue
         shape = (r.cpus, r.memory, r.gpus, s.gpu_model)
-        choice = None
+        choice, fits = None, False
         if shape not in failed and r.gpus <= most.gpus and r.cpus <= most.cpus + 1e-9 and r.memory <= most.memory:
-            choice = _best_fit(free.values(), r, s.gpu_model)
+            choice, fits = _best_fit(free.values(), r, s.gpu_model, s, reservation, now)
         if choice is None:
-            failed.add(shape)
-            waiting.append(s)
+            if not fits:  # (a fit refused only for the reservation may suit another session's time limit)
+                failed.add(shape)
+            waiting.append((s, ""))
+            if reservation is None and policy.reserve and not s.preemptible:
+                reservation = _reserve(s, free, by_node, leaving, now, policy, plan)
             continue
         spot, gpu_ids = choice
         spot.take(r, gpu_ids)
-        plan.starts.append(Decision(s, spot.node.name, tuple(gpu_ids)))
+        if reservation:
+            reservation.take(s, spot.node.name, now)
+        limit = _credit_limit(s, budget)
+        plan.starts.append(Decision(s, spot.node.name, tuple(gpu_ids), limit))
+        shares.add(s)
         most = _most_free(free.values())
+    if reservation:
+        plan.reservation = (reservation.session, reservation.node, reservation.at)
+    plan.shares = {k: shares.share(k) for k in shares.held}
     if explain:
-        why = _Reasons(list(free.values()), holders)
-        plan.waiting = [Waiting(s, i + 1, why.of(s, i)) for i, s in enumerate(waiting)]
+        why = _Reasons(list(free.values()), shares, plan, now)
+        plan.waiting = [Waiting(s, i + 1, held or why.of(s, i)) for i, (s, held) in enumerate(waiting)]
     return plan
+
+
+def _fair_order(queued: Sequence[Session], shares: _Shares, policy: Policy):
+    """The queue in the policy's order, computed as sessions start (a start raises its
+    holders' shares): a heap of each user's oldest waiting session, keyed by priority, team
+    share, user share, age. Keys only grow during a pass, so a stale key is refreshed on pop."""
+    if policy.order == "fifo":
+        yield from sorted(queued, key=lambda s: (s.created, s.id))
+        return
+    if policy.order == "priority":
+        yield from queue_order(queued)
+        return
+    per_user: dict[tuple[int, str], list[Session]] = {}
+    for s in sorted(queued, key=lambda s: (s.created, s.id), reverse=True):  # popped from the end: oldest first
+        per_user.setdefault((s.priority, s.owner), []).append(s)
+    heap = [(shares.key_of(line[-1]), user) for user, line in per_user.items()]
+    heapq.heapify(heap)
+    while heap:
+        key, user = heapq.heappop(heap)
+        line = per_user[user]
+        current = shares.key_of(line[-1])
+        if current != key:  # its holders' shares grew since it was pushed
+            heapq.heappush(heap, (current, user))
+            continue
+        yield line.pop()
+        if line:
+            heapq.heappush(heap, (shares.key_of(line[-1]), user))
+
+
+def _over_quota(s: Session, shares: _Shares, policy: Policy) -> str:
+    if not s.resources.gpus:
+        return ""
+    for key in (s.owner, team_of(s)):
+        quota = policy.quota(key)
+        if quota is not None and shares.gpus(key) + s.resources.gpus > quota:
+            who = f"team {key[5:]}" if not key.startswith("team:~") and key.startswith("team:") else s.owner
+            return f"over {who}'s GPU quota ({shares.gpus(key)} of {quota} in use, this asks for {s.resources.gpus})"
+    return ""
+
+
+def _over_credit(s: Session, budget: dict[str, float]) -> str:
+    if not s.resources.gpus:
+        return ""
+    for key in (s.owner, team_of(s)):
+        left = budget.get(key)
+        if left is None:
+            continue
+        who = s.owner if key == s.owner else f"team {key[5:]}"
+        if left < 60 * s.resources.gpus:  # not one GPU-minute each
+            return f"no GPU credit left for {who} ({left / 60:.0f} credits; 1 credit = 1 GPU-minute; nsml credit)"
+        if s.time_limit and s.resources.gpus * s.time_limit > left + 1e-6:
+            return (f"{who}'s GPU credit ({left / 60:.0f}) does not cover this session's "
+                    f"{s.resources.gpus * s.time_limit / 60:.0f} GPU-minutes (its time limit); nsml credit")
+    return ""
+
+
+def _credit_limit(s: Session, budget: dict[str, float]) -> float | None:
+    """Charge the session's GPU time to its budgets; the limit credits impose on it (None: none)."""
+    keys = [k for k in (s.owner, team_of(s)) if k in budget]
+    if not keys or not s.resources.gpus:
+        return None
+    affordable = min(budget[k] for k in keys) / s.resources.gpus
+    limit = s.time_limit if s.time_limit else affordable
+    for k in keys:
+        budget[k] -= s.resources.gpus * limit
+    return None if s.time_limit else limit
+
+
+def _reserve(head: Session, free: dict[str, _Free], by_node: dict[str, list[Session]], leaving: list[Session],
+             now: float, policy: Policy, plan: Plan) -> "_Reservation | None":
+    """The earliest (node, time) at which the head's request will be free, by declared time
+    limits; with preemption on, preemptible sessions count as gone and the ones in the way are
+    put in plan.preempt. None when no time can be promised."""
+    r, best = head.resources, None
+    for name, spot in free.items():
+        node = spot.node
+        if r.gpus > sum(model_matches(head.gpu_model, g.model) for g in node.gpus) or r.cpus > node.cpus + 1e-9 or r.memory > node.memory:
+            continue
+        have = [len(spot.matching(head.gpu_model)), spot.cpus, spot.memory]
+        for s in by_node.get(name, []):
+            if s in leaving:
+                _give(have, s, head.gpu_model, node)
+        soon = list(have)  # free once the sessions already leaving have gone
+        victims, ends = [], []
+        for s in by_node.get(name, []):
+            if s in leaving:
+                continue
+            if policy.preempt and s.preemptible:
+                victims.append(s)
+                _give(have, s, head.gpu_model, node)
+            else:
+                ends.append((declared_end(s), s))
+        at = now
+        if not _covers(have, r):
+            at = math.inf
+            for end, s in sorted(ends, key=lambda e: e[0]):
+                if end == math.inf:
+                    break
+                _give(have, s, head.gpu_model, node)
+                if _covers(have, r):
+                    at = end
+                    break
+        if at == math.inf:
+            continue
+        victims = _fewest_victims(victims, r, soon, head.gpu_model, node) if at == now else []
+        key = (at, sum(v.resources.gpus for v in victims), len(spot.gpus))
+        if best is None or key < best[0]:
+            best = (key, name, at, have, victims)
+    if best is None:
+        return None
+    _, name, at, have, victims = best
+    plan.preempt.extend(victims)
+    return _Reservation(head, name, at, [have[0] - r.gpus, have[1] - r.cpus, have[2] - r.memory])
+
+
+def _give(have: list[float], s: Session, model: str, node: Node) -> None:
+    """Add what a running session holds to `have` (GPUs only where they match the model)."""
+    models = {g.index: g.model for g in node.gpus}
+    have[0] += sum(1 for g in gpu_ids_of(s) if model_matches(model, models.get(g, "")))
+    have[1] += s.resources.cpus
+    have[2] += s.resources.memory
+
+
+def _covers(have: list[float], r: Resources) -> bool:
+    return have[0] >= r.gpus and have[1] + 1e-9 >= r.cpus and have[2] >= r.memory
+
+
+def _fewest_victims(candidates: list[Session], r: Resources, soon: list[float], model: str, node: Node) -> list[Session]:
+    """The preemptible sessions to stop on this node so `r` fits in what will be free (`soon`):
+    the youngest first (the least work lost), only as many as needed."""
+    have = list(soon)
+    chosen = []
+    for s in sorted(candidates, key=lambda s: -(s.started or 0.0)):
+        if _covers(have, r):
+            break
+        chosen.append(s)
+        _give(have, s, model, node)
+    return chosen
 
 
 def _most_free(spots) -> Resources:
@@ -129,26 +421,34 @@ def _most_free(spots) -> Resources:
     return Resources(max(f.cpus for f in spots), max(f.memory for f in spots), max(len(f.gpus) for f in spots))
 
 
-def _best_fit(spots, r: Resources, model: str):
-    best, best_key = None, None
+def _best_fit(spots, r: Resources, model: str, s: Session, reservation: "_Reservation | None", now: float):
+    """((spot, gpu ids) of the fullest node that fits and the reservation allows, or None;
+    whether any node fits at all)."""
+    best, best_key, fits = None, None, False
     for spot in spots:
         gpu_ids = spot.fits(r, model)
         if gpu_ids is None:
             continue
+        fits = True
+        if reservation and not reservation.allows(s, spot.node.name, now):
+            continue
         key = (len(spot.gpus) - r.gpus, spot.cpus - r.cpus)
         if best_key is None or key < best_key:
             best, best_key = (spot, gpu_ids), key
-    return best
+    return best, fits
 
 
 class _Reasons:
     """Why a session waits, from what is left once this pass's starts are taken (summaries
     computed once per pass, not once per waiting session)."""
 
-    def __init__(self, spots: list[_Free], holders: dict[str, int]):
+    def __init__(self, spots: list[_Free], shares: _Shares, plan: Plan, now: float):
         self.spots = spots
+        self.now = now
         self.most = _most_free(spots)
+        self.plan = plan
         self._gpus_by_model: dict[str, int] = {"": self.most.gpus}
+        holders = {k: shares.gpus(k) for k in shares.held if not k.startswith("team:")}
         top = sorted(((n, o) for o, n in holders.items() if n), reverse=True)[:3]
         self.holders = ", ".join(f"{o} holds {n}" for n, o in top)
 
@@ -160,13 +460,22 @@ class _Reasons:
     def of(self, s: Session, ahead: int) -> str:
         r = s.resources
         model = f" {s.gpu_model}" if s.gpu_model else ""
-        if r.gpus and self.free_gpus(s.gpu_model) < r.gpus:
+        reserved = self.plan.reservation
+        if reserved and reserved[0].id == s.id:
+            wait = reserved[2] - self.now
+            when = "once the sessions being preempted have checkpointed" if wait <= 0 else \
+                f"free in {format_duration(wait)} at the latest, by the running sessions' time limits"
+            need = f"next to start: {r.describe()} reserved on {reserved[1]}, {when}"
+        elif r.gpus and self.free_gpus(s.gpu_model) < r.gpus:
             need = (f"waiting for {r.gpus}{model} GPU{'s' if r.gpus != 1 else ''} on one node "
                     f"(at most {self.free_gpus(s.gpu_model)} free)")
         elif r.cpus > self.most.cpus + 1e-9:
             need = f"waiting for {r.cpus:g} CPUs (at most {self.most.cpus:g} free on a node)"
         elif r.memory > self.most.memory:
             need = f"waiting for {format_size(r.memory)} of memory (at most {format_size(self.most.memory)} free on a node)"
+        elif reserved:
+            need = (f"it would delay {reserved[0].name}'s reservation on {reserved[1]}"
+                    + ("" if s.time_limit else " (a session without --time-limit is never backfilled past one)"))
         else:  # each part is free somewhere, never all on one node
             need = f"waiting for {r.describe()} together on one node"
         parts = [need, f"{ahead} ahead of you"]

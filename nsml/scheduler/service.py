@@ -11,13 +11,14 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 
+from nsml.core.accounting import Credits, credit_balance
 from nsml.core.entities import Session
 from nsml.core.errors import NotFound, NsmlError
 from nsml.core.inventory import Node
 from nsml.core.states import Status
 
 from .executor import Executor
-from .placement import Plan, place
+from .placement import DEFAULT_POLICY, Plan, Policy, place, team_of
 from .usage import UsageSampler, zombie_gpus
 
 log = logging.getLogger("nsml.scheduler")
@@ -26,13 +27,22 @@ LEASE = "scheduler"
 LOST = ("The session's supervisor stopped reporting (no heartbeat for {timeout:.0f} s: killed, or its machine went away); "
         "what it shipped before (logs, metrics, checkpoints) is kept. Run it again from its last checkpoint with nsml resume {name}.")
 TIME_LIMIT = "[nsml] the session reached its time limit ({limit}) and was stopped by the platform."
+CREDIT_EVERY = 5.0  # seconds a computation of credit balances is reused for
 
 
 class Scheduler:
     def __init__(self, store, executor: Executor, nodes: Sequence[Node], interval: float = 0.2,
                  heartbeat_timeout: float = 30.0, feed=None, zombie_after: float | None = None,
-                 lease_ttl: float = 5.0, holder: str | None = None):
+                 lease_ttl: float = 5.0, holder: str | None = None, policy: Policy = DEFAULT_POLICY,
+                 credits: Credits | None = None):
         self.store = store
+        self.policy = policy  # fair share, quotas, reservations, preemption (nsml.scheduler.placement)
+        self.credits = credits or Credits()  # GPU-time budgets (nsml.core.accounting); off without rules
+        self._credit_cache: tuple[float, frozenset, dict[str, float]] | None = None
+        # Called with each running preemptible session placement chose to make way for the head
+        # of the queue (the server pauses it through its bound save and requeues it); None: nobody.
+        self.on_preempt = None
+        self._preempting: set[int] = set()
         self.executor = executor
         self.nodes = list(nodes)
         self.interval = interval
@@ -56,6 +66,9 @@ class Scheduler:
         self.leading = False
         self._renewed = 0.0
         self.on_lead = None  # called whenever this server becomes the one that schedules
+        # Called on each reconcile with the running sessions and whether this server just took
+        # the lease: the server's watch over pending pauses (nsml.server.pausing.watch).
+        self.on_reconcile = None
 
     def start(self) -> None:
         self.lead()
@@ -119,19 +132,76 @@ class Scheduler:
         if not queued:
             return
         running = self.store.list_sessions({Status.RUNNING})
-        for decision in place(queued, running, self.nodes, explain=False).starts:
+        now = time.time()
+        plan = place(queued, running, self.nodes, explain=False, policy=self.policy, now=now,
+                     credit=self.credit_left(queued, running, now))
+        for decision in plan.starts:
+            limit = {"time_limit": decision.time_limit} if decision.time_limit else {}  # what its credit affords
             session = self.store.move_session(
                 decision.session.id, Status.RUNNING, started=time.time(), node=decision.node,
-                gpu_ids=",".join(map(str, decision.gpu_ids)), heartbeat=None,
+                gpu_ids=",".join(map(str, decision.gpu_ids)), heartbeat=None, **limit,
             )
             if session is None:
                 continue  # stopped or removed meanwhile
             self._launching.add(session.id)
             threading.Thread(target=self._launch, args=(session, decision.gpu_ids), daemon=True).start()
+        self._preempting &= {s.id for s in running}
+        for victim in plan.preempt:
+            if victim.id in self._preempting or self.on_preempt is None:
+                continue
+            self._preempting.add(victim.id)
+            head = plan.reservation[0].name if plan.reservation else "a regular session"
+            try:
+                self.on_preempt(victim, head)
+            except Exception:  # the next pass asks again
+                self._preempting.discard(victim.id)
+                log.exception("preempting %s failed", victim.name)
 
     def plan(self) -> Plan:
         """This moment's plan with every queued session's position and reason (for ps and the web)."""
-        return place(self.store.list_sessions({Status.QUEUED}), self.store.list_sessions({Status.RUNNING}), self.nodes)
+        queued, running, now = self.store.list_sessions({Status.QUEUED}), self.store.list_sessions({Status.RUNNING}), time.time()
+        return place(queued, running, self.nodes, policy=self.policy, now=now, credit=self.credit_left(queued, running, now))
+
+    def credit_left(self, queued: Sequence[Session], running: Sequence[Session], now: float) -> dict[str, float] | None:
+        """GPU-seconds each holder of a queued session may still commit, where credits apply:
+        its balance (nsml.core.accounting, from the usage ledger) less what its running sessions
+        may still use by their time limits. None when the server has no credit rules."""
+        if not self.credits.enabled:
+            return None
+        holders = frozenset(k for s in queued for k in (s.owner, team_of(s)) if self.credits.rule(k) is not None)
+        cached = self._credit_cache
+        if cached and now - cached[0] < CREDIT_EVERY and holders <= cached[1]:
+            left = dict(cached[2])
+        else:
+            left = self.balances(holders, now)
+            self._credit_cache = (now, holders, dict(left))
+        for key, ahead in self.committed(left, now, running).items():
+            left[key] -= ahead
+        return left
+
+    def committed(self, holders, now: float, running: Sequence[Session] | None = None) -> dict[str, float]:
+        """GPU-seconds the holders' running sessions may still use, by their time limits."""
+        wanted, out = set(holders), {}
+        for s in running if running is not None else self.store.list_sessions({Status.RUNNING}):
+            if s.resources.gpus and s.time_limit and s.started:
+                ahead = s.resources.gpus * max(0.0, s.started + s.time_limit - now)
+                for key in (s.owner, team_of(s)):
+                    if key in wanted:
+                        out[key] = out.get(key, 0.0) + ahead
+        return out
+
+    def balances(self, holders, now: float, history: float = 366 * 86400.0) -> dict[str, float]:
+        """Each holder's credit balance in GPU-seconds (users, `team:NAME`)."""
+        holders = [h for h in holders if not h.startswith("team:~")]
+        if not holders:
+            return {}
+        spans = self.store.usage_spans(now - history, holders)
+        out = {}
+        for key in holders:
+            rule = self.credits.rule(key)
+            mine = [sp for sp in spans if key in sp.holders()]
+            out[key] = 60.0 * credit_balance(mine, rule, self.credits.period, now, history)
+        return out
 
     def _launch(self, session: Session, gpu_ids: tuple[int, ...]) -> None:
         try:
@@ -180,6 +250,11 @@ class Scheduler:
             self.started_at = now
         self._last_reconcile, self._last_reconcile_wall = time.monotonic(), now
         sessions = self.store.list_sessions({Status.RUNNING})
+        if self.on_reconcile is not None:
+            try:
+                self.on_reconcile(sessions, at_startup)
+            except Exception:  # the rest of the reconcile must still happen
+                log.exception("watching pending pauses failed")
         self._time_limited &= {s.id for s in sessions}
         self._zombies_told &= {s.id for s in sessions}
         for session in sessions:

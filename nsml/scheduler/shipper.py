@@ -339,11 +339,13 @@ class Shipper:
         except (NsmlError, codec.SpoolError, OSError) as exc:
             self.note(f"[nsml] the predictions could not be uploaded: {exc}")
 
-    def report_exit(self, exit_code: int, stopped: bool, relaunch: dict | None = None, reason: str = "") -> None:
+    def report_exit(self, exit_code: int, stopped: bool, relaunch: dict | None = None, reason: str = "",
+                    usage: dict | None = None) -> None:
+        """`usage`: what the run used as a whole (supervisor.run_usage), for its end sample."""
         if self.failure:  # the supervisor ended it (a full disk): failed, not stopped
             stopped, reason = False, self.failure
-        self._post("/exit", json={"exit_code": exit_code, "stopped": stopped, "relaunch": relaunch, "reason": reason[:200]},
-                   patience=EXIT_RETRY_S)
+        self._post("/exit", json={"exit_code": exit_code, "stopped": stopped, "relaunch": relaunch, "reason": reason[:200],
+                                  "usage": usage}, patience=EXIT_RETRY_S)
 
     # -- ending the session ----------------------------------------------------------------------
     def fail(self, reason: str) -> None:

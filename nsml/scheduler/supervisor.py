@@ -6,6 +6,11 @@ importing anything slow), then ships the log, the metrics journal and checkpoint
 offset (shipper.py), and holds the channel on which `nsml exec` and `nsml sh` requests reach
 the session (channel.py). SIGTERM means `nsml stop`: it forwards the signal to the user's
 process group, and kills it after a grace period.
+
+It also measures the run for its end-of-run usage sample (nsml.scheduler.usage): one reading of
+the user's process group soon after the start, and what the kernel counted for the whole run
+(userproc.RunUsage); both go with the exit report, since nothing of the run is left to read
+once the server hears of its end.
 """
 
 import json
@@ -18,6 +23,7 @@ from pathlib import Path
 from nsml.core.states import SUBMIT_KINDS
 from nsml.scheduler.session_files import read_stage
 from nsml.scheduler.shipper import GRACE_SECONDS, Shipper, _note
+from nsml.scheduler.usage import FIRST_READING_AFTER, first_reading
 
 POLL_SECONDS = 0.2
 
@@ -76,8 +82,14 @@ def main(spec_path: str) -> int:
     signalled = killed = False
     deadline = time.monotonic() + spec["paused_timeout"] if spec.get("paused_timeout") else None
     timed_out = False
+    first = None  # (monotonic time, CPU %, resident bytes) of the user's group soon after its start
+    looks = 0  # a few tries only: each is a pass over /proc
     while True:
         code = proc.poll()
+        if first is None and looks < 5 and code is None and time.monotonic() - proc.run.started >= FIRST_READING_AFTER:
+            looks += 1
+            reading = first_reading(proc.pid)
+            first = (time.monotonic(), *reading) if reading else None
         if deadline and code is None and time.monotonic() > deadline:
             deadline = None
             if read_stage(spec) is None:  # the script never reached nsml.paused()
@@ -121,8 +133,20 @@ def main(spec_path: str) -> int:
     if reason:
         _note(shipper.log, f"[nsml] the session ran out of memory (its limit: {spec['limits']['memory_bytes']} bytes) and was killed.")
         shipper.ship_log()
-    shipper.report_exit(code, stopped=stop_requested["at"] is not None and not timed_out, relaunch=relaunch, reason=reason)
+    shipper.report_exit(code, stopped=stop_requested["at"] is not None and not timed_out, relaunch=relaunch, reason=reason,
+                        usage=run_usage(proc, first))
     return 0
+
+
+def run_usage(proc, first: tuple[float, float, int] | None) -> dict | None:
+    """The exit report's `usage`: the run's totals (userproc.RunUsage) and the early reading,
+    dated by how long before this report it was taken; None when the totals are unknown."""
+    totals = proc.usage()
+    if totals is None:
+        return None
+    if first is not None:
+        totals["first"] = {"ago": round(time.monotonic() - first[0], 3), "cpu": first[1], "memory": first[2]}
+    return totals
 
 
 def _kill_group(pid: int, sig: int) -> None:

@@ -6,6 +6,16 @@ process's utime+stime between two samples (100 % = one core), memory from reside
 GPU utilisation and memory come from NVML (the nvidia-ml-py package) when it can be imported
 and initialised; without it, the GPU list is empty. Everything here is best effort: a sample
 that cannot be taken is skipped, never an error for the scheduler.
+
+These samples are readings of a moment (CPU: the average over the few seconds since the
+previous one). A run's end cannot be read so: its processes are gone when the scheduler hears
+of it. So the supervisor, which reaps the user process, sends with its exit report what the
+kernel counted for the whole run (userproc.RunUsage), plus one reading of its own taken about
+FIRST_READING_AFTER seconds after the start (`first_reading`), and the server stores both
+(`end_samples`): a run of a second still ends with a sample at its start and one at its end.
+The end sample is marked `final`; its CPU is the average over the whole run (CPU seconds / wall
+seconds, 100 % = one core) and its memory the peak resident memory of the run's largest
+process, which the charts say. It holds no GPU figures (NVML has none for a process gone).
 """
 
 import logging
@@ -24,6 +34,7 @@ LOOK_EVERY = 1.0  # seconds between looks for sessions not sampled yet: a short 
 THIN_EVERY = 600.0  # seconds between thinning passes
 THIN_AFTER = 3600.0  # samples older than this keep one per THIN_SPACING
 THIN_SPACING = 60.0
+FIRST_READING_AFTER = 0.2  # seconds: the supervisor's own reading of a run, soon after its start
 _PROC = Path("/proc")
 
 
@@ -140,6 +151,37 @@ class NvmlReader:
         return out
 
 
+def first_reading(pgrp: int, proc: Path = _PROC) -> tuple[float, int] | None:
+    """(CPU %, resident bytes) of a process group now, its CPU the average since its oldest
+    process started, as the sampler's first sample of a session has it; None when the group
+    is gone or too young to tell (under 0.05 s). Taken by the supervisor (one /proc pass)."""
+    cpu = GroupCpu()
+    stats = processes_by_group(proc).get(pgrp, [])
+    if not stats:
+        return None
+    percent = cpu.percent(pgrp, stats, time.time(), boot_ticks_now(cpu.hz, proc))
+    return None if percent is None else (round(percent, 1), sum(s.rss for s in stats) * _PAGE)
+
+
+def end_samples(report: dict | None, started: float, ended: float, now: float) -> list[UsageSample]:
+    """The samples a supervisor's exit report stands for (pure): its early reading, placed
+    `ago` seconds before `now` (the supervisor's clock is not the server's), and the run's
+    final summary at `ended`; [] for a report without usage (an older supervisor). Times are
+    kept inside [started, ended] so that a skewed figure cannot land in another attempt."""
+    if not report:
+        return []
+    out = []
+    first = report.get("first")
+    if first and started <= ended:
+        at = min(max(now - first["ago"], started), ended)
+        if at < ended:
+            out.append(UsageSample(at, round(first["cpu"], 1), int(first["memory"]), []))
+    wall = report["wall_seconds"]
+    cpu = 100.0 * report["cpu_seconds"] / wall if wall > 0 else 0.0
+    out.append(UsageSample(ended, round(cpu, 1), int(report["peak_memory"]), [], final=True))
+    return out
+
+
 def boot_ticks_now(hz: int, proc: Path = _PROC) -> float:
     """Clock ticks since boot, on the scale of /proc/PID/stat's starttime."""
     try:
@@ -229,6 +271,7 @@ def zombie_gpus(samples: list[UsageSample], after: float, now: float | None = No
     of the last `after` seconds (an hour by default, NSML_ZOMBIE_AFTER). The samples must reach
     back over the whole window (a session an hour old can be a zombie, a minute-old one cannot),
     and a GPU missing from a sample counts as not idle. `now`: the latest sample's time unless given."""
+    samples = [s for s in samples if not s.final]  # a run's summary reads no GPU: it says nothing of idleness
     if not samples:
         return []
     now = samples[-1].at if now is None else now

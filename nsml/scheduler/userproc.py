@@ -8,6 +8,10 @@ Two kinds behind one small interface:
   the library writes its journal, the script's `finally` blocks run) goes straight to the
   user's process group inside the sandbox, found through bubblewrap's info pipe; SIGKILL ends
   bubblewrap itself, which takes the whole PID namespace with it.
+
+`usage()` is what the run used as a whole, for its end-of-run sample (RunUsage: read from
+/proc on each poll, and from os.wait4 rather than Popen.poll, which throws a child's resource
+usage away).
 """
 
 import os
@@ -19,8 +23,75 @@ from pathlib import Path
 SETUP_TRIES = 3
 
 
+class RunUsage:
+    """What a run used as a whole, for its end-of-run sample: the CPU seconds of the user's
+    process and of the processes it waited for, and the peak resident memory of the largest
+    of them (a per-process peak, not the group's sum), over the run's wall time.
+
+    Two readings, each a lower bound of the truth, of which the larger is kept:
+    - `watch`, on every poll while the user process lives: its /proc stat (utime + stime +
+      cutime + cstime, the c- fields its reaped children) and VmHWM (its own peak);
+    - `reap`, when the supervisor's child ends: os.wait4's rusage of that child and of what it
+      waited for. Without a sandbox the child is the user's process, and this is exact. In a
+      sandbox it is bubblewrap, which returns as soon as its init reports the command's status,
+      before that init (which reaped the command) is reaped: the kernel's count of the user's
+      process is lost with it, so there the last `watch` stands (taken at most a poll, 0.2 s,
+      before the end; its children's peaks are not in it).
+    A process still running when the run ends (killed with the group, never waited for) is in
+    neither."""
+
+    def __init__(self, hz: int | None = None):
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.hz = hz or os.sysconf("SC_CLK_TCK")
+        self.cpu_seconds = 0.0
+        self.peak_memory = 0
+        self.seen = False  # a reading (watch or reap) was taken
+
+    def watch(self, pid: int, proc: Path = Path("/proc")) -> None:
+        try:
+            stat = (proc / str(pid) / "stat").read_bytes()
+            status = (proc / str(pid) / "status").read_bytes()
+        except OSError:
+            return  # ended (or not ours to read): the reap, or the previous look, says the rest
+        fields = stat[stat.rfind(b")") + 2:].split()  # field k of proc(5) is fields[k - 3]
+        try:
+            ticks = sum(int(fields[k]) for k in (11, 12, 13, 14))  # utime stime cutime cstime
+            hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith(b"VmHWM:")), 0)
+        except (IndexError, ValueError):
+            return
+        self.cpu_seconds = max(self.cpu_seconds, ticks / self.hz)
+        self.peak_memory = max(self.peak_memory, hwm * 1024)
+        self.seen = True
+
+    def reap(self, popen: subprocess.Popen) -> int | None:
+        """Popen.poll through os.wait4, keeping the child's rusage; the exit code or None."""
+        if popen.returncode is not None:
+            return popen.returncode
+        try:
+            pid, status, rusage = os.wait4(popen.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere: the code is known, its usage is not
+            return popen.poll()
+        if pid == 0:
+            return None
+        self.ended = time.monotonic()
+        self.cpu_seconds = max(self.cpu_seconds, rusage.ru_utime + rusage.ru_stime)
+        self.peak_memory = max(self.peak_memory, int(rusage.ru_maxrss) * 1024)  # Linux counts it in KiB
+        self.seen = True
+        popen.returncode = os.waitstatus_to_exitcode(status)  # Popen will not wait for it again
+        return popen.returncode
+
+    def report(self) -> dict | None:
+        """{cpu_seconds, wall_seconds, peak_memory (bytes)}; None before the end."""
+        if self.ended is None or not self.seen:
+            return None
+        return {"cpu_seconds": round(self.cpu_seconds, 3), "wall_seconds": round(self.ended - self.started, 3),
+                "peak_memory": self.peak_memory}
+
+
 class Plain:
     def __init__(self, spec: dict, log, preexec):
+        self.run = RunUsage()
         self.proc = subprocess.Popen(
             spec["argv"], cwd=spec["workdir"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec,
@@ -28,7 +99,11 @@ class Plain:
         self.pid = self.proc.pid  # the user's process group
 
     def poll(self) -> int | None:
-        return self.proc.poll()
+        self.run.watch(self.pid)
+        return self.run.reap(self.proc)
+
+    def usage(self) -> dict | None:
+        return self.run.report()
 
     def signal(self, sig: int) -> None:
         _killpg(self.pid, sig)
@@ -62,6 +137,7 @@ class Sandboxed:
         before = os.fstat(log.fileno()).st_size  # the environment build's lines stay
         for attempt in range(SETUP_TRIES):
             started = time.monotonic()
+            self.run = RunUsage()
             self.box = bwrap.start(conf, spec["argv"], stdout=log, preexec_fn=self.group.preexec,
                                    marker={"NSML_SPOOL": spec["spool"]})
             user = self._user_pid()
@@ -69,7 +145,7 @@ class Sandboxed:
             # network namespace ("loopback: Failed RTM_NEWADDR"), before the user's code starts:
             # no user process was ever seen and it ended at once with bubblewrap's status 1.
             # Only then is it tried again: the user's code must never run twice.
-            if user is None and self.box.proc.poll() == 1 and time.monotonic() - started < 2:
+            if user is None and self.run.reap(self.box.proc) == 1 and time.monotonic() - started < 2:
                 # Not the user's business: bubblewrap's complaint leaves the session's log (not
                 # shipped yet) for the supervisor's own.
                 os.ftruncate(log.fileno(), before)
@@ -92,13 +168,21 @@ class Sandboxed:
                 return None
             if children:
                 return int(children[0])
-            if self.box.proc.poll() is not None:
+            if self.run.reap(self.box.proc) is not None:  # keeps a quick run's usage
                 return None
             time.sleep(0.005)
         return None
 
     def poll(self) -> int | None:
-        return self.box.poll()
+        if self.pid != self.box.pid:  # the user's process, seen from this side
+            self.run.watch(self.pid)
+        code = self.run.reap(self.box.proc)
+        if code is not None:
+            self.box.poll()  # ends the network helper with it
+        return code
+
+    def usage(self) -> dict | None:
+        return self.run.report()
 
     def signal(self, sig: int) -> None:
         if self.pid != self.box.pid:

@@ -11,13 +11,16 @@ from fastapi import FastAPI
 
 from nsml import __version__
 from nsml.core import credentials
+from nsml.core.accounting import Credits
 from nsml.scheduler.local import LocalExecutor
 from nsml.scheduler import inventory
+from nsml.scheduler.placement import DEFAULT_POLICY
+from nsml.scheduler.policy_file import load_policy
 from nsml.scheduler.service import Scheduler
 from nsml.store.s3blobs import open_blobs
 from nsml.store.sql import open_store
 
-from . import errors, web_security
+from . import errors, pausing, preemption, web_security
 from . import relaunch as relaunch_flow
 from .api import boards, channel, clicks, credit, datasets, identity, metrics, relaunch, runs, runtime, sessions, system
 from .api import web as web_api
@@ -87,9 +90,10 @@ def build_state(settings: Settings) -> ServerState:
                              server_file=home / "server.json", paused_timeout=settings.paused_timeout,
                              isolation=isolation, network=settings.session_network, nodes=nodes,
                              heartbeat_every=min(5.0, settings.heartbeat_timeout / 4))
+    policy, credits = load_policy(settings.policy) if settings.policy else (DEFAULT_POLICY, Credits())
     scheduler = Scheduler(store, executor, executor.inventory(), settings.scheduler_interval, heartbeat_timeout=settings.heartbeat_timeout,
                           feed=feed, zombie_after=settings.zombie_after if settings.zombie_note else None,
-                          lease_ttl=settings.lease_ttl)
+                          lease_ttl=settings.lease_ttl, policy=policy, credits=credits)
     return ServerState(settings, store, blobs, executor, scheduler, nodes, home / "logs", threading.Lock(), secret)
 
 
@@ -107,6 +111,8 @@ def create_app(settings: Settings) -> FastAPI:
         st = build_state(settings)
         app.state.nsml = st
         st.scheduler.on_lead = lambda: on_lead(st)
+        st.scheduler.on_preempt = lambda victim, head: preemption.preempt(st, victim, head)
+        st.scheduler.on_reconcile = lambda running, at_startup: pausing.watch(st, running, at_startup)
         st.scheduler.start()
         st.prune_dataset_views()
         try:

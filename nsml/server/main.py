@@ -48,6 +48,10 @@ def serve(settings: Settings, server_file: Path | None = None, announce: Callabl
         from nsml.scheduler.inventory import load_declared
 
         load_declared(settings.inventory)
+    if settings.policy:  # so is a malformed policy file
+        from nsml.scheduler.policy_file import load_policy
+
+        load_policy(settings.policy)
     sock = bind_socket(settings.host, settings.port)  # a busy port first: one line, nothing else
     try:
         mode, line = choose(settings.sandbox, team=server_file is None or announce is not None)
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory", default=None)
     p.add_argument("--gpus", type=int, default=None)
     p.add_argument("--inventory", type=Path, default=None, help="a declared inventory (nodes.yaml)")
+    p.add_argument("--policy", type=Path, default=None, help="the scheduler's policy (policy.yaml; docs/scheduler.md)")
     p.add_argument("--embedded", action="store_true", help="write HOME/server.json for the CLI to find")
     p.add_argument("--sandbox", default="auto", help="auto, bwrap or none (docs/security.md)")
     p.add_argument("--no-session-network", action="store_true", help="training sessions get no network either")
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = Settings(home=a.home, db_url=a.db, blobs=a.blobs, public_url=a.public_url, host=a.host, port=a.port, cpus=a.cpus,
                         memory=parse_size(a.memory) if a.memory else None, gpus=a.gpus, sandbox=a.sandbox, inventory=a.inventory,
-                        session_network=not a.no_session_network)
+                        **({"policy": a.policy} if a.policy else {}), session_network=not a.no_session_network)
     try:
         serve(settings, server_file=a.home / "server.json" if a.embedded else None)
     except InvalidInput as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 from nsml.core.entities import Checkpoint, Session, Submission
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.resources import Resources
-from nsml.core.states import ACTIVE, FINAL, RESUMABLE, SUBMIT_KINDS, SessionKind, SubmissionStatus
+from nsml.core.states import ACTIVE, FINAL, RESUMABLE, SUBMIT_KINDS, SessionKind, Status, SubmissionStatus
 from nsml.scheduler import admission, evaluator
 
 from . import rescoring
@@ -64,14 +64,16 @@ def relaunch(
 RESUMABLE_KINDS = (SessionKind.NORMAL, SessionKind.FORK)  # training sessions; a submit or infer is started afresh
 
 
-def resume_session(st: ServerState, session: Session) -> Session:
-    """Queue a stopped or failed session again, under its name, as its next attempt: relaunched
-    with its original arguments plus `--pause 1 --iteration C` (C: its latest checkpoint), so
-    nsml.paused() loads C and training goes on. Its log continues after a marker line, its
-    metrics in the same series, its status history keeps the earlier attempts.
+def resume_session(st: ServerState, session: Session, why: str = "") -> Session:
+    """Queue a stopped, failed, paused or lost session again, under its name, as its next
+    attempt: relaunched with its original arguments plus `--pause 1 --iteration C` (C: its
+    latest checkpoint: for a paused session, the one it paused at), so nsml.paused() loads C
+    and training goes on. Its log continues after a marker line, its metrics in the same
+    series, its status history keeps the earlier attempts.
 
-    The one way an ended session comes back: `nsml resume` now; paused, preempted and lost
-    sessions later."""
+    The one way an ended session comes back: `nsml resume`, and a preemption once its session
+    has paused (nsml.server.pausing; `why`: 'preempted', put before the history's note). A
+    session paused before it started is queued again as the same attempt."""
     if session.status in ACTIVE:
         raise Conflict(f"Session {session.name} is {session.status.value}; nsml resume restarts a stopped or failed session "
                        f"(nsml stop {session.name} first to restart it).")
@@ -79,6 +81,12 @@ def resume_session(st: ServerState, session: Session) -> Session:
         again = "nsml submit" if session.kind in SUBMIT_KINDS else "nsml infer"
         raise InvalidInput(f"Session {session.name} is a {session.kind} session; nsml resume restarts training sessions "
                            f"(run or fork). Start it again with {again}.")
+    if session.status == Status.PAUSED and session.started is None:  # paused while queued: nothing ran
+        queued = st.store.requeue_paused(session.id, f"{why + ': ' if why else ''}queued again (it was paused before it started)")
+        if queued is None:
+            raise Conflict(f"Session {session.name} was just resumed or removed by another command; see nsml ps -a.")
+        st.scheduler.wake()
+        return queued
     if session.status not in RESUMABLE:
         raise Conflict(f"Session {session.name} has exited: it finished its work, so there is nothing to resume. "
                        f"Train further with nsml fork {session.name} (from its latest checkpoint).")
@@ -90,7 +98,7 @@ def resume_session(st: ServerState, session: Session) -> Session:
         raise Conflict(f"Session {session.name}'s code was never stored; start it afresh with nsml run.")
     admission.admit(session.resources, st.nodes, session.gpu_model)
     latest = max(checkpoints, key=lambda c: c.created).name
-    note = f"resumed from checkpoint {latest} (attempt {session.attempt + 1})"
+    note = f"{why + ': ' if why else ''}resumed from checkpoint {latest} (attempt {session.attempt + 1})"
     path = st.logs_dir / f"{session.id}.log"
     with st.log_lock:  # the ended attempt shipped all its log already; nothing else writes it
         size = path.stat().st_size if path.exists() else 0

@@ -88,10 +88,17 @@ class SessionPublic(BaseModel):
     gpu_model: str = ""  # only GPUs whose model contains this
     node: str = ""  # the node it runs (or ran) on
     heartbeat: float | None = None  # when its supervisor last reported in
+    preemptible: bool = False  # run --preemptible: paused and requeued when a regular session needs its GPUs
     # A queued session's place in the queue (1: next) and why it waits (nsml.scheduler.placement)
     queue_position: int | None = None
     queue_reason: str = ""
     zombie: list[int] = []  # allocated GPUs at 0 % utilisation past the server's zombie threshold
+    # Stop-and-go (nsml pause; nsml.server.pausing): whether its script can be paused now, the
+    # request under way ('', pause, preempt), the checkpoint it paused at, why its save failed.
+    pausable: bool = False
+    pause_requested: str = ""
+    pause_checkpoint: str = ""
+    pause_error: str = ""
 
     @classmethod
     def of(cls, s: Session, waiting=None, zombie: list[int] | None = None) -> "SessionPublic":
@@ -104,9 +111,25 @@ class SessionPublic(BaseModel):
             source_checkpoint=s.source_checkpoint, shm_size=s.shm_size, removed=s.removed,
             attempt=s.attempt, resumed_from=s.resumed_from, team=s.team, visibility=s.visibility,
             priority=PRIORITY_NAMES.get(s.priority, str(s.priority)), time_limit=s.time_limit, gpu_model=s.gpu_model,
-            node=s.node, heartbeat=s.heartbeat, queue_position=waiting.position if waiting else None,
+            node=s.node, heartbeat=s.heartbeat, preemptible=s.preemptible, queue_position=waiting.position if waiting else None,
             queue_reason=waiting.reason if waiting else "", zombie=zombie or [],
+            pausable=s.pausable, pause_requested=s.pause_requested, pause_checkpoint=s.pause_checkpoint,
+            pause_error=s.pause_error,
         )
+
+
+class CheckpointSubmission(BaseModel):
+    """One `nsml submit` of a checkpoint, as its checkpoint list shows it."""
+    id: int
+    status: str  # running, evaluating, scored, failed
+    score: float | None
+    test: bool  # submit -t: scored, never ranked
+    runner: str  # the submit session that ran it ('' once removed)
+    created: float
+
+    @classmethod
+    def of(cls, s: Submission) -> "CheckpointSubmission":
+        return cls(id=s.id, status=s.status.value, score=s.score, test=s.test, runner=s.runner, created=s.created)
 
 
 class CheckpointPublic(BaseModel):
@@ -115,10 +138,12 @@ class CheckpointPublic(BaseModel):
     elapsed: float
     size: int
     summary: dict[str, Any]
+    submissions: list[CheckpointSubmission] = []  # its submits, oldest first
 
     @classmethod
-    def of(cls, c: Checkpoint) -> "CheckpointPublic":
-        return cls(name=c.name, created=c.created, elapsed=c.elapsed, size=c.size, summary=finite(c.summary))
+    def of(cls, c: Checkpoint, submissions: list[Submission] = ()) -> "CheckpointPublic":
+        return cls(name=c.name, created=c.created, elapsed=c.elapsed, size=c.size, summary=finite(c.summary),
+                   submissions=[CheckpointSubmission.of(s) for s in submissions])
 
 
 class LogChunk(BaseModel):
@@ -141,11 +166,31 @@ class JournalOffset(Offset):
     notes: list[JournalNote] = []  # what the ingest refused
 
 
+MAX_BYTES = 2**62  # a memory figure (a BIGINT column)
+MAX_PERCENT = 1e6  # CPU % of one core: ten thousand cores busy
+
+
+class FirstReading(BaseModel):
+    """The supervisor's reading of the user's process group soon after its start."""
+    ago: float = Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)  # seconds before the report was sent
+    cpu: float = Field(ge=0, le=MAX_PERCENT, allow_inf_nan=False)  # % of one core, since the group started
+    memory: int = Field(ge=0, le=MAX_BYTES)  # bytes resident
+
+
+class RunUsage(BaseModel):
+    """What the run used as a whole, from the kernel's accounting (nsml.scheduler.userproc.RunUsage)."""
+    cpu_seconds: float = Field(ge=0, le=MAX_SECONDS * 1e4, allow_inf_nan=False)  # user + system
+    wall_seconds: float = Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)
+    peak_memory: int = Field(ge=0, le=MAX_BYTES)  # bytes: the largest process's peak resident set
+    first: FirstReading | None = None
+
+
 class ExitReport(BaseModel):
     exit_code: int
     stopped: bool = False
     relaunch: dict[str, Any] | None = None  # fork/submit/infer: the step nsml.paused() reached, and its error
     reason: str = Field("", max_length=200)  # what ended it, when the supervisor knows: "Out of memory", "disk full"
+    usage: RunUsage | None = None  # for the run's end sample; absent from older supervisors
 
 
 class MemoUpdate(BaseModel):
@@ -177,6 +222,8 @@ class Whoami(BaseModel):
     user: str
     server: str
     version: str
+    admin: bool = False  # an admin of this server (the web shows admin pages' links)
+    teams: list[str] = []
 
 
 class SubmissionPublic(BaseModel):
@@ -246,14 +293,38 @@ class DatasetChange(BaseModel):
     tags: list[str] | None = Field(None, max_length=MAX_TAGS_GIVEN)  # replaces the tags; [] removes them
 
 
+class CreditBalance(BaseModel):
+    holder: str  # a user's name, or team:NAME
+    credit: float  # credits (GPU-minutes) left; below 0 when a session ran past what was left
+    refill: float  # added at the start of each period
+    cap: float  # the most it can hold
+    committed: float  # what its running sessions may still use, by their time limits
+
+
 class Credit(BaseModel):
-    """A user's GPU credit (`nsml credit`). Until a fair-share scheduler limits GPU time,
-    credits are off: `enabled` is false and `credit` is None."""
+    """A user's GPU credit (`nsml credit`): 1 credit = 1 GPU-minute (docs/scheduler.md). Off
+    (`enabled` false, `credit` None) on a server whose policy has no credit rules for them."""
 
     user: str
     enabled: bool
-    credit: float | None = None  # GPU-minutes left, when enabled
+    credit: float | None = None  # the user's own credits left, when a rule applies to them
     message: str = ""
+    period: float | None = None  # seconds between refills
+    next_refill: float | None = None  # when the next refill comes (epoch seconds)
+    balances: list[CreditBalance] = []  # the user's and each of their teams' that have a rule
+
+
+class UsageRow(BaseModel):
+    holder: str  # a user's name, or team:NAME
+    hours: list[float]  # GPU-hours on each day of `days`
+    total: float
+
+
+class UsageReport(BaseModel):
+    """GPU-hours by day (UTC) per user and team (`nsml usage`), running sessions included."""
+
+    days: list[str]  # ISO dates, oldest first
+    rows: list[UsageRow]  # users first, then teams; the most used first
 
 
 class InferRequest(BaseModel):

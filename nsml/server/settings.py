@@ -25,6 +25,9 @@ class Settings:
     # A declared inventory (nodes.yaml: nodes, their CPUs, memory and GPUs; nsml.scheduler.inventory)
     # instead of this machine's: how tests and benchmarks get many GPUs on a machine with none.
     inventory: Path | None = None
+    # The scheduler's policy (policy.yaml: fair-share weights, GPU quotas, credits, reservations,
+    # preemption; nsml.scheduler.policy_file). None: NSML_POLICY, else fair share with no limits.
+    policy: Path | None = field(default_factory=lambda: Path(os.environ["NSML_POLICY"]) if os.environ.get("NSML_POLICY") else None)
     # A running session whose supervisor has not reported in this long is lost (its heartbeat
     # comes every few seconds; a server that was away itself waits this long again after start).
     heartbeat_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_HEARTBEAT_TIMEOUT", 30)))
@@ -41,6 +44,9 @@ class Settings:
     # How long a relaunched script (submit, infer) may take to reach nsml.paused(), and how long
     # a dataset's evaluation.py may run. Environment overrides, for tests and slow models.
     paused_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_PAUSED_TIMEOUT", 300)))
+    # Stop-and-go (nsml pause, preemption): how long a session asked to pause may take to save
+    # its checkpoint and end before it is stopped the normal way (nsml.server.pausing).
+    pause_grace: float = field(default_factory=lambda: float(os.environ.get("NSML_PAUSE_GRACE", 60)))
     evaluation_timeout: float = field(default_factory=lambda: float(os.environ.get("NSML_EVALUATION_TIMEOUT", 600)))
     # The memory a sandboxed evaluation.py may use (MiB); it also gets at most EVALUATION_PIDS processes.
     evaluation_memory_mb: int = field(default_factory=lambda: int(os.environ.get("NSML_EVALUATION_MEMORY_MB", 4096)))

@@ -15,6 +15,7 @@ from several threads (and, on PostgreSQL, from several server processes).
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from nsml.core.accounting import Span
 from nsml.core.entities import (
     AuditEntry, BoardRow, Checkpoint, Dataset, FileEntry, MetricPoint, Session, SessionEvent, Submission, Team, Token,
     UsageSample, User,
@@ -66,7 +67,7 @@ class SessionStore(Protocol):
                        code: list[FileEntry] | int, kind: SessionKind = SessionKind.NORMAL, source: str = "",
                        source_checkpoint: str = "", shm_size: int = 0, batch_size: int = 0, team: str = "",
                        visibility: str = "team", priority: int = 0, time_limit: float | None = None,
-                       gpu_model: str = "") -> Session:
+                       gpu_model: str = "", preemptible: bool = False) -> Session:
         """A new queued session, numbered N+1 of OWNER/DATASET (numbers are never reused, even
         after removals). `code`: the uploaded files, or a relaunch's source code fileset (shared)."""
 
@@ -87,13 +88,28 @@ class SessionStore(Protocol):
         """(how many match, one page newest first); `q` matches name, memo and arguments, case
         aside; `where_tree`, a query (nsml.core.query.parse's tree), narrows them further."""
 
-    def move_session(self, session_id: int, new: Status, **fields) -> Session | None:
+    def move_session(self, session_id: int, new: Status, note: str | None = None, **fields) -> Session | None:
         """Change status when nsml.core.states allows it from the current one (fields set with
-        it, one event recorded); None when it does not: a late report never revives a session."""
+        it, one event recorded, its note `note` or else the error); None when it does not: a
+        late report never revives a session."""
 
     def start_attempt(self, session_id: int, resumed_from: str, log_offset: int, note: str) -> Session | None:
         """`nsml resume`: queue a resumable session again as its next attempt, same name; None
-        if its status does not allow it (any more)."""
+        if its status does not allow it (any more). The stop-and-go fields start afresh."""
+
+    def request_pause(self, session_id: int, kind: str, at: float, note: str) -> Session | None:
+        """Stop-and-go: record a pause or preemption (PauseRequest) of a running session, `note`
+        in its history; None if it is not running. A pending request is kept as it is (so
+        `pause_requested_at == at` tells a new one), except that 'pause' outranks 'preempt'."""
+
+    def clear_pause_request(self, session_id: int, note: str = "") -> Session:
+        """Forget the pending request (the library's report of it stays), `note` in the history."""
+
+    def pause_queued(self, session_id: int, note: str) -> Session | None:
+        """Pause a session that has not started; None if it is not queued (any more)."""
+
+    def requeue_paused(self, session_id: int, note: str) -> Session | None:
+        """Queue again a session paused before it started, as the same attempt; None otherwise."""
 
     def set_memo(self, session_id: int, memo: str) -> Session: ...
 
@@ -232,6 +248,13 @@ class RunsStore(Protocol):
 
 
 @runtime_checkable
+class AccountingStore(Protocol):
+    def usage_spans(self, since: float, holders: Iterable[str] | None = None) -> list[Span]:
+        """Attempts that held GPUs and ended after `since`, and the running ones (ended None);
+        with `holders` (user names, `team:NAME`), only those charged to one of them."""
+
+
+@runtime_checkable
 class BoardStore(Protocol):
     def create_submission(self, dataset: str, owner: str, session: str, checkpoint: str, test: bool,
                           runner_id: int) -> Submission: ...
@@ -256,6 +279,9 @@ class BoardStore(Protocol):
     def test_submit_times(self, dataset: str, owner: str, since: float) -> list[float]: ...
 
     def list_submissions(self, dataset: str, owner: str | None = None, limit: int = 100) -> list[Submission]: ...
+
+    def submissions_of(self, sessions: Iterable[str] = (), runner_ids: Iterable[int] = ()) -> list[Submission]:
+        """Those of these sessions' checkpoints and those these submit sessions ran, oldest first."""
 
     def board(self, dataset: str, order: str, every: bool = False, scoring: str | None = None) -> list[BoardRow]:
         """Ranked: each owner's best (ties: the earlier), or every one; never a test submit."""
@@ -320,15 +346,21 @@ class AuditStore(Protocol):
 
 @runtime_checkable
 class UsageStore(Protocol):
-    def add_usage(self, session_id: int, at: float, cpu: float, memory: int, gpus: list[dict[str, Any]]) -> None: ...
+    def add_usage(self, session_id: int, at: float, cpu: float, memory: int, gpus: list[dict[str, Any]],
+                  final: bool = False) -> None:
+        """`final`: the run's end summary (UsageSample.final), not a reading of one moment."""
 
     def usage(self, session_id: int, since: float = 0.0) -> list[UsageSample]:
         """Oldest first."""
 
+    def latest_usage(self, session_ids: list[int], since: float = 0.0) -> dict[int, UsageSample]:
+        """Each session's newest sample after `since`; sessions without one are left out."""
+
     def drop_usage(self, session_id: int) -> None: ...
 
     def thin_usage(self, before: float, spacing: float) -> int:
-        """Of samples before `before`, keep the first of each `spacing` seconds; returns how many went."""
+        """Of samples before `before`, keep the first of each `spacing` seconds and every final
+        one; returns how many went."""
 
 
 @runtime_checkable
@@ -361,12 +393,12 @@ class ClickStore(Protocol):
 
 
 CAPABILITIES = (FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, RunsStore, BoardStore,
-                IdentityStore, AuditStore, UsageStore, LeaseStore, ClickStore)
+                IdentityStore, AuditStore, UsageStore, LeaseStore, ClickStore, AccountingStore)
 
 
 @runtime_checkable
 class Store(FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, RunsStore, BoardStore, IdentityStore,
-            AuditStore, UsageStore, LeaseStore, ClickStore, Protocol):
+            AuditStore, UsageStore, LeaseStore, ClickStore, AccountingStore, Protocol):
     """Everything the server needs of its metadata store."""
 
     def close(self) -> None: ...

@@ -180,6 +180,7 @@ def plans(s: Seed) -> dict[str, Plan]:
     ses = "/api/sessions/{owner}/{dataset}/{number}"
     p = {
         "GET /api/health": Plan(), "GET /api/whoami": Plan(), "GET /api/resources": Plan(), "GET /api/credit": Plan(),
+        "GET /api/usage": Plan(None, {"days": 7, "all": True}),
         "POST /api/datasets/{name}": Plan({"name": "fz-new"}, {"force": True, "leaderboard": True}, dataset_tar, 1),
         "GET /api/datasets/{name}": Plan(board), "GET /api/datasets": Plan(),
         "PATCH /api/datasets/{name}": Plan({"name": "fz-change"}, body={"description": "changed", "submit_interval": 5}, stage=1),
@@ -194,6 +195,8 @@ def plans(s: Seed) -> dict[str, Plan]:
         "DELETE /api/sessions": Plan(None, {"pattern": [s.spare], "force": True}, stage=3),
         f"GET {ses}": Plan(trained),
         f"POST {ses}/stop": Plan(path_of(s.queued), stage=2),
+        # Its script binds a save: the pinned case pauses it (after exec and sh have used it running).
+        f"POST {ses}/pause": Plan(path_of(s.running), stage=3),
         f"PATCH {ses}/memo": Plan(trained, body={"memo": "fuzzed"}, stage=1),
         f"POST {ses}/tags": Plan(trained, body={"add": ["fuzzed"], "remove": ["old"]}, stage=1),
         f"GET {ses}/tags": Plan(trained),

@@ -78,6 +78,7 @@ def control_calls(s: str) -> list[tuple[str, str, dict]]:
         ("POST", f"/api/sessions/{s}/stop", {}), ("PATCH", f"/api/sessions/{s}/memo", {"json": {"memo": "mine now"}}),
         ("DELETE", f"/api/sessions/{s}/checkpoints", {"params": {"pattern": "*"}}),
         ("POST", f"/api/sessions/{s}/fork", {}), ("POST", f"/api/sessions/{s}/resume", {}),
+        ("POST", f"/api/sessions/{s}/pause", {}),
         ("POST", f"/api/sessions/{s}/submit", {"params": {"checkpoint": "1"}}),
         ("POST", f"/api/sessions/{s}/infer-session", {}), ("POST", f"/api/sessions/{s}/infer", {"json": {"data": [1]}}),
         ("POST", f"/api/sessions/{s}/exec", {"json": {"code": "1"}}), ("POST", f"/api/sessions/{s}/sh", {"json": {"command": "id"}}),
@@ -198,3 +199,10 @@ def test_users_teams_tokens_and_logins(world, server):
     assert {t["label"] for t in listed} >= {"first", "laptop", "login"} and all("token" not in t for t in listed)
     actions = {e["action"] for e in alice.get("/api/audit", params={"limit": 1000}).json()}
     assert {"user add", "team add", "team join", "login", "login failed", "token revoke", "password", "token use"} <= actions
+
+
+def test_whoami_says_who_is_an_admin_and_in_which_teams(world):
+    """What the web's admin-only links read: alice is the server's admin, carol is in vision."""
+    me = {who: world[who].get("/api/whoami").json() for who in ("alice", "bob", "carol", "eve")}
+    assert [me[w]["admin"] for w in ("alice", "bob", "carol", "eve")] == [True, False, False, False]
+    assert me["carol"]["teams"] == ["vision"] and "vision" in me["bob"]["teams"] and me["eve"]["teams"] == ["nlp"]

@@ -210,7 +210,8 @@ def test_save_on_platform_writes_the_directory_then_the_line(spool, workdir):
         nsml.save(1)                                   # same name again: a new directory
         nsml.save('best')
     ''', workdir, NSML_SPOOL=spool, NSML_IS_ON_NSML=1)
-    lines = read_journal(spool)
+    ready, *lines = read_journal(spool)  # bind's line first: the session may be paused (nsml.client.stopgo)
+    assert (ready['k'], ready['e']) == ('g', 'ready')
     assert [(l['k'], l.get('step'), l.get('name')) for l in lines] == [
         ('m', 0, None), ('m', 1, None), ('c', None, '1'), ('m', 2, None), ('c', None, '1'),
         ('c', None, 'best')]
@@ -240,7 +241,7 @@ def test_failed_save_on_platform_leaves_no_directory_and_no_line(spool, workdir)
             print('raised', exc)
     ''', workdir, NSML_SPOOL=spool)
     assert proc.stdout == 'raised boom\n'
-    assert [l['k'] for l in read_journal(spool)] == ['m']
+    assert [l['k'] for l in read_journal(spool)] == ['g', 'm']  # bind's "ready" line, the report
     assert os.listdir(os.path.join(spool, 'checkpoints')) == []
 
 

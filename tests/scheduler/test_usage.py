@@ -1,5 +1,6 @@
 """Usage sampling against real processes: a busy child in its own process group, read from
-/proc, written to a real SQLite store; the zombie rule; thinning of old samples."""
+/proc, written to a real SQLite store; the zombie rule; thinning of old samples; the end of a
+run, from the user process reaped with its resource usage to a real session's end sample."""
 
 import os
 import signal
@@ -14,6 +15,7 @@ from nsml.core.resources import Resources
 from nsml.core.states import Status
 from nsml.scheduler.usage import GroupCpu, NvmlReader, UsageSampler, processes_by_group, zombie_gpus, read_stat
 from nsml.store.sql import open_store
+from tests.conftest import cli_in, start_session, write_project
 
 BUSY = """
 import os, sys, time
@@ -174,3 +176,79 @@ def test_old_samples_are_thinned_to_one_a_minute(store):
     assert deleted == 60 - 6
     assert kept[:6] == [1000.0, 1020.0, 1080.0, 1140.0, 1200.0, 1260.0]  # first of each minute (1000/60 = 16.7)
     assert kept[6:] == [1000.0 + t for t in range(300, 600, 5)]  # recent ones untouched
+
+
+def test_end_samples_place_the_early_reading_and_the_final_summary():
+    from nsml.scheduler.usage import end_samples
+
+    report = {"cpu_seconds": 0.5, "wall_seconds": 2.0, "peak_memory": 30 << 20, "first": {"ago": 3.0, "cpu": 95.0, "memory": 9 << 20}}
+    first, last = end_samples(report, started=100.0, ended=104.5, now=105.0)
+    assert (first.at, first.cpu, first.memory, first.final) == (102.0, 95.0, 9 << 20, False)
+    assert (last.at, last.cpu, last.memory, last.final) == (104.5, 25.0, 30 << 20, True)  # 0.5 s of CPU in 2 s: 25 %
+    # A skewed or absurd `ago` stays inside the attempt; one that lands on the end is dropped.
+    assert end_samples({**report, "first": {**report["first"], "ago": 1e6}}, 100.0, 104.5, 105.0)[0].at == 100.0
+    assert [s.final for s in end_samples({**report, "first": {**report["first"], "ago": 0.0}}, 100.0, 104.5, 105.0)] == [True]
+    assert [s.final for s in end_samples({**report, "first": None}, 100.0, 104.5, 105.0)] == [True]
+    assert end_samples({**report, "wall_seconds": 0.0, "first": None}, 100.0, 100.0, 100.0)[0].cpu == 0.0  # no division by 0
+    assert end_samples(None, 100.0, 104.5, 105.0) == []  # an older supervisor's report
+
+
+def test_the_zombie_rule_ignores_end_of_run_summaries():
+    now = 100_000.0
+    idle = [UsageSample(now - t, 5.0, 1, [gpu(0, 0.0)]) for t in range(3700, -1, -60)]
+    summary = UsageSample(now - 1800, 50.0, 1, [], final=True)  # an earlier attempt's end: no GPU figures
+    assert zombie_gpus(sorted([*idle, summary], key=lambda s: s.at), 3600, now=now) == [0]
+
+
+SPIN_THEN_EXIT = """
+import os, time
+ballast = bytearray(48 << 20)
+for i in range(0, len(ballast), 4096):
+    ballast[i] = 1
+if os.fork() == 0:  # a child the parent waits for: its CPU counts too
+    while time.process_time() < 0.3:  # CPU seconds, not wall time: the machine may be busy
+        pass
+    os._exit(0)
+while time.process_time() < 0.3:
+    pass
+os.wait()
+"""
+
+
+def test_the_user_process_is_reaped_with_its_resource_usage(tmp_path):
+    """userproc.Plain as the supervisor drives it: poll until the end, then the run's totals."""
+    from nsml.scheduler import userproc
+
+    spec = {"argv": [sys.executable, "-c", SPIN_THEN_EXIT], "workdir": str(tmp_path), "env": dict(os.environ)}
+    with open(tmp_path / "log", "ab") as log:
+        proc = userproc.Plain(spec, log, None)
+    assert proc.usage() is None  # not ended yet
+    deadline = time.monotonic() + 60
+    while proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert proc.poll() == 0 and proc.proc.returncode == 0  # Popen knows it ended too
+    totals = proc.usage()
+    assert totals["cpu_seconds"] >= 0.6  # the parent's 0.3 s of CPU and its child's
+    assert totals["wall_seconds"] >= 0.3 and totals["cpu_seconds"] <= 2 * totals["wall_seconds"] + 0.5
+    assert totals["peak_memory"] > 48 << 20  # the touched ballast, in bytes (ru_maxrss is in KiB)
+
+
+def test_a_one_second_session_ends_with_a_sample_at_its_start_and_one_at_its_end(server, tmp_path):
+    """A real session through the real server (sandboxed where bubblewrap works): the scheduler's
+    sampler may or may not see a process this short; the supervisor's exit report always holds
+    a reading of its start and the run's summary, which the server stores at the end time."""
+    cli = cli_in(server, tmp_path / "work")
+    write_project(cli.cwd, "import time\nblob = bytearray(32 << 20)\nfor i in range(0, len(blob), 4096):\n    blob[i] = 1\n"
+                           "time.sleep(1)\n")
+    name = start_session(cli, "-c", "0.5", "--memory", "512M")
+    ended = server.wait(name)
+    assert ended["status"] == "exited", ended
+    usage = server.api.get(f"/api/web/sessions/{name}/info").json()["usage"]
+    assert len(usage["at"]) >= 2, usage
+    assert usage["final"][-1] is True and not any(usage["final"][:-1])
+    assert usage["at"][-1] == ended["ended"]  # the end sample is dated at the session's end
+    assert ended["started"] <= usage["at"][0] < ended["ended"]
+    assert usage["memory"][-1] > 32 << 20  # the peak, the touched bytes in it
+    assert 0 <= usage["cpu"][-1] < 100  # mostly asleep: an average over the run, far below one core
+    assert all(m > 0 for m in usage["memory"])

@@ -3,9 +3,7 @@
 import httpx
 import pytest
 
-from nsml.core.entities import Session, UsageSample
-from nsml.core.resources import Resources
-from nsml.core.states import Status
+from nsml.core.entities import UsageSample
 from nsml.scheduler.usage import zombie_gpus
 from nsml.server.web.compare import parse_args, side_by_side, split_args
 from tests.conftest import push_dataset, start_session, write_project
@@ -82,7 +80,8 @@ def test_info_has_status_history_params_and_usage(srv, two):
     info = srv.api.get(f"/api/web/sessions/{a}/info").json()
     assert info["session"]["name"] == a and info["params"] == {"lr": "0.1", "epochs": "3"}
     assert [e["status"] for e in info["events"]][:1] == ["queued"] and info["events"][-1]["status"] == "exited"
-    assert set(info["usage"]) == {"at", "cpu", "memory", "gpus"} and info["zombie"] == []
+    assert set(info["usage"]) == {"at", "cpu", "memory", "gpus", "final"} and info["zombie"] == []
+    assert info["usage"]["final"][-1:] == [True]  # the run's end sample, from its supervisor's exit report
 
 
 def test_diff_shows_changed_code_side_by_side_and_differing_args(srv, two):
@@ -146,4 +145,5 @@ def test_info_returns_usage_over_time_per_gpu(srv, two):
     finally:
         store.close()
     usage = srv.api.get(f"/api/web/sessions/{b}/info").json()["usage"]
-    assert usage["cpu"] == [50.0, 51.0, 52.0] and usage["gpus"]["0"]["util"] == [0, 10, 20]
+    # First, older than the session's own samples (its start and end, from the real run).
+    assert usage["cpu"][:3] == [50.0, 51.0, 52.0] and usage["gpus"]["0"]["util"] == [0, 10, 20]

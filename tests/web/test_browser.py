@@ -121,6 +121,33 @@ def test_a_shared_link_reproduces_the_view(srv, page, pair):
         other.close()
 
 
+NOTE = """## Why wide
+Tried **hidden 256**: `val/acc` up, see [the board](/datasets/webb) and *not* [this](javascript:alert(1)).
+
+- one <img src=x onerror="window.pwned=1">
+- two
+"""
+
+
+def test_the_note_is_written_and_read_as_markdown_that_cannot_inject_markup(srv, page, pair):
+    a, _ = pair
+    page.goto(f"{srv.url}/sessions/{a}?tab=info")
+    page.click("#note-edit")
+    page.fill("#note", NOTE)
+    page.click("#note-save")
+    view = page.locator("#note-view")
+    view.locator("h5").wait_for()  # "## " under the Info tab's h3s
+    assert view.locator("h5").inner_text() == "Why wide"
+    assert view.locator("strong").inner_text() == "hidden 256" and view.locator("code").inner_text() == "val/acc"
+    assert [view.locator("li").nth(i).inner_text() for i in range(2)] == ['one <img src=x onerror="window.pwned=1">', "two"]
+    links = view.locator("a")
+    assert links.count() == 1 and links.get_attribute("href") == "/datasets/webb"  # javascript: stays text
+    assert view.locator("img").count() == 0 and page.evaluate("window.pwned") is None
+    assert srv.api.get(f"/api/sessions/{a}/note").json()["note"] == NOTE
+    page.reload()
+    page.locator("#note-view strong").wait_for()  # kept, and shown rendered on the next visit
+
+
 def test_the_dataset_page_reads_a_leaderboard(srv, page, tmp_path):
     from tests.cli.test_relaunch import PROJECT, write_board_dataset
 
@@ -138,6 +165,27 @@ def test_the_dataset_page_reads_a_leaderboard(srv, page, tmp_path):
     page.get_by_role("button", name="all submissions").click()
     page.locator("table.board tbody tr").first.wait_for()
     assert "all=1" in page.url
+
+    # The submitted checkpoint says so, with the board's score, in its JSON and on its tab;
+    # the submit session's row in the runs table names the checkpoint and the score too.
+    http = srv.api
+    score = http.get("/api/datasets/webboard/board").json()["rows"][0]["score"]
+    ckpts = {c["name"]: c for c in http.get(f"/api/sessions/{source}/checkpoints").json()}
+    runs = http.get("/api/runs", params={"q": "dataset:webboard kind:submit", "detail": "true"}).json()["rows"]
+    assert [(x["status"], x["score"], x["test"]) for x in ckpts["2"]["submissions"]] == [("scored", score, False)]
+    assert all(not c["submissions"] for name, c in ckpts.items() if name != "2")
+    runner = ckpts["2"]["submissions"][0]["runner"]
+    assert [r["name"] for r in runs] == [runner] and runs[0]["session"]["submission"]["score"] == score
+    page.goto(f"{srv.url}/sessions/{source}?tab=checkpoints")
+    cell = page.locator("tr[data-checkpoint='2'] td.submitted a.submission-scored")
+    cell.wait_for()
+    assert cell.get_attribute("href") == f"/sessions/{runner}"
+    shown = float(cell.inner_text().split()[1])
+    assert abs(shown - score) <= 1e-3 * max(1.0, abs(score))  # as NSML.fmt.num rounds it
+    page.goto(f"{srv.url}/datasets/webboard?tab=sessions")
+    lineage = page.locator(f"table.runs-table tr[data-session='{runner}'] td[data-col='lineage']")
+    lineage.wait_for()
+    assert source in lineage.inner_text() and "@ 2" in lineage.inner_text() and "score" in lineage.inner_text()
 
 
 def test_the_private_scope_shows_only_your_sessions(srv, page, pair, tmp_path):

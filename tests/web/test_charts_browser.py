@@ -166,8 +166,8 @@ def test_grouping_by_a_parameter_draws_one_mean_and_band_per_group(srv, page, ru
 
 
 def test_the_info_memory_chart_of_an_idle_process_starts_at_zero(srv, page, runs):
-    """A session of one second has no usage samples, so the server's answer gets three (a
-    stand-in, named as such: the real route, with `usage` replaced) reading 0 bytes."""
+    """The server's answer gets three samples (a stand-in, named as such: the real route, with
+    `usage` replaced, without the `final` flags an older server leaves out) reading 0 bytes."""
     import json
 
     def with_samples(route):
@@ -181,7 +181,7 @@ def test_the_info_memory_chart_of_an_idle_process_starts_at_zero(srv, page, runs
     memory = "#main .panel[data-key$='Memory']"
     page.wait_for_function(f"() => document.querySelector(\"{memory}\")?._fullLayout?.yaxis")
     assert page.evaluate(f"document.querySelector(\"{memory}\")._fullLayout.yaxis.range") == [0, 1]  # not [-0.5, 0.5]
-    assert page.locator(f"{memory} .g-ytitle").text_content() == "GB"
+    assert page.locator(f"{memory} .g-ytitle").text_content() == "MB resident"  # a unit that fits: 0 is not 0.00 GB
     cpu = page.evaluate("document.querySelector(\"#main .panel[data-key$='CPU']\")._fullLayout.yaxis.range")
     assert cpu[0] == 0 and cpu[1] >= 30
     shot(page, "info-usage")

@@ -4,11 +4,15 @@ real server on a declared inventory (two nodes, six GPUs that are not there; doc
 Sessions hold GPUs until their gate file appears (conftest.open_gate), more are started than
 fit, so some queue: the page must show each node with its holders on the right GPU tiles, the
 utilisation fed through the inventory's feed, and the queue with the scheduler's reasons; the
-sessions list a queued session's place and reason and a running one's zombie marker. Every wait
-is for a condition (Playwright's own, or a deadline loop), never a sleep before an assert.
+sessions list a queued session's place and reason and a running one's zombie marker. What a
+session reserved and what it uses (its latest usage sample) are told apart in the API and on
+the page, with sensible words where no sample exists; a run of a second has its start and end
+samples on its Info tab. Every wait is for a condition (Playwright's own, or a deadline loop),
+never a sleep before an assert.
 """
 
 import json
+import re
 
 import pytest
 
@@ -32,7 +36,13 @@ while not os.path.exists("gate"):
 """
 SMALL = ("-c", "0.5", "--memory", "256M")
 ZOMBIE_AFTER = 8  # seconds at 0 % before a held GPU flags its session (samples every 5 s)
-
+SHORT = """\
+import time
+blob = bytearray(24 << 20)
+for i in range(0, len(blob), 4096):
+    blob[i] = 1
+time.sleep(1)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +92,44 @@ def feed(srv: Server, node: str, gpu: int, util: float, memory_used: int) -> Non
 
 def gpu_ids(s: dict) -> list[int]:
     return [int(g) for g in s["gpu_ids"].split(",") if g.strip()]
+
+
+def test_a_one_second_run_has_its_start_and_end_samples_on_its_info_tab(srv, page, tmp_path_factory):
+    """First in this module, before `held` takes every GPU: a run of a second (the default
+    one GPU, half a CPU)."""
+    cli = Cli(clean_env(srv.home), write_project(tmp_path_factory.mktemp("resources-short") / "code", SHORT))
+    name = start_session(cli, *SMALL)
+    ended = srv.wait(name)
+    assert ended["status"] == "exited", ended
+    usage = srv.api.get(f"/api/web/sessions/{name}/info").json()["usage"]
+    assert len(usage["at"]) >= 2 and usage["final"][-1] and not usage["final"][0], usage
+
+    page.goto(f"{srv.url}/sessions/{name}?tab=info")
+    memory = "#main .panel[data-key$='Memory']"
+    page.wait_for_function(f"() => document.querySelector(\"{memory}\")?._fullLayout?.yaxis")
+    # Some tens of MB: in MB, not 0.02 GB; the axis says what the figure is.
+    assert page.locator(f"{memory} .g-ytitle").text_content() == "MB resident"
+    assert page.locator("#main .panel[data-key$='CPU'] .g-ytitle").text_content() == "% of one core"
+    # The end sample is a marker of its own, its meaning in the legend (and its tooltip).
+    legend = page.locator(f"{memory} .legendtext").all_text_contents()
+    assert legend == ["sampled", "end of run (peak of its largest process)"], legend
+    assert page.locator("#main .panel[data-key$='CPU'] .legendtext").all_text_contents()[-1] == "end of run (average over the run)"
+    traces = page.evaluate(f"document.querySelector(\"{memory}\").data.map(t => [t.name, t.y.length, t.mode])")
+    assert traces[1] == ["end of run (peak of its largest process)", 1, "markers"], traces
+    peak = page.evaluate(f"document.querySelector(\"{memory}\").data[1].y[0]")
+    assert peak == pytest.approx(usage["memory"][-1] / 2 ** 20) and peak > 24
+    assert "NaN" not in page.locator("#main").inner_text()
+    page.locator("#main .panels").screenshot(path=str(srv.home.parent / "info-short-run.png"))
+
+
+def in_use_everywhere(srv: Server, names: list[str]) -> dict:
+    """The resources API's answer once every one of `names` has a usage sample (the sampler
+    takes one about a second after a session starts, then every 5 s)."""
+    def ready():
+        r = srv.api.get("/api/resources").json()
+        uses = {h["session"]: h["in_use"] for h in r["holders"]}
+        return r if all(uses.get(n) for n in names) else None
+    return wait_for(ready, "a usage sample of every running session", timeout=40, every=0.5)
 
 
 def test_the_resources_page_shows_nodes_gpu_holders_utilisation_and_the_queue(srv, page, held):
@@ -140,6 +188,72 @@ def test_the_resources_page_shows_nodes_gpu_holders_utilisation_and_the_queue(sr
     page.screenshot(path=str(srv.home.parent / "resources.png"), full_page=True)
 
 
+def test_reserved_and_in_use_are_told_apart_per_session_per_node_and_in_total(srv, page, held):
+    running = [held["three"], held["pair"], held["one"]]
+    r = in_use_everywhere(srv, running)
+    # The API: a request is a reservation (`reserved`, and `used` its older name); `in_use` is sampled.
+    assert r["reserved"] == r["used"] == {"cpus": 1.5, "memory": 3 * (256 << 20), "gpus": 6}
+    assert r["in_use"]["sessions"] == r["in_use"]["sampled"] == 3
+    for h in r["holders"]:
+        assert (h["cpus"], h["memory"]) == (0.5, 256 << 20)  # what it asked for, as before
+        use = h["in_use"]
+        assert 0 <= use["cpus"] < 2 and 0 < use["memory"] < 256 << 20  # a waiting script: a little CPU, some MB
+        assert use["at"] >= h["started"]
+    assert r["in_use"]["memory"] == sum(h["in_use"]["memory"] for h in r["holders"])
+    for n in r["nodes"]:
+        mine = [h for h in r["holders"] if h["node"] == n["name"]]
+        assert n["reserved"] == n["used"] and n["reserved"]["cpus"] == 0.5 * len(mine)
+        assert n["in_use"]["sessions"] == n["in_use"]["sampled"] == len(mine)
+        assert n["in_use"]["memory"] == sum(h["in_use"]["memory"] for h in mine)
+    assert sum(o["in_use"]["sessions"] for o in r["owners"]) == 3 and r["owners"][0]["cpus"] == 1.5
+
+    # The page: every figure says which it is.
+    page.goto(f"{srv.url}/resources")
+    rows = page.locator("table.holders tbody tr")
+    rows.first.wait_for()
+    for name in running:
+        row = page.locator(f"table.holders tr[data-holder='{name}']")
+        assert re.fullmatch(r"0\.5 reserved · (< 0\.01|\d+(\.\d+)?) in use", row.locator("td.cpus").inner_text()), row.inner_text()
+        assert re.fullmatch(r"256\.0 MB reserved · [\d.]+ (KB|MB) in use", row.locator("td.memory").inner_text()), row.inner_text()
+    pair = page.locator(f"table.holders tr[data-holder='{held['pair']}'] td").nth(3)
+    wait_for(lambda: "0 (71 %, 8.00 GB)" in pair.inner_text(), "the fed GPU reading in the pair's row", timeout=20)
+    meters = page.locator(".meters .meter")
+    assert re.search(r"^CPUs 1\.5 of 16 reserved · (< 0\.01|\d+(\.\d+)?) in use$", meters.nth(0).inner_text())
+    assert re.search(r"^Memory 768\.0 MB of 32\.0 GB reserved · [\d.]+ MB in use$", meters.nth(1).inner_text())
+    assert meters.nth(2).inner_text() == "GPUs 6 of 6 reserved"
+    bars = page.locator("section.node[data-node='gpu-b'] .node-bars").inner_text()
+    assert "CPU 0.5 / 8 reserved" in bars and re.search(r"Mem [\d.]+ / 16 GB reserved", bars) and bars.count(" in use") == 2
+    owners = page.locator("table.owners tbody tr").first.inner_text()
+    assert "1.5 reserved · " in owners and "768.0 MB reserved · " in owners
+    assert "NaN" not in page.locator("#resources").inner_text() and "undefined" not in page.locator("#resources").inner_text()
+    page.screenshot(path=str(srv.home.parent / "resources-in-use.png"), full_page=True)
+
+
+def test_without_usage_samples_the_page_says_so_rather_than_a_figure(srv, page, held):
+    """No sample yet (a session that just started): the server's real answer with its `in_use`
+    figures taken out (a stand-in, named as such), as it is in the first second of a session."""
+    def unsampled(route):
+        r = route.fetch().json()
+        for h in r["holders"]:
+            h["in_use"] = None
+        for part in [r, *r["nodes"], *r["owners"]]:
+            part["in_use"] = {**part["in_use"], "cpus": 0, "memory": 0, "sampled": 0}
+        r["owners"][0].pop("in_use")  # and an answer without the field at all (an older server)
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(r))
+
+    page.route("**/api/resources", unsampled)
+    page.goto(f"{srv.url}/resources")
+    page.locator("table.holders tbody tr").first.wait_for()
+    cells = page.locator("table.holders td.cpus").all_inner_texts() + page.locator("table.holders td.memory").all_inner_texts()
+    assert len(cells) == 6 and all(c.endswith("reserved · in use: no sample yet") for c in cells), cells
+    assert page.locator(".meters .meter").nth(0).inner_text() == "CPUs 1.5 of 16 reserved · in use: no samples yet"
+    assert page.locator(".meters .meter .in-use").count() == 0  # no band drawn for a figure not known
+    assert "in use: no samples yet" in page.locator("section.node[data-node='gpu-a'] .node-bars").inner_text()
+    assert page.locator("table.owners td.cpus").first.inner_text() == "1.5 reserved · in use: no sample yet"
+    text = page.locator("#resources").inner_text()
+    assert "NaN" not in text and "undefined" not in text
+
+
 def test_the_sessions_list_shows_queue_reasons_and_zombie_gpus(srv, page, held):
     first = held["queued"][0]
     reason = srv.session(first)["queue_reason"]
@@ -191,3 +305,22 @@ def test_lost_and_paused_sessions_have_their_own_badges(srv, page, held):
         document.querySelector(`.badge.st-${st}`)).backgroundColor)""")
     assert len(set(colours)) == 3, colours
     assert page.locator("label.chk", has_text="lost").count() == 1  # a status filter for each
+
+
+def test_fair_share_standing_usage_and_credits_are_on_the_page(srv, page, held):
+    """alice holds all six GPUs: her standing says so (share 100 % of the GPUs, 2 queued); her
+    week of GPU-hours includes today (the one-second run and these); this server has no credit
+    rules, and says so."""
+    r = srv.api.get("/api/resources").json()
+    mine = next(s for s in r["standing"] if s["holder"] == "alice")
+    assert (mine["gpus"], mine["queued"], mine["weight"], mine["max_gpus"]) == (6, 2, 1.0, None) and mine["share"] == 1.0
+    assert r["policy"] == {"order": "fair", "credits": False}
+    page.goto(f"{srv.url}/resources")
+    row = page.locator("table.standing tr[data-holder='alice']")
+    row.wait_for()
+    assert [c.strip() for c in row.locator("td").all_inner_texts()] == ["alice", "100.0 %", "1", "6", "2"]
+    usage = page.locator("table.usage tr[data-holder='alice'] td")
+    usage.first.wait_for()
+    today = usage.nth(7).inner_text()  # holder, 6 earlier days, today, total
+    assert today != "·" and float(today) > 0 and float(usage.nth(8).inner_text()) >= float(today)
+    assert "Credits: off (this server does not limit GPU time)" in page.inner_text("#main")

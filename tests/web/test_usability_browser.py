@@ -27,8 +27,9 @@ def test_views_leaves_and_clicks_are_recorded_and_summarised(page, srv):
     assert pages["home"]["mean_seconds"] is not None
     assert {"page": "home", "control": "theme", "clicks": 1} in summary["controls"]
     assert {"from": "home", "to": "resources", "count": 1} in summary["moves"]
-    page.goto(f"{srv.url}/usability")
+    page.click("#top nav a[data-nav='usability']")  # an admin's link, shown where analytics are on
     page.wait_for_selector("h1:has-text('Usability')")
+    assert "on" in page.get_attribute("#top nav a[data-nav='usability']", "class")
     text = page.inner_text("#main")
     assert "Pages" in text and "Back and forth" in text and "resources" in text
     assert srv.url not in text and "alice/" not in text  # kinds of page only
@@ -45,6 +46,8 @@ def test_a_server_that_did_not_opt_in_sends_nothing(browser, tmp_path_factory):
         pg.goto(f"{plain.url}/login?token={plain.token}")
         pg.wait_for_selector("#main >> text=/No sessions|Session/")
         assert pg.evaluate("document.body.dataset.analytics") == "off"
+        pg.wait_for_selector("#me:not(:empty)")  # whoami answered: the nav is complete
+        assert pg.locator("#top nav a[data-nav='usability']").count() == 0
         pg.click("#theme")
         pg.goto(f"{plain.url}/resources")
         pg.wait_for_timeout(300)

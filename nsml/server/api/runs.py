@@ -13,6 +13,7 @@ from nsml.core import params as p
 from nsml.core import query as runs_query
 from nsml.core.params import Value
 from nsml.core.policy import Actor, session_scope
+from nsml.core.states import SUBMIT_KINDS
 
 from ..auth import current_actor
 from ..bounds import MAX_INT
@@ -99,9 +100,14 @@ def _add_details(st, rows: list[dict[str, Any]]) -> None:
 
     found = st.store.sessions_by_ids([r["id"] for r in rows])
     public = {s.name: s for s in scheduling.public(st, list(found.values()))}
+    submit_ids = [s.id for s in found.values() if s.kind in SUBMIT_KINDS]
+    scored = {x.runner_id: x for x in st.store.submissions_of(runner_ids=submit_ids)}
     for r in rows:
         s = public.get(r["name"])
         r["session"] = {k: getattr(s, k) for k in DETAIL_FIELDS} if s else None
+        x = scored.get(r["id"])
+        if r["session"] is not None and x is not None:  # a submit's lineage: its checkpoint's score
+            r["session"]["submission"] = {"status": x.status.value, "score": x.score, "test": x.test}
 
 
 class RunKey(BaseModel):

@@ -21,8 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from nsml.core.entities import Session
 from nsml.core.errors import Conflict, InvalidInput, StorageFull
 from nsml.core.states import SUBMIT_KINDS, SessionKind, Status, final_status
+from nsml.scheduler.usage import end_samples
 
-from .. import relaunch
+from .. import pausing, relaunch
 from ..auth import supervisor_of
 from ..bounds import MAX_OFFSET, SessionNumber
 from ..schemas import CheckpointPublic, ExitReport, JournalOffset, Offset, SessionPublic
@@ -165,8 +166,23 @@ async def upload_prediction(owner: str, dataset: str, number: SessionNumber, req
 MAX_EXIT_BODY = 2 << 20  # the exit report carries relaunch.json (at most spool.MAX_LINE) and a little more
 
 
+def _inlined(schema: dict) -> dict:
+    """A model's JSON schema with its $defs put in place: a request body given by hand in the
+    OpenAPI document cannot point into $defs of its own."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items()}
+        return [walk(v) for v in node] if isinstance(node, list) else node
+    return walk(schema)
+
+
 @router.post(SESSION + "/exit", response_model=SessionPublic, openapi_extra={
-    "requestBody": {"required": True, "content": {"application/json": {"schema": ExitReport.model_json_schema()}}}})
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _inlined(ExitReport.model_json_schema())}}}})
 async def report_exit(owner: str, dataset: str, number: SessionNumber, request: Request, _session: Session = Depends(supervisor_of)) -> SessionPublic:
     """`ExitReport` as the body, read (bounded) only once the caller is known to be the session's
     supervisor: a declared body would be read whole before any check."""
@@ -194,17 +210,38 @@ def _record_exit(st, owner: str, dataset: str, number: SessionNumber, body: Exit
         error = _exit_text(body.exit_code) + (f": {lines[-1][:300]}" if lines else "")
         if body.reason:  # the supervisor knows better than the last log line (an OOM kill leaves none)
             error = f"{body.reason} ({_exit_text(body.exit_code)})"
-    moved = st.store.move_session(session.id, status, exit_code=body.exit_code, ended=time.time(), error=error)
+    # A session that paused at its checkpoint (nsml pause, preemption) ends paused instead.
+    moved = pausing.end_if_paused(st, session, body.exit_code) \
+        or st.store.move_session(session.id, status, exit_code=body.exit_code, ended=time.time(), error=error)
     if moved is None and session.status == Status.STOPPED:  # stop was recorded first; keep the code
         moved = st.store.record_exit_code(session.id, body.exit_code, session.ended or time.time())
     st.scheduler.wake()
     final = moved or st.store.session_by_id(session.id)
+    _record_end_usage(st, final, body)
     if session.kind != SessionKind.NORMAL and moved is not None:
         relaunch.on_exit(st, final, body.exit_code, body.stopped, body.relaunch)
         final = st.store.session_by_id(session.id)
     if final.outputs_fileset_id is not None:
         st.executor.release_workdir(final)
+    final = pausing.settle(st, final)  # a preempted session is queued again from its checkpoint
     return SessionPublic.of(final)
+
+
+def _record_end_usage(st, session: Session, body: ExitReport) -> None:
+    """The run's start reading and end summary from the supervisor (nsml.scheduler.usage:
+    the process is gone by now, so only its supervisor knows them), dated at the session's
+    end: a second try of the report that got past the credentials check while the first was
+    being recorded finds the summary there and adds nothing."""
+    if body.usage is None or session.ended is None:
+        return
+    if any(u.final and u.at == session.ended for u in st.store.usage(session.id, session.ended - 1.0)):
+        return
+    now = time.time()
+    for sample in end_samples(body.usage.model_dump(), session.started or session.ended, session.ended, now):
+        try:
+            st.store.add_usage(session.id, sample.at, sample.cpu, sample.memory, sample.gpus, final=sample.final)
+        except StorageFull:
+            return  # the exit itself is recorded; its usage is not worth failing it for
 
 
 def _exit_text(code: int) -> str:

@@ -20,7 +20,7 @@ from nsml.core.states import ACTIVE, FINAL, Status
 from nsml.scheduler import admission
 from nsml.scheduler.environments import read_first_line_image
 
-from .. import scheduling
+from .. import pausing, scheduling
 from ..access import controlled_session, dataset_for, readable_session, session_for, session_read_by_caller
 from ..auth import current_actor
 from ..bounds import (MAX_INT, MAX_ITEMS, MAX_LOG_CHUNK, MAX_OFFSET, MAX_TAIL, Args, Count, Cpus, Gpus, Memo, Name,
@@ -45,7 +45,7 @@ async def run_session(
     request: Request, dataset: Name = "", entry: Name = "main.py", args: Args = "", gpus: Gpus = None,
     cpus: Cpus = None, memory: Size = None, memo: Memo = "", shm_size: Size = None,
     team: Name = "", visibility: Name = DEFAULT_VISIBILITY, priority: Name = "normal", time_limit: Seconds = None,
-    gpu_model: Annotated[str, Query(max_length=64)] = "", actor: Actor = Depends(current_actor),
+    gpu_model: Annotated[str, Query(max_length=64)] = "", preemptible: bool = False, actor: Actor = Depends(current_actor),
 ) -> SessionPublic:
     """Body: an uncompressed tar of the code folder. Starts when resources allow (status queued first).
 
@@ -54,8 +54,9 @@ async def run_session(
     at most the session's memory). `team`: the team it belongs to (default: the caller's default
     team), whose members may read it while `visibility` is team; private: its owner (and admins)
     only; public: every user. `priority`: low, normal or high (admins); `time_limit`: seconds
-    after which the platform stops it; `gpu_model`: only GPUs whose model contains this
-    (docs/scheduler.md)."""
+    after which the platform stops it; `gpu_model`: only GPUs whose model contains this;
+    `preemptible`: it may fill idle GPUs and be paused (checkpointed) and requeued when a regular
+    session needs them (docs/scheduler.md)."""
     st = state(request)
     user = actor.name
     dataset = dataset.strip() or naming.NO_DATASET
@@ -83,7 +84,7 @@ async def run_session(
         image = read_first_line_image({f.path: st.blobs.path(f.sha256) for f in files})
         session = st.store.create_session(user, dataset, entry, args, request_res, memo, image, files, shm_size=shm,
                                           team=team, visibility=visibility, priority=rank, time_limit=limit,
-                                          gpu_model=gpu_model)
+                                          gpu_model=gpu_model, preemptible=preemptible)
     except BaseException:
         forget(st.blobs, created)
         raise
@@ -245,11 +246,32 @@ def stop_session(owner: str, dataset: str, number: SessionNumber, request: Reque
     st = state(request)
     if session.status in FINAL:
         raise Conflict(f"Session {session.name} has already {session.status.value}.")
+    if session.pause_requested:  # a stop outranks a pause (or preemption) under way: it is not queued again
+        st.store.clear_pause_request(session.id, f"stopped by {actor.name} while it was being paused")
     if session.status == Status.QUEUED or not st.executor.stop(session):
         st.store.move_session(session.id, Status.STOPPED, ended=time.time())
         st.scheduler.wake()
     st.audit(actor.name, "stop", session.name)
     return SessionPublic.of(st.store.session_by_id(session.id))
+
+
+@router.post(SESSION + "/pause", response_model=SessionPublic)
+def pause_session(owner: str, dataset: str, number: SessionNumber, request: Request, requeue: bool = False,
+                  session: Session = Depends(controlled_session), actor: Actor = Depends(current_actor)) -> SessionPublic:
+    """Checkpoint a running session through its script's bound save and set it aside with its
+    resources released (`nsml pause`; docs/scheduler.md, Stop-and-go). Answers at once with
+    `pause_requested` set; the session ends `paused` (`pause_checkpoint` naming the checkpoint)
+    once saved, or goes on running with `pause_error` if the save failed. A queued session is
+    paused at once. `nsml resume` continues it. `requeue=true`: what a preemption does, queued
+    again from that checkpoint as soon as it has paused.
+
+    409 for a session whose script has not bound a save (or handles SIGUSR1 itself), and for
+    one that has ended."""
+    st = state(request)
+    reason = f"preempted by {actor.name} (pause --requeue)" if requeue else f"pause requested by {actor.name}"
+    paused = pausing.request_pause(st, session, reason=reason, requeue=requeue)
+    st.audit(actor.name, "pause", session.name, "requeue" if requeue else "")
+    return SessionPublic.of(paused)
 
 
 @router.patch(SESSION + "/memo", response_model=SessionPublic)
@@ -355,7 +377,11 @@ def download_outputs(
 
 @router.get(SESSION + "/checkpoints", response_model=list[CheckpointPublic])
 def list_checkpoints(owner: str, dataset: str, number: SessionNumber, request: Request, session: Session = Depends(readable_session)) -> list[CheckpointPublic]:
-    return [CheckpointPublic.of(c) for c in state(request).store.list_checkpoints(session.id)]
+    store = state(request).store
+    submitted: dict[str, list] = {}
+    for s in store.submissions_of(sessions=[session.name]):
+        submitted.setdefault(s.checkpoint, []).append(s)
+    return [CheckpointPublic.of(c, submitted.get(c.name, [])) for c in store.list_checkpoints(session.id)]
 
 
 @router.delete(SESSION + "/checkpoints", response_model=Removed)

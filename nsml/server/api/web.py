@@ -137,7 +137,9 @@ def session_info(owner: str, dataset: str, number: SessionNumber, request: Reque
     st = state(request)
     samples = st.store.usage(sess.id, 0.0)
     stride = max(1, math.ceil(len(samples) / MAX_USAGE_POINTS))
-    shown = samples[::stride]
+    # Every run's end summary stays, whatever the stride (it is the one figure for the whole
+    # run), and so does the newest sample (a running session's now).
+    shown = [u for i, u in enumerate(samples) if i % stride == 0 or u.final or i == len(samples) - 1]
     gpus: dict[str, dict[str, list]] = {}
     for sample in shown:
         for g in sample.gpus:
@@ -149,7 +151,8 @@ def session_info(owner: str, dataset: str, number: SessionNumber, request: Reque
         "session": scheduling.public(st, [sess])[0],
         "params": parse_args(sess.args),
         "events": [{"at": e.at, "status": e.status, "note": e.note} for e in st.store.session_events(sess.id)],
-        "usage": {"at": [u.at for u in shown], "cpu": [u.cpu for u in shown], "memory": [u.memory for u in shown], "gpus": gpus},
+        "usage": {"at": [u.at for u in shown], "cpu": [u.cpu for u in shown], "memory": [u.memory for u in shown], "gpus": gpus,
+                  "final": [u.final for u in shown]},
         "zombie": zombie_gpus(samples, st.settings.zombie_after, time.time()) if sess.status == Status.RUNNING else [],
         "checkpoints": len(st.store.list_checkpoints(sess.id)),
     }

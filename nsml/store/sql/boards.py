@@ -1,8 +1,9 @@
 """Submissions and the leaderboards ranked from them."""
 
 import time
+from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from nsml.core.entities import BoardRow, Submission
 from nsml.core.errors import NotFound
@@ -107,6 +108,17 @@ class BoardsMixin:
             query = query.where(SubmissionRow.owner == owner)
         with self._read() as orm:
             rows = orm.scalars(query.order_by(SubmissionRow.id.desc()).limit(limit))
+            return [self._submission(orm, r) for r in rows]
+
+    def submissions_of(self, sessions: Iterable[str] = (), runner_ids: Iterable[int] = ()) -> list[Submission]:
+        """The submissions of these sessions' checkpoints, and those run by these submit
+        sessions, oldest first: what a checkpoint list and the runs table's lineage show."""
+        names, runners = list(dict.fromkeys(sessions)), list(dict.fromkeys(runner_ids))
+        if not names and not runners:
+            return []
+        with self._read() as orm:
+            rows = orm.scalars(select(SubmissionRow).where(or_(SubmissionRow.session.in_(names), SubmissionRow.runner_id.in_(runners)))
+                               .order_by(SubmissionRow.id))
             return [self._submission(orm, r) for r in rows]
 
     def board(self, dataset: str, order: str, every: bool = False, scoring: str | None = None) -> list[BoardRow]:

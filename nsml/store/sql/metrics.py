@@ -539,6 +539,10 @@ class _Batch:
                 self._add_run(run)
                 run = []
                 self.add_config(item)
+            elif kind == spool.STOP_AND_GO:  # rarer still (a few per attempt)
+                self._add_run(run)
+                run = []
+                self.add_stop_and_go(item)
             elif kind == spool.BATCH:
                 self._add_run(run)
                 run = []
@@ -635,6 +639,23 @@ class _Batch:
                 continue
             self.config.pop(key, None)
             self.config[key] = (num, text)
+
+    def add_stop_and_go(self, line: dict) -> None:
+        """A stop-and-go event (nsml.client.stopgo, spool.stop_and_go_record) onto the session
+        row, in this ingest's transaction, so it counts exactly when the offset that covers it
+        does: the script can be paused; it saved checkpoint NAME for a pause; that save failed.
+        What the server then does about it is nsml.server.pausing's business."""
+        try:
+            event, detail = spool.stop_and_go_record(line)
+        except spool.SpoolError as exc:
+            self.noted.add("stop-and-go", f"a stop-and-go line of the journal was skipped: {exc}")
+            return
+        if event == spool.READY:
+            self.row.pausable = True
+        elif event == spool.PAUSED:
+            self.row.pause_checkpoint, self.row.pause_error = detail, ""
+        else:
+            self.row.pause_error = detail or "the save function raised an error"
 
     def add_line(self, line) -> None:
         noted, count, new, series = self.noted, self.count, self.new, self.series

@@ -182,6 +182,7 @@ class SessionRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     resumed_from: Mapped[str] = mapped_column(String(256), default="")
     team: Mapped[str] = mapped_column(String(64), default="")  # (0005)
+    preemptible: Mapped[bool] = mapped_column(Boolean, default=False)  # run --preemptible (0014)
     visibility: Mapped[str] = mapped_column(String(8), default="team")
     # The scheduler's part (0006): run --priority/--time-limit/--gpu-model, the node it was
     # placed on, and its supervisor's last heartbeat.
@@ -191,6 +192,15 @@ class SessionRow(Base):
     node: Mapped[str] = mapped_column(String(64), default="")
     heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")  # markdown, beside the memo (0010)
+    # Stop-and-go (0013; core Session's fields of the same names): whether this attempt's
+    # script can be paused, the pending request ('', 'pause', 'preempt') and when it was made,
+    # and what the library reported of it (the checkpoint it saved, or why its save failed).
+    # Kept on the row, not in memory, so a pending request survives a server restart.
+    pausable: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_requested: Mapped[str] = mapped_column(String(8), default="")
+    pause_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pause_checkpoint: Mapped[str] = mapped_column(String(256), default="")
+    pause_error: Mapped[str] = mapped_column(Text, default="")
 
 
 class SessionParamRow(Base):
@@ -249,6 +259,7 @@ class UsageRow(Base):
     cpu: Mapped[float] = mapped_column(Float)  # percent of one core, summed over the process group
     memory: Mapped[int] = mapped_column(BigInteger)  # bytes resident
     gpus: Mapped[str] = mapped_column(Text, default="[]")  # [{"index", "util", "memory"}]
+    final: Mapped[bool] = mapped_column(Boolean, default=False)  # a run's end summary (UsageSample.final)
 
 
 class SubmissionRow(Base):
@@ -347,3 +358,21 @@ class PointChunkRow(Base):
     steps: Mapped[bytes] = mapped_column(LargeBinary)
     walls: Mapped[bytes] = mapped_column(LargeBinary)
     vals: Mapped[bytes] = mapped_column(LargeBinary)  # the values ("values" is an SQL keyword)
+
+
+class UsageLedgerRow(Base):
+    """One attempt of a session that held resources, written when it ends (0014): GPU-time
+    accounting and credits read it. Not tied to the session row, so removing a session does
+    not erase what it used."""
+
+    __tablename__ = "usage_ledger"
+    __table_args__ = (Index("ix_usage_ledger_ended", "ended"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str] = mapped_column(String(64))
+    team: Mapped[str] = mapped_column(String(64), default="")
+    gpus: Mapped[int] = mapped_column(Integer)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory: Mapped[int] = mapped_column(BigInteger)
+    started: Mapped[float] = mapped_column(Float)
+    ended: Mapped[float] = mapped_column(Float)

@@ -39,6 +39,12 @@ _SESSION_COLUMNS = {
 
 
 class RunsMixin:
+    def _query_condition(self, tree):
+        """A runs query's WHERE clause, its bare names resolved against the keys the store has."""
+        with self._read() as orm:
+            known = filters.key_kinds(orm, tree)
+        return filters.condition(tree, known)
+
     # -- parameters -------------------------------------------------------------------------
     def set_params(self, session_id: int, params: Mapping[str, Any]) -> dict[str, Any]:
         """Merge `params` into the session's (a key given replaces its value); returns them all.
@@ -139,7 +145,7 @@ class RunsMixin:
             raise InvalidInput(f"A page is 0 to {MAX_ROWS} rows from an offset of 0 or more (not {limit} from {offset}).")
         where = [SessionRow.removed.is_(None), *in_scope(scope)]
         if where_tree is not None:
-            where.append(filters.condition(where_tree))
+            where.append(self._query_condition(where_tree))
         page = self._runs_page(where, sort, desc).offset(offset).limit(limit)
         with self._read() as orm:
             total = orm.scalar(select(func.count()).select_from(SessionRow).where(*where))
@@ -210,7 +216,7 @@ class RunsMixin:
         S, P = SessionRow, SessionParamRow
         where = [S.removed.is_(None), *in_scope(scope)]
         if where_tree is not None:
-            where.append(filters.condition(where_tree))
+            where.append(self._query_condition(where_tree))
         limit = max(0, min(int(limit), 1000))
         count = func.count()
         params = (select(P.key, count, func.count(P.text.distinct())).join(S, S.id == P.session_id).where(*where)

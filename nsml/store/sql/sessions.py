@@ -13,7 +13,7 @@ from nsml.core.policy import SessionScope
 from nsml.core.resources import Resources
 from nsml.core.states import RESUMABLE, SessionKind, Status, can_move
 
-from .models import CheckpointRow, PointChunkRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionParamRow, SessionRow
+from .models import CheckpointRow, PointChunkRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionParamRow, SessionRow, UsageLedgerRow
 
 
 def to_session(row: SessionRow) -> Session:
@@ -29,8 +29,17 @@ def to_session(row: SessionRow) -> Session:
         source_checkpoint=row.source_checkpoint, shm_size=row.shm_size, removed=row.removed,
         batch_size=row.batch_size, attempt=row.attempt, resumed_from=row.resumed_from,
         team=row.team, visibility=row.visibility, priority=row.priority, time_limit=row.time_limit,
-        gpu_model=row.gpu_model, node=row.node, heartbeat=row.heartbeat,
+        gpu_model=row.gpu_model, node=row.node, heartbeat=row.heartbeat, preemptible=bool(row.preemptible),
+        pausable=bool(row.pausable), pause_requested=row.pause_requested or "", pause_requested_at=row.pause_requested_at,
+        pause_checkpoint=row.pause_checkpoint or "", pause_error=row.pause_error or "",
     )
+
+
+def _clear_pause(row: SessionRow, and_pausable: bool = False) -> None:
+    """No stop-and-go request nor result on the row (and, with `and_pausable`, not pausable either)."""
+    row.pause_requested, row.pause_requested_at, row.pause_checkpoint, row.pause_error = "", None, "", ""
+    if and_pausable:
+        row.pausable = False
 
 
 def in_scope(scope: SessionScope | None) -> list:
@@ -52,7 +61,7 @@ class SessionsMixin:
         memo: str, image: str, code: list[FileEntry] | int,
         kind: SessionKind = SessionKind.NORMAL, source: str = "", source_checkpoint: str = "", shm_size: int = 0,
         batch_size: int = 0, team: str = "", visibility: str = "team", priority: int = 0,
-        time_limit: float | None = None, gpu_model: str = "",
+        time_limit: float | None = None, gpu_model: str = "", preemptible: bool = False,
     ) -> Session:
         """A queued session; `code` is the uploaded files, or the code fileset of the session a
         fork/submit/infer relaunches (shared, not copied)."""
@@ -68,7 +77,7 @@ class SessionsMixin:
                 summary="{}", last_values="{}", error="", gpu_ids="",
                 kind=kind, source=source, source_checkpoint=source_checkpoint, shm_size=shm_size,
                 batch_size=batch_size, team=team, visibility=visibility, priority=priority,
-                time_limit=time_limit, gpu_model=gpu_model, node="",
+                time_limit=time_limit, gpu_model=gpu_model, node="", preemptible=preemptible,
             )
             orm.add(row)
             orm.flush()
@@ -189,16 +198,23 @@ class SessionsMixin:
             self._drop_fileset(orm, old)
             return to_session(row)
 
-    def move_session(self, session_id: int, new: Status, **fields) -> Session | None:
-        """Change status if allowed from the current one; returns None when it was not."""
+    def move_session(self, session_id: int, new: Status, note: str | None = None, **fields) -> Session | None:
+        """Change status if allowed from the current one; returns None when it was not.
+        `note`: the status history's note for the move (default: the error, if one is set)."""
         with self._write() as orm:
             row = orm.get(SessionRow, session_id, with_for_update=True)
             if row is None or not can_move(Status(row.status), new):
                 return None
+            was_running = row.status == Status.RUNNING.value
             row.status = new.value
             for key, value in fields.items():
                 setattr(row, key, value)
-            orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=new.value, note=fields.get("error", "")))
+            now = time.time()
+            orm.add(SessionEventRow(session_id=row.id, at=now, status=new.value,
+                                    note=fields.get("error", "") if note is None else note))
+            if was_running and row.started is not None:  # an attempt ended: what it held, for how long
+                orm.add(UsageLedgerRow(session_id=row.id, owner=row.owner, team=row.team, gpus=row.gpus, cpus=row.cpus,
+                                       memory=row.memory, started=row.started, ended=max(row.started, row.ended or now)))
             return to_session(row)
 
     def start_attempt(self, session_id: int, resumed_from: str, log_offset: int, note: str) -> Session | None:
@@ -217,6 +233,68 @@ class SessionsMixin:
             row.started = row.ended = row.exit_code = row.supervisor_pid = None
             row.error = row.gpu_ids = row.node = ""
             row.heartbeat = None
+            _clear_pause(row, and_pausable=True)  # the new attempt's script says again whether it can pause
+            orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=row.status, note=note))
+            return to_session(row)
+
+    # -- stop-and-go (nsml.server.pausing) ------------------------------------------------
+    def request_pause(self, session_id: int, kind: str, at: float, note: str) -> Session | None:
+        """Record a pause (kind 'pause') or preemption ('preempt') of a running session, with
+        `note` in its status history; None if it is not running (any more).
+
+        A request already pending is kept, with its time and anything the library reported of
+        it, so `pause_requested_at == at` on the answer tells a new request from a repeated one.
+        Only its kind may change, and only towards 'pause': a person's pause outranks a
+        preemption (the session then stays paused instead of being queued again)."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id, with_for_update=True)
+            if row is None or row.status != Status.RUNNING.value:
+                return None
+            if row.pause_requested:
+                if row.pause_requested == kind or kind != "pause":
+                    return to_session(row)
+                row.pause_requested = kind
+            else:
+                row.pause_requested, row.pause_requested_at = kind, at
+                row.pause_checkpoint = row.pause_error = ""
+            orm.add(SessionEventRow(session_id=row.id, at=at, status=row.status, note=note))
+            return to_session(row)
+
+    def clear_pause_request(self, session_id: int, note: str = "") -> Session:
+        """Forget the session's pending request (it failed, or the session ended without
+        pausing), with `note` in its status history if given; what the library reported stays
+        readable until the next request. NotFound for a removed session."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"Session #{session_id} does not exist.")
+            row.pause_requested, row.pause_requested_at = "", None
+            if note:
+                orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=row.status, note=note))
+            return to_session(row)
+
+    def pause_queued(self, session_id: int, note: str) -> Session | None:
+        """`nsml pause` of a session that has not started: paused at once, nothing to save;
+        None if it is not queued (any more: the scheduler may have just started it)."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id, with_for_update=True)
+            if row is None or row.status != Status.QUEUED.value:
+                return None
+            row.status = Status.PAUSED.value
+            row.ended = time.time()
+            orm.add(SessionEventRow(session_id=row.id, at=row.ended, status=row.status, note=note))
+            return to_session(row)
+
+    def requeue_paused(self, session_id: int, note: str) -> Session | None:
+        """Queue again a session paused before it started (its attempt never ran, so it is
+        the same attempt, from the same checkpoint); None if it is not such a session."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id, with_for_update=True)
+            if row is None or row.status != Status.PAUSED.value or row.started is not None:
+                return None
+            row.status = Status.QUEUED.value
+            row.ended = None
+            _clear_pause(row, and_pausable=True)
             orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=row.status, note=note))
             return to_session(row)
 

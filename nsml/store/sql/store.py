@@ -14,6 +14,7 @@ from nsml.core.entities import Dataset, FileEntry
 from nsml.core.errors import AlreadyExists, Forbidden, StorageFull, not_found
 
 from .engine import make_engine, migrate
+from .accounting import AccountingMixin
 from .boards import BoardsMixin
 from .clicks import ClicksMixin
 from .identity import IdentityMixin
@@ -61,7 +62,7 @@ class _NoLock:
         pass
 
 
-class SqlStore(IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, RunsMixin, UsageMixin, LeasesMixin,
+class SqlStore(AccountingMixin, IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, RunsMixin, UsageMixin, LeasesMixin,
                ClicksMixin):
     def __init__(self, engine: Engine):
         self.engine = engine

@@ -28,7 +28,6 @@ from nsml.core.entities import Session
 from nsml.core.errors import InvalidInput, NotFound
 from nsml.store import packed
 
-from . import filters
 from .engine import binary
 from .models import PointChunkRow, SeriesRow, SessionRow
 from .sessions import in_scope, to_session
@@ -123,7 +122,7 @@ class ViewsMixin:
         `where_tree` (nsml.core.query.parse's tree) narrows them further."""
         where = [SessionRow.removed.is_(None), *in_scope(scope)]
         if where_tree is not None:
-            where.append(filters.condition(where_tree))
+            where.append(self._query_condition(where_tree))
         if q:
             pattern = _like(q)
             name = SessionRow.owner + "/" + SessionRow.dataset + "/" + cast(SessionRow.number, String)

@@ -32,6 +32,10 @@ NSML.nav = {
       const me = await NSML.api("/api/whoami");
       document.getElementById("me").textContent = me.user;
       this.me = me.user;
+      if (me.admin && document.body.dataset.analytics === "on") { // the admins' summary of the recorded clicks
+        const link = NSML.el("a", { href: "/usability", text: "Usability", dataset: { nav: "usability" }, class: document.body.dataset.page === "usability" ? "on" : null });
+        document.querySelector("#top nav").append(link);
+      }
     } catch (e) { return false; }
     await this.load();
     this.updatePicked();

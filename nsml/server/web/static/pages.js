@@ -135,7 +135,10 @@ NSML.pages.diff = async function (main) {
 /* The cluster: totals, then each node (CPUs and memory held, one tile per GPU with its holder,
    utilisation and memory in use), grouped by GPU model; then the queue in scheduling order,
    each session with its position and the reason it waits; then who holds what.
-   Past 64 GPUs the tiles are compact squares (details in their tooltip); `view` picks either. */
+   Past 64 GPUs the tiles are compact squares (details in their tooltip); `view` picks either.
+   A session's request is a reservation (the default memory is the whole of a small node), so
+   every figure says which it is: "reserved", or "in use" from the latest usage samples (CPU as
+   cores busy, memory resident), with "no sample yet" where there is none. */
 NSML.resources = {
   COMPACT_ABOVE: 64, // GPUs
   short: (model) => (model || "").replace(/^((NVIDIA|Tesla|GeForce|Quadro)\s+)+/i, "").split(/[\s-]/)[0] || model || "GPU",
@@ -145,7 +148,21 @@ NSML.resources = {
     return (h * 47) % 360;
   },
   gb: (n) => { const g = n / 2 ** 30; return g >= 100 || Number.isInteger(g) ? String(Math.round(g)) : g.toFixed(1); },
-  pct: (used, cap) => `${cap ? Math.min(100, (100 * used) / cap) : 0}%`,
+  pct: (used, cap) => `${cap && isFinite(used) ? Math.min(100, Math.max(0, (100 * used) / cap)) : 0}%`,
+  // Cores busy: two decimals under one core (an idle session reads 0.02, not 0), fewer above.
+  cores: (c) => (!isFinite(c) ? "—" : c === 0 ? "0" : c < 0.01 ? "< 0.01" : c < 1 ? c.toFixed(2) : c < 10 ? String(+c.toFixed(1)) : String(Math.round(c))),
+  USE_TITLE: "in use: the latest usage sample (every 5 s): CPU as cores busy (its % of one core / 100), memory resident (RSS)",
+  /* "0.02 in use" for one session's use (null: no sample yet), or for a sum over sessions
+     (`sampled` of `sessions` had one), which says so when some had none. */
+  use(u, key, fmt) {
+    if (!u) return "in use: no sample yet";
+    if (u.sessions === undefined) return `${fmt(u[key])} in use`;
+    if (!u.sessions) return `${fmt(0)} in use`;
+    if (!u.sampled) return "in use: no samples yet";
+    return `${fmt(u[key])} in use${u.sampled < u.sessions ? ` (${u.sampled} of ${u.sessions} sessions sampled)` : ""}`;
+  },
+  pair: (reserved, u, key, fmt, useFmt) => `${fmt(reserved)} reserved · ${NSML.resources.use(u, key, useFmt || fmt)}`,
+  band: (u, key, cap) => (u && u.sampled !== 0 && cap ? NSML.el("span", { class: "in-use", style: `width:${NSML.resources.pct(u[key], cap)}` }) : null),
 
   tile(node, g, compact) {
     const held = !!g.holder, idle = held && g.util === 0;
@@ -167,15 +184,20 @@ NSML.resources = {
 
   node(n, compact) {
     const R = NSML.resources, free = n.gpus.filter((g) => !g.holder).length;
-    const mini = (label, used, cap, text) => NSML.el("div", { class: "mini", title: `${label}: ${text} held` },
-      NSML.el("span", { class: "mini-label" }, NSML.el("b", { text: label }), ` ${text}`),
-      NSML.el("span", { class: "bar" }, NSML.el("span", { class: "fill", style: `width:${R.pct(used, cap)}` })));
+    const reserved = n.reserved || n.used, u = n.in_use;
+    const mini = (label, key, cap, text, fmt) => {
+      const use = R.use(u, key, fmt);
+      return NSML.el("div", { class: "mini", dataset: { kind: key }, title: `${label}: ${text} reserved by its sessions\n${use}\n(${R.USE_TITLE})` },
+        NSML.el("span", { class: "mini-label" }, NSML.el("b", { text: label }), ` ${text} reserved`),
+        NSML.el("span", { class: "bar" }, NSML.el("span", { class: "fill", style: `width:${R.pct(reserved[key], cap)}` }), R.band(u, key, cap)),
+        NSML.el("span", { class: "use-line", text: use }));
+    };
     return NSML.el("section", { class: "node" + (n.gpus.length && !free ? " full" : ""), dataset: { node: n.name } },
       NSML.el("div", { class: "node-head" }, NSML.el("b", { class: "node-name", text: n.name }),
         NSML.el("span", { class: "muted small", text: n.gpus.length ? `${free} of ${n.gpus.length} GPU${n.gpus.length === 1 ? "" : "s"} free` : "no GPUs" })),
       NSML.el("div", { class: "node-bars" },
-        mini("CPU", n.used.cpus, n.cpus, `${NSML.fmt.num(n.used.cpus)} / ${NSML.fmt.num(n.cpus)}`),
-        mini("Mem", n.used.memory, n.memory, `${R.gb(n.used.memory)} / ${R.gb(n.memory)} GB`)),
+        mini("CPU", "cpus", n.cpus, `${NSML.fmt.num(reserved.cpus)} / ${NSML.fmt.num(n.cpus)}`, R.cores),
+        mini("Mem", "memory", n.memory, `${R.gb(reserved.memory)} / ${R.gb(n.memory)} GB`, NSML.fmt.bytes)),
       n.gpus.length ? NSML.el("div", { class: "gpus" }, ...n.gpus.map((g) => R.tile(n, g, compact))) : null);
   },
 
@@ -203,9 +225,18 @@ NSML.pages.resources = async function (main) {
   const views = NSML.el("span", { class: "scope" });
   const box = NSML.el("div", { id: "resources" });
   NSML.clear(main).append(NSML.el("h1", { text: "Resources" }), box);
-  const meter = (label, used, cap, fmt) => NSML.el("div", { class: "meter" },
-    NSML.el("div", { class: "meter-label" }, NSML.el("b", { text: label }), ` ${fmt(used)} of ${fmt(cap)} held`),
-    NSML.el("div", { class: "bar" }, NSML.el("div", { class: "fill", style: `width:${R.pct(used, cap)}` })));
+  // A total: what the running sessions reserved of the capacity, and (CPU, memory) what they use.
+  const meter = (label, key, cap, fmt, useFmt) => {
+    const reserved = (r.reserved || r.used)[key], use = useFmt ? R.use(r.in_use, key, useFmt) : null;
+    return NSML.el("div", { class: "meter", dataset: { kind: key }, title: use ? R.USE_TITLE : "" },
+      NSML.el("div", { class: "meter-label" }, NSML.el("b", { text: label }), ` ${fmt(reserved)} of ${fmt(cap)} reserved${use ? ` · ${use}` : ""}`),
+      NSML.el("div", { class: "bar" }, NSML.el("div", { class: "fill", style: `width:${R.pct(reserved, cap)}` }), useFmt ? R.band(r.in_use, key, cap) : null));
+  };
+  // A running session's GPUs, each with its latest utilisation and memory when sampled.
+  const gpuUse = (h) => h.gpu_ids.map((i) => {
+    const g = (h.in_use?.gpus || []).find((x) => x.index === i);
+    return g && typeof g.util === "number" ? `${i} (${Math.round(g.util)} %${typeof g.memory === "number" ? `, ${NSML.fmt.bytes(g.memory)}` : ""})` : String(i);
+  }).join(", ") || "—";
   const row = (cells, attrs) => NSML.el("tr", attrs || {}, ...cells.map((c) => (c instanceof Node && c.tagName === "TD" ? c : NSML.el("td", {}, c))));
   const table = (cls, heads, rows, empty) => NSML.el("table", { class: `grid ${cls}` }, NSML.el("thead", {}, NSML.el("tr", {}, ...heads.map((h) => NSML.el("th", { text: h })))),
     NSML.el("tbody", {}, ...(rows.length ? rows : [NSML.el("tr", {}, NSML.el("td", { colspan: heads.length, class: "muted", text: empty }))])));
@@ -232,7 +263,9 @@ NSML.pages.resources = async function (main) {
         NSML.el("div", { class: `nodes ${compact ? "compact" : "detail"}` }, ...nodes.map((n) => R.node(n, compact))));
     });
     const top = r.largest || {};
-    const holders = r.holders.map((h) => row([link(h.session), h.owner, h.node || "—", h.gpu_ids.join(", ") || "—", NSML.fmt.num(h.cpus), NSML.fmt.bytes(h.memory),
+    const holders = r.holders.map((h) => row([link(h.session), h.owner, h.node || "—", gpuUse(h),
+      NSML.el("td", { class: "nowrap cpus", title: R.USE_TITLE, text: R.pair(h.cpus, h.in_use, "cpus", NSML.fmt.num, R.cores) }),
+      NSML.el("td", { class: "nowrap memory", title: R.USE_TITLE, text: R.pair(h.memory, h.in_use, "memory", NSML.fmt.bytes) }),
       NSML.el("span", { class: `prio prio-${h.priority}`, text: h.priority }), NSML.fmt.duration(Date.now() / 1000 - (h.started || h.created))],
     { dataset: { holder: h.session }, style: h.gpu_ids.length ? `--h:${R.hue(h.session)}` : null, class: h.gpu_ids.length ? "holder" : null }));
     const queue = r.queue.map((q) => row([String(q.position), link(q.session), q.team ? `${q.owner} (${q.team})` : q.owner,
@@ -240,7 +273,8 @@ NSML.pages.resources = async function (main) {
       NSML.el("span", { class: `prio prio-${q.priority}`, text: q.priority }), NSML.el("td", { class: "nowrap", title: `queued ${NSML.fmt.time(q.created)}`, text: NSML.fmt.duration(q.waiting) }),
       NSML.el("td", { class: "reason", text: q.reason })], { dataset: { session: q.session } }));
     NSML.clear(box).append(
-      NSML.el("div", { class: "meters" }, meter("CPUs", r.used.cpus, r.capacity.cpus, NSML.fmt.num), meter("Memory", r.used.memory, r.capacity.memory, NSML.fmt.bytes), meter("GPUs", r.used.gpus, r.capacity.gpus, NSML.fmt.num)),
+      NSML.el("div", { class: "meters" }, meter("CPUs", "cpus", r.capacity.cpus, NSML.fmt.num, R.cores),
+        meter("Memory", "memory", r.capacity.memory, NSML.fmt.bytes, NSML.fmt.bytes), meter("GPUs", "gpus", r.capacity.gpus, NSML.fmt.num, null)),
       NSML.el("div", { class: "controls small muted" },
         NSML.el("span", { text: `${plural(r.nodes.length, "node")} · the largest has ${plural(top.gpus || 0, "GPU")}, ${plural(top.cpus || 0, "CPU")} and ${NSML.fmt.bytes(top.memory || 0)} (no session can ask for more)` }),
         NSML.el("a", { href: "#queue", text: r.queue.length ? `${r.queue.length} queued ↓` : "queue empty ↓" })),
@@ -252,9 +286,13 @@ NSML.pages.resources = async function (main) {
       NSML.el("h3", { id: "queue", text: `Queue (${r.queue.length})` }),
       table("queue", ["#", "session", "owner", "request", "priority", "waiting", "reason"], queue, "The queue is empty."),
       NSML.el("h3", { text: `Running (${r.holders.length})` }),
-      table("holders", ["session", "owner", "node", "GPUs", "CPUs", "memory", "priority", "running for"], holders, "No running sessions."),
+      table("holders", ["session", "owner", "node", "GPUs (utilisation, memory)", "CPUs", "memory", "priority", "running for"], holders, "No running sessions."),
+      ...NSML.sharing.standing(r),
+      sharing,
       NSML.el("h3", { text: "Who holds what" }),
-      table("owners", ["owner", "sessions", "CPUs", "memory", "GPUs"], r.owners.map((o) => row([o.owner, String(o.sessions), NSML.fmt.num(o.cpus), NSML.fmt.bytes(o.memory), String(o.gpus)])), "Nothing is running."));
+      table("owners", ["owner", "sessions", "CPUs", "memory", "GPUs reserved"], r.owners.map((o) => row([o.owner, String(o.sessions),
+        NSML.el("td", { class: "nowrap cpus", text: R.pair(o.cpus, o.in_use, "cpus", NSML.fmt.num, R.cores) }),
+        NSML.el("td", { class: "nowrap memory", text: R.pair(o.memory, o.in_use, "memory", NSML.fmt.bytes) }), String(o.gpus)])), "Nothing is running."));
   };
   filter.oninput = () => { NSML.state.set({ node: filter.value.trim() }); render(); };
   freeOnly.onchange = () => { NSML.state.set({ free: freeOnly.checked }); render(); };
@@ -267,8 +305,11 @@ NSML.pages.resources = async function (main) {
     if (holder) box.dataset.hl = holder; else delete box.dataset.hl;
   });
   const draw = async () => { r = await NSML.api("/api/resources"); render(); if (box.dataset.hl) box.querySelectorAll(`[data-holder="${CSS.escape(box.dataset.hl)}"]`).forEach((x) => x.classList.add("same")); };
+  const sharing = NSML.el("div", { class: "sharing" }); // kept across renders: fetched on its own, less often
   await draw();
   NSML.live.add(NSML.poll(draw, 3000));
+  NSML.sharing.usage(sharing).catch((e) => NSML.toast(e.message, true));
+  NSML.live.add(NSML.poll(async () => { await NSML.sharing.usage(sharing); return true; }, 30000));
 };
 
 document.addEventListener("DOMContentLoaded", async () => {

@@ -246,7 +246,8 @@ NSML.runs.table = {
     if (s.source) {
       const ckpt = s.source_checkpoint ? NSML.el("span", { class: "mono", text: ` @ ${s.source_checkpoint}` }) : null;
       const word = kind === "fork" ? "forked from " : kind === "submit" ? "submitted " : kind === "infer" ? "serves " : "from ";
-      lineage = NSML.el("span", { title: `${word}${s.source}${s.source_checkpoint ? ` checkpoint ${s.source_checkpoint}` : ""}` }, NSML.el("span", { class: "muted", text: word }), link(s.source), ckpt);
+      const score = s.submission ? [" ", NSML.session.submission({ ...s.submission, runner: "", created: r.created })] : [];
+      lineage = NSML.el("span", { title: `${word}${s.source}${s.source_checkpoint ? ` checkpoint ${s.source_checkpoint}` : ""}` }, NSML.el("span", { class: "muted", text: word }), link(s.source), ckpt, ...score);
     }
     const tr = NSML.el("tr", { dataset: { session: r.name, id: String(r.id) }, class: NSML.nav.picked.has(r.name) ? "picked" : null },
       cell("pick", {}, NSML.el("input", { type: "checkbox", title: "Select to compare", checked: NSML.nav.picked.has(r.name), onchange: (e) => NSML.nav.pick(r.name, e.target.checked) })),

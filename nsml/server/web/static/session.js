@@ -14,7 +14,8 @@ NSML.pages.session = async function (main) {
   const renderHead = () => {
     const active = s.status === "running" || s.status === "queued";
     NSML.clear(head).append(
-      NSML.el("h1", {}, NSML.el("a", { href: s.dataset === ".nodata" ? NSML.urls.home({ dataset: s.dataset }) : NSML.urls.dataset(s.dataset), class: "muted", title: s.dataset === ".nodata" ? "run without a dataset" : "", text: `${s.owner}/${s.dataset}/` }), String(s.number), " ", NSML.badge(s.status)),
+      NSML.el("h1", {}, NSML.el("a", { href: s.dataset === ".nodata" ? NSML.urls.home({ dataset: s.dataset }) : NSML.urls.dataset(s.dataset), class: "muted", title: s.dataset === ".nodata" ? "run without a dataset" : "", text: `${s.owner}/${s.dataset}/` }), String(s.number), " ", NSML.badge(s.status),
+        NSML.session.pauseNote(s)),
       NSML.el("div", { class: "meta" },
         NSML.el("code", { text: s.command }),
         NSML.el("span", { class: "muted", text: `created ${NSML.fmt.ago(s.created)}` }),
@@ -24,16 +25,25 @@ NSML.pages.session = async function (main) {
         active ? NSML.el("button", { type: "button", class: "small", text: "Stop", onclick: async () => {
           try { s = await NSML.api(NSML.urls.api(name) + "/stop", { method: "POST" }); renderHead(); } catch (e) { NSML.toast(e.message, true); }
         } }) : null,
+        ...NSML.session.stopAndGo(s, name, (fresh) => { s = fresh; renderHead(); watch(); }),
         NSML.el("a", { class: "button small", href: NSML.urls.api(name) + "/code", text: "Code ⤓", title: "Download the uploaded code (tar)" }),
         NSML.el("a", { class: "button small", href: NSML.urls.api(name) + "/outputs", text: "Outputs ⤓", title: "Download the files the session wrote (tar)" })));
   };
+  // While it runs or waits, the header follows it (status, memo, a pause under way); a resume
+  // from the header starts following it again.
+  let stopWatch = null;
+  const watch = () => {
+    if (stopWatch) stopWatch();
+    stopWatch = NSML.poll(async () => {
+      if (s.status !== "running" && s.status !== "queued") return false;
+      const fresh = await NSML.api(NSML.urls.api(name));
+      const changed = ["status", "memo", "pausable", "pause_requested", "pause_error", "attempt"].some((k) => fresh[k] !== s[k]);
+      s = fresh;
+      if (changed) renderHead();
+    }, 2000);
+  };
   renderHead();
-  NSML.poll(async () => {
-    if (s.status !== "running" && s.status !== "queued") return false;
-    const fresh = await NSML.api(NSML.urls.api(name));
-    if (fresh.status !== s.status || fresh.memo !== s.memo) { s = fresh; renderHead(); }
-    s = fresh;
-  }, 2000);
+  watch();
 
   const show = (tab) => {
     NSML.live.stopAll();
@@ -46,6 +56,48 @@ NSML.pages.session = async function (main) {
 };
 
 NSML.session = {
+  /* Stop-and-go in the header, for the session's owner (docs/scheduler.md): Pause for a running
+     or queued training session (greyed, saying why, when its script bound no save), Resume for
+     a paused, stopped, failed or lost one. `done` gets the session as the server answered. */
+  stopAndGo(s, name, done) {
+    if (s.owner !== NSML.nav.me || (s.kind !== "normal" && s.kind !== "fork")) return [];
+    const act = (what, label) => NSML.el("button", { type: "button", class: "small", id: `${what}-session`, text: label, onclick: async (ev) => {
+      ev.target.disabled = true;
+      try {
+        const fresh = await NSML.api(NSML.urls.api(name) + "/" + what, { method: "POST" });
+        NSML.toast(what === "pause" ? (fresh.status === "paused" ? "Paused (it had not started)" : "Pausing: saving a checkpoint through the bound save…")
+          : `Queued again${fresh.resumed_from ? " from checkpoint " + fresh.resumed_from : ""}`);
+        done(fresh);
+      } catch (e) { ev.target.disabled = false; NSML.toast(e.message, true); }
+    } });
+    if (s.status === "queued") return [act("pause", "Pause")];
+    if (s.status === "running") {
+      if (s.pause_requested) return [NSML.el("button", { type: "button", class: "small", text: "Pausing…", disabled: true })];
+      const b = act("pause", "Pause");
+      if (!s.pausable) {
+        b.disabled = true;
+        b.title = "Its script has not bound a save function (nsml.bind(save=...)), so a pause would lose its progress; Stop ends it instead.";
+      } else b.title = "Save a checkpoint through the bound save and set the session aside, its resources released; Resume continues it.";
+      return [b];
+    }
+    if (["paused", "stopped", "failed", "lost"].includes(s.status)) {
+      const b = act("resume", "Resume");
+      b.title = "Run it again under its name from its latest checkpoint (--pause 1 --iteration CHECKPOINT)";
+      return [b];
+    }
+    return [];
+  },
+
+  /* What a pause did or is doing, beside the status badge. */
+  pauseNote(s) {
+    let text = "";
+    if (s.status === "running" && s.pause_requested) text = s.pause_requested === "preempt" ? "preempted: saving a checkpoint…" : "pausing: saving a checkpoint…";
+    else if (s.status === "paused") text = s.pause_checkpoint ? `at checkpoint ${s.pause_checkpoint}` : "before it started";
+    else if (s.status === "running" && s.pause_error) text = `pause failed: ${s.pause_error}`;
+    if (!text) return null;
+    return NSML.el("span", { class: "muted small pause-note", title: s.status === "paused" ? "Set aside with its resources released; Resume (nsml resume) continues it." : "", text: ` ${text}` });
+  },
+
   /* Live log: the last lines first, then every new byte by offset; search highlights matches. */
   terminal(box, name) {
     const MAX_CHARS = 2_000_000; // keep the page fast on huge logs: older text is dropped from view
@@ -111,17 +163,27 @@ NSML.session = {
     else out.append(NSML.el("div", { class: "pad muted", text: "Pick another session to see a side-by-side diff of code and arguments." }));
   },
 
+  /* One submit of a checkpoint: its score (or how far it got), linked to the submit session. */
+  submission(x) {
+    const what = x.status === "scored" ? `score ${NSML.fmt.num(x.score)}` : x.status;
+    const text = `${what}${x.test ? " (-t)" : ""}`;
+    const title = `${x.test ? "submit -t: scored, never ranked" : "ranked on the leaderboard"}; ${NSML.fmt.time(x.created)}`;
+    return x.runner ? NSML.el("a", { class: `submission submission-${x.status}`, href: NSML.urls.session(x.runner), title, text })
+      : NSML.el("span", { class: `submission submission-${x.status}`, title, text });
+  },
+
   async checkpoints(box, name, s) {
     const table = NSML.el("table", { class: "grid" });
     box.append(table);
     const fill = async () => {
       const rows = await NSML.api(NSML.urls.api(name) + "/checkpoints");
-      NSML.clear(table).append(NSML.el("thead", {}, NSML.el("tr", {}, ...["checkpoint", "saved", "elapsed", "summary", "size", ""].map((h) => NSML.el("th", { text: h })))));
+      NSML.clear(table).append(NSML.el("thead", {}, NSML.el("tr", {}, ...["checkpoint", "saved", "elapsed", "summary", "submitted", "size", ""].map((h) => NSML.el("th", { text: h })))));
       const tb = NSML.el("tbody");
-      if (!rows.length) tb.append(NSML.el("tr", {}, NSML.el("td", { colspan: 6, class: "muted", text: "No checkpoints yet: the session saves them with nsml.save()." })));
+      if (!rows.length) tb.append(NSML.el("tr", {}, NSML.el("td", { colspan: 7, class: "muted", text: "No checkpoints yet: the session saves them with nsml.save()." })));
       for (const c of rows) {
-        tb.append(NSML.el("tr", {}, NSML.el("td", { class: "mono", text: c.name }), NSML.el("td", { title: NSML.fmt.time(c.created), text: NSML.fmt.ago(c.created) }),
+        tb.append(NSML.el("tr", { dataset: { checkpoint: c.name } }, NSML.el("td", { class: "mono", text: c.name }), NSML.el("td", { title: NSML.fmt.time(c.created), text: NSML.fmt.ago(c.created) }),
           NSML.el("td", { text: NSML.fmt.duration(c.elapsed) }), NSML.el("td", { class: "small", text: NSML.fmt.summary(c.summary) }),
+          NSML.el("td", { class: "submitted small" }, ...(c.submissions || []).map((x) => NSML.session.submission(x))),
           NSML.el("td", { text: NSML.fmt.bytes(c.size) }),
           NSML.el("td", {}, NSML.el("a", { href: `${NSML.urls.api(name)}/checkpoints/${encodeURIComponent(c.name)}/archive`, text: "download" }))));
       }
