@@ -1,5 +1,6 @@
 """The scheduler: (1) how long one placement pass takes on a big queue and cluster; (2) a real
-server with a declared GPU inventory running many short sessions, checked for GPU exclusivity.
+server with a declared GPU inventory running many short sessions, checked for GPU exclusivity;
+(3) the policies on a synthetic cluster trace in simulated time.
 
 1. Placement (`nsml.scheduler.placement.place`, pure, no server): 10,000 queued sessions of
    mixed requests (CPU-only, 1/2/4/8 GPUs, a few asking for a GPU model, priorities mixed) on
@@ -30,6 +31,13 @@ server with a declared GPU inventory running many short sessions, checked for GP
      - at the end /api/resources shows every GPU free.
    It prints wall time, sessions per minute, the longest queue seen and the invariants.
 
+3. A synthetic trace (`--trace`, alone; bench/_trace.py): 10,000 seeded sessions of 20 users in
+   5 teams (heavy-tailed durations, bursts, over-estimated time limits, priorities, 20 %
+   preemptible) on 64 nodes x 8 GPUs, run through `place()` in simulated time under strict
+   FIFO, FIFO with backfill, part 1's priority queue and the fair-share policy; a table of
+   utilisation under backlog, JCT, waits, Jain's fairness, preemptions and lost work, and the
+   simulation's invariants (bench/README.md defines each figure).
+
 Exits 1 (after saying which) when any invariant breaks; missing the 50 ms target is reported,
 not an error.
 
@@ -37,6 +45,7 @@ not an error.
     python bench/scheduler.py --quick             # smoke run: 40 sessions, 5 repeats
     python bench/scheduler.py --skip-run          # placement and tick timing only (no server)
     python bench/scheduler.py --skip-placement    # the real-process run only
+    python bench/scheduler.py --trace             # part 3 alone: --seed 1 --sessions 10000 --gpus 512 --users 20
 """
 
 import argparse
@@ -532,25 +541,121 @@ def bench_run(args, fail: Failures) -> None:
     print(f"   load average at the end {os.getloadavg()[0]:.2f}")
 
 
+# ---------------------------------------------------------------------------------------------
+# 3. A synthetic trace in simulated time (issue 15's benchmark; the trace and the simulation
+#    are in _trace.py)
+# ---------------------------------------------------------------------------------------------
+
+def trace_policies(trace) -> dict:
+    """The policies compared: label -> (Policy, strict). `fifo-strict` starts in arrival order
+    and stops at the first session that does not fit (the usual published baseline); `fifo`
+    is first come first served with greedy backfill of anything that fits; `priority` is part
+    1's queue (priority, then first come, greedy backfill); `fair` is issue 15's policy."""
+    from nsml.scheduler.placement import Policy
+
+    fifo = Policy(order="fifo", reserve=False, preempt=False)
+    return {
+        "fifo-strict": (fifo, True),
+        "fifo": (fifo, False),
+        "priority": (Policy(order="priority", reserve=False, preempt=False), False),
+        "fair": (Policy(order="fair", weights=trace.weights, reserve=True, preempt=True), False),
+    }
+
+
+def bench_trace(args, fail: Failures) -> None:
+    import _trace
+
+    sessions, gpus = args.sessions, args.gpus
+    trace = _trace.make_trace(sessions, gpus, args.users, args.seed, args.load)
+    chosen = [p.strip() for p in args.policies.split(",") if p.strip()]
+    policies = trace_policies(trace)
+    unknown = [p for p in chosen if p not in policies]
+    if unknown:
+        raise SystemExit(f"--policies: unknown {', '.join(unknown)}; choose from {', '.join(policies)}")
+    teams = sorted(set(trace.team_of.values()))
+    print(f"\n3. trace: {sessions:,} sessions of {args.users} users in {len(teams)} teams on {len(trace.nodes)} nodes "
+          f"x 8 GPUs = {gpus} GPUs (96 CPUs, 1 TiB each; 8 CPUs, 96G a GPU), seed {args.seed}, simulated time")
+    for line in _trace.describe(trace):
+        print(f"   {line}")
+    print("   weights: " + ", ".join(f"{t} {trace.weights['team:' + t]:g}" for t in teams) +
+          f"; users 1-3 within a team (entitled {min(map(trace.entitled, trace.team_of)):.1%}"
+          f"-{max(map(trace.entitled, trace.team_of)):.1%} of the cluster); preempted sessions keep running "
+          f"{args.grace:g} s, then lose the work since their last checkpoint (every {args.checkpoint:g} min)")
+    figures = {}
+    for label in chosen:
+        policy, strict = policies[label]
+        sim = _trace.Simulation(trace, policy, label, strict=strict, grace=args.grace, checkpoint=args.checkpoint * 60,
+                                check=lambda ok, what, label=label: fail.check(ok, f"trace, {label}: {what}"))
+        figures[label] = _trace.summary(trace, sim.run())
+        f = figures[label]
+        print(f"   ... {label}: {f['wall']:.0f} s, {f['passes']:,} placement passes", flush=True)
+    print("\n   hours; util: GPUs held / all GPUs while a session is queued; JCT = end - submit; wait = first start - "
+          "submit; Jain: of received / entitled GPU-time per user (see README)")
+    head = (f"   {'policy':12s}{'util':>7s}{'JCT mean':>10s}{'p95':>7s}{'wait mean':>11s}{'p95':>7s}{'Jain':>7s}"
+            f"{'Jain all':>9s}{'1-GPU max':>11s}{'8-GPU max':>11s}{'preempt':>9s}{'GPU-h lost':>12s}{'wall s':>8s}")
+    print(head)
+    for label, f in figures.items():
+        print(f"   {label:12s}{f['util']:7.1%}{f['jct_mean']:10.2f}{f['jct_p95']:7.1f}{f['wait_mean']:11.2f}"
+              f"{f['wait_p95']:7.1f}{f['jain']:7.3f}{f['jain_all']:9.3f}{f['max_wait_1']:11.1f}"
+              f"{f['wait_by_size'].get(8, (0, 0, 0))[2]:11.1f}{f['preemptions']:9,d}{f['lost_gpu_h']:12.1f}{f['wall']:8.0f}")
+    for label, f in figures.items():
+        sizes = "; ".join(f"{g} GPU {m:.1f}/{p:.1f}/{x:.0f}" for g, (m, p, x) in f["wait_by_size"].items())
+        print(f"   {label}: wait by size (mean/p95/max h) {sizes}")
+        print(f"     backlog {f['backlog_h']:.0f} h of {f['makespan_h']:.0f} h (utilisation over the whole run "
+              f"{f['util_all']:.1%}); a queued request fit some node's free GPUs yet waited for "
+              f"{f['held_back_h']:.1f} h ({f['held_back_idle_gpu_h']:,.0f} idle GPU-hours then); every user had a "
+              f"session queued for {f['all_h']:.0f} h")
+        (lo, xlo), (hi, xhi) = f["share_lo"], f["share_hi"]
+        print(f"     received / entitled: lowest {lo} {xlo:.2f}, highest {hi} {xhi:.2f}; reservations: "
+              f"{f['reserved']:,} heads, {f['kept']:,} started by their first promised time (late ones: median "
+              f"{f['late_median_h']:.1f} h); preemptions {f['preemptions']:,} of {f['preempted_jobs']:,} sessions "
+              f"(at most {f['most_preemptions']} of one; {f['served']:,} were followed by their head's start within the "
+              f"grace period), GPU-hours lost {f['lost_gpu_h']:.1f}, held in grace "
+              f"{f['grace_gpu_h']:.1f}; starts in a second pass at one instant: {f['second_pass_starts']}")
+        idle = ", ".join(f"{v:,.0f} when the smallest is {g} GPU" for g, v in f["idle_by_smallest"].items())
+        longest = ", ".join(f"{g} GPU {w:.1f} h ({u})" for g, (w, u) in f["longest"].items())
+        print(f"     idle GPU-hours while queued: {idle}; longest wait: {longest}")
+        print("     received / entitled per user: " + " ".join(f"{u} {v:.2f}" for u, v in sorted(f["x"].items())))
+    if "fair" in figures:
+        for base in ("fifo", "fifo-strict", "priority"):
+            if base in figures:
+                b = figures[base]
+                print(f"   -> fair vs {base}: mean JCT {figures['fair']['jct_mean'] / b['jct_mean'] - 1:+.0%}, "
+                      f"mean wait {figures['fair']['wait_mean'] / b['wait_mean'] - 1:+.0%}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--queued", type=int, default=10_000, help="queued sessions in the placement timing")
     p.add_argument("--repeat", type=int, default=20, help="timed placement passes per situation and mode")
-    p.add_argument("--sessions", type=int, default=200, help="real sessions to run")
-    p.add_argument("--gpus", type=int, default=16, help="GPUs of the declared inventory (8 a node)")
+    p.add_argument("--sessions", type=int, help="real sessions to run (200); with --trace, sessions in the trace (10000)")
+    p.add_argument("--gpus", type=int, help="GPUs of the declared inventory, 8 a node (16; with --trace 512)")
     p.add_argument("--session-cpus", type=float, default=0.1, help="CPUs each real session asks for")
     p.add_argument("--session-memory", default="256M", help="memory each real session asks for")
     p.add_argument("--sandbox", default="auto", help="the server's --sandbox: auto, bwrap or none")
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait for the sessions to end")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="a smoke run: 40 sessions, 5 placement passes")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 40 sessions, 5 placement passes (--trace: 1000 sessions)")
     p.add_argument("--skip-placement", action="store_true")
     p.add_argument("--skip-run", action="store_true")
+    p.add_argument("--trace", action="store_true", help="part 3 alone: a synthetic trace through placement in simulated time")
+    p.add_argument("--users", type=int, default=20, help="--trace: users (in 5 teams)")
+    p.add_argument("--load", type=float, default=1.1, help="--trace: offered GPU time / the cluster's over the arrival span")
+    p.add_argument("--policies", default="fifo-strict,fifo,priority,fair", help="--trace: which, comma-separated")
+    p.add_argument("--grace", type=float, default=60, help="--trace: seconds a preempted session keeps running")
+    p.add_argument("--checkpoint", type=float, default=10, help="--trace: minutes between a session's checkpoints")
     args = p.parse_args()
+    if args.trace:
+        args.sessions, args.gpus = args.sessions or (1000 if args.quick else 10_000), args.gpus or 512
+    else:
+        args.sessions, args.gpus = args.sessions or 200, args.gpus or 16
     if args.quick:
-        args.sessions, args.repeat = min(args.sessions, 40), min(args.repeat, 5)
+        args.sessions, args.repeat = min(args.sessions, 40 if not args.trace else args.sessions), min(args.repeat, 5)
     print(f"scheduler bench, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f}")
     fail = Failures()
+    if args.trace:
+        bench_trace(args, fail)
+        args.skip_placement = args.skip_run = True
     if not args.skip_placement:
         bench_placement(args, fail)
         bench_tick(args)

@@ -6,7 +6,8 @@ no clock, no processes. The scheduler loop calls it each pass and carries out it
 through the executor; the API calls it to tell a queued session its position and reason;
 bench/scheduler.py drives it in simulated time. The policy (docs/scheduler.md):
 
-- **order**: priority first (high, normal, low); within a priority, *fair share*: the next
+- **order**: regular sessions before preemptible ones, then priority (high, normal, low);
+  within a priority, *fair share*: the next
   session is the oldest of the team, then the user, with the lowest weighted dominant share
   (dominant resource fairness: a holder's largest fraction of the cluster's GPUs, CPUs or
   memory, held now, divided by its weight). A session is charged to its team; a user in no team
@@ -19,10 +20,11 @@ bench/scheduler.py drives it in simulated time. The policy (docs/scheduler.md):
 - a session runs on one node: N whole GPUs of that node (of the model asked for, if any), its
   CPUs and memory; **packing**: of the nodes that fit, the one with the fewest free GPUs left
   (then CPUs), so that whole nodes stay free for large requests;
-- **backfill with a reservation** (EASY): the first regular session that does not fit gets a
-  reservation on the node and at the time its request will be free by the running sessions'
+- **backfill behind reservations** (EASY, with a few heads): the first regular sessions that
+  do not fit (at most `reservations`, 4 by default, each on a node of its own) get a
+  reservation on the node and at the time their request will be free by the running sessions'
   declared time limits (started + time limit; none: never). A later session may start in a
-  hole only if it does not delay that reservation: it runs on another node, or it ends (by its
+  hole only if it delays none of them: it runs on another node, or it ends (by its
   own declared limit) before the reserved time, or it leaves enough at the reserved time. A
   session without a time limit is never backfilled past a reservation. When no time can be
   promised (the sessions in the way declared no limit), nothing is reserved;
@@ -37,6 +39,7 @@ has free is answered without looking at the nodes, so 10,000 waiting sessions on
 stay cheap (bench/scheduler.py measures it).
 """
 
+import functools
 import heapq
 import math
 from collections.abc import Mapping, Sequence
@@ -60,6 +63,7 @@ class Policy:
     weights: Mapping[str, float] = field(default_factory=dict)
     max_gpus: Mapping[str, int] = field(default_factory=dict)
     reserve: bool = True  # backfill only where it does not delay the head's reservation
+    reservations: int = 4  # how many blocked regular sessions get one, on distinct nodes (the first may preempt)
     preempt: bool = True  # stop preemptible sessions for regular ones that do not fit
 
     def weight(self, key: str) -> float:
@@ -98,6 +102,7 @@ class Plan:
     waiting: list[Waiting] = field(default_factory=list)
     preempt: list[Session] = field(default_factory=list)  # running preemptible sessions to pause and requeue
     reservation: tuple[Session, str, float] | None = None  # (session, node, time) promised to the head
+    reservations: list[tuple[Session, str, float]] = field(default_factory=list)  # the head's, then the next ones'
     shares: dict[str, float] = field(default_factory=dict)  # each holder's weighted dominant share after the pass
 
 
@@ -129,7 +134,12 @@ def gpu_ids_of(session: Session) -> tuple[int, ...]:
 
 def team_of(s: Session) -> str:
     """The holder a session is charged to above its owner: its team, or the owner alone."""
-    return f"team:{s.team}" if s.team else f"team:~{s.owner}"
+    return _team_key(s.team, s.owner)
+
+
+@functools.lru_cache(maxsize=4096)
+def _team_key(team: str, owner: str) -> str:  # cached: a pass asks it for every queued session
+    return f"team:{team}" if team else f"team:~{owner}"
 
 
 def declared_end(s: Session) -> float:
@@ -173,6 +183,7 @@ class _Shares:
         self.policy = policy
         self.total = (sum(len(n.gpus) for n in nodes) or 1, sum(n.cpus for n in nodes) or 1.0, sum(n.memory for n in nodes) or 1)
         self.held: dict[str, list[float]] = {}  # key -> [gpus, cpus, memory]
+        self._share: dict[str, float] = {}  # computed shares, until the holder's next start
 
     def add(self, s: Session) -> None:
         r = s.resources
@@ -181,17 +192,24 @@ class _Shares:
             h[0] += r.gpus
             h[1] += r.cpus
             h[2] += r.memory
+            self._share.pop(key, None)
 
     def gpus(self, key: str) -> int:
         return int(self.held.get(key, (0,))[0])
 
     def share(self, key: str) -> float:
-        h = self.held.get(key)
-        dominant = max(h[0] / self.total[0], h[1] / self.total[1], h[2] / self.total[2]) if h else 0.0
-        return dominant / self.policy.weight(key)
+        found = self._share.get(key)
+        if found is None:
+            h = self.held.get(key)
+            dominant = max(h[0] / self.total[0], h[1] / self.total[1], h[2] / self.total[2]) if h else 0.0
+            found = self._share[key] = dominant / self.policy.weight(key)
+        return found
 
     def key_of(self, s: Session) -> tuple:
-        return (-s.priority, self.share(team_of(s)), self.share(s.owner), s.created, s.id)
+        # Preemptible sessions after every regular one, whatever their priority: otherwise one
+        # preempted for a regular head is queued again ahead of it and takes its GPUs back
+        # (bench/scheduler.py --trace measured thousands of preemptions of a few sessions).
+        return (s.preemptible, -s.priority, self.share(team_of(s)), self.share(s.owner), s.created, s.id)
 
 
 class _Reservation:
@@ -239,36 +257,41 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
     # Within one pass free space only shrinks: a shape that did not fit once will not fit again.
     failed: set[tuple] = set()
     waiting: list[tuple[Session, str]] = []  # (session, why) in queue order
-    reservation: _Reservation | None = None
+    reservations: list[_Reservation] = []
     # Running sessions already being paused or preempted promise their resources to the head.
-    leaving = [s for s in running if s.pause_requested]
+    leaving = {s.id for s in running if s.pause_requested}
+    tries = 0  # reservations tried this pass: at most policy.reservations, so a pass stays one pass
     for s in _fair_order(queued, shares, policy):
         r = s.resources
-        held_back = _over_quota(s, shares, policy) or _over_credit(s, budget)
+        held_back = (policy.max_gpus and _over_quota(s, shares, policy)) or (budget and _over_credit(s, budget))
         if held_back:
             waiting.append((s, held_back))
             continue
         shape = (r.cpus, r.memory, r.gpus, s.gpu_model)
         choice, fits = None, False
         if shape not in failed and r.gpus <= most.gpus and r.cpus <= most.cpus + 1e-9 and r.memory <= most.memory:
-            choice, fits = _best_fit(free.values(), r, s.gpu_model, s, reservation, now)
+            choice, fits = _best_fit(free.values(), r, s.gpu_model, s, reservations, now)
         if choice is None:
             if not fits:  # (a fit refused only for the reservation may suit another session's time limit)
                 failed.add(shape)
             waiting.append((s, ""))
-            if reservation is None and policy.reserve and not s.preemptible:
-                reservation = _reserve(s, free, by_node, leaving, now, policy, plan)
+            if policy.reserve and not s.preemptible and tries < policy.reservations:
+                tries += 1
+                got = _reserve(s, free, by_node, leaving, now, policy, plan, taken={x.node for x in reservations},
+                               preempt=policy.preempt and not reservations)
+                if got is not None:
+                    reservations.append(got)
             continue
         spot, gpu_ids = choice
         spot.take(r, gpu_ids)
-        if reservation:
-            reservation.take(s, spot.node.name, now)
+        for reserved in reservations:
+            reserved.take(s, spot.node.name, now)
         limit = _credit_limit(s, budget)
         plan.starts.append(Decision(s, spot.node.name, tuple(gpu_ids), limit))
         shares.add(s)
         most = _most_free(free.values())
-    if reservation:
-        plan.reservation = (reservation.session, reservation.node, reservation.at)
+    plan.reservations = [(x.session, x.node, x.at) for x in reservations]
+    plan.reservation = plan.reservations[0] if plan.reservations else None
     plan.shares = {k: shares.share(k) for k in shares.held}
     if explain:
         why = _Reasons(list(free.values()), shares, plan, now)
@@ -286,9 +309,9 @@ def _fair_order(queued: Sequence[Session], shares: _Shares, policy: Policy):
     if policy.order == "priority":
         yield from queue_order(queued)
         return
-    per_user: dict[tuple[int, str], list[Session]] = {}
+    per_user: dict[tuple[bool, int, str], list[Session]] = {}
     for s in sorted(queued, key=lambda s: (s.created, s.id), reverse=True):  # popped from the end: oldest first
-        per_user.setdefault((s.priority, s.owner), []).append(s)
+        per_user.setdefault((s.preemptible, s.priority, s.owner), []).append(s)
     heap = [(shares.key_of(line[-1]), user) for user, line in per_user.items()]
     heapq.heapify(heap)
     while heap:
@@ -342,26 +365,28 @@ def _credit_limit(s: Session, budget: dict[str, float]) -> float | None:
     return None if s.time_limit else limit
 
 
-def _reserve(head: Session, free: dict[str, _Free], by_node: dict[str, list[Session]], leaving: list[Session],
-             now: float, policy: Policy, plan: Plan) -> "_Reservation | None":
-    """The earliest (node, time) at which the head's request will be free, by declared time
-    limits; with preemption on, preemptible sessions count as gone and the ones in the way are
-    put in plan.preempt. None when no time can be promised."""
+def _reserve(head: Session, free: dict[str, _Free], by_node: dict[str, list[Session]], leaving: set[int],
+             now: float, policy: Policy, plan: Plan, taken: set[str], preempt: bool) -> "_Reservation | None":
+    """The earliest (node, time), on a node no other reservation has, at which the session's
+    request will be free by declared time limits; with `preempt`, preemptible sessions count as
+    gone and the ones in the way are put in plan.preempt. None when no time can be promised."""
     r, best = head.resources, None
     for name, spot in free.items():
+        if name in taken:
+            continue
         node = spot.node
         if r.gpus > sum(model_matches(head.gpu_model, g.model) for g in node.gpus) or r.cpus > node.cpus + 1e-9 or r.memory > node.memory:
             continue
         have = [len(spot.matching(head.gpu_model)), spot.cpus, spot.memory]
         for s in by_node.get(name, []):
-            if s in leaving:
+            if s.id in leaving:
                 _give(have, s, head.gpu_model, node)
         soon = list(have)  # free once the sessions already leaving have gone
         victims, ends = [], []
         for s in by_node.get(name, []):
-            if s in leaving:
+            if s.id in leaving:
                 continue
-            if policy.preempt and s.preemptible:
+            if preempt and s.preemptible:
                 victims.append(s)
                 _give(have, s, head.gpu_model, node)
             else:
@@ -421,7 +446,7 @@ def _most_free(spots) -> Resources:
     return Resources(max(f.cpus for f in spots), max(f.memory for f in spots), max(len(f.gpus) for f in spots))
 
 
-def _best_fit(spots, r: Resources, model: str, s: Session, reservation: "_Reservation | None", now: float):
+def _best_fit(spots, r: Resources, model: str, s: Session, reservations: "list[_Reservation]", now: float):
     """((spot, gpu ids) of the fullest node that fits and the reservation allows, or None;
     whether any node fits at all)."""
     best, best_key, fits = None, None, False
@@ -430,7 +455,7 @@ def _best_fit(spots, r: Resources, model: str, s: Session, reservation: "_Reserv
         if gpu_ids is None:
             continue
         fits = True
-        if reservation and not reservation.allows(s, spot.node.name, now):
+        if any(not x.allows(s, spot.node.name, now) for x in reservations):
             continue
         key = (len(spot.gpus) - r.gpus, spot.cpus - r.cpus)
         if best_key is None or key < best_key:
@@ -460,12 +485,15 @@ class _Reasons:
     def of(self, s: Session, ahead: int) -> str:
         r = s.resources
         model = f" {s.gpu_model}" if s.gpu_model else ""
+        mine = next((x for x in self.plan.reservations if x[0].id == s.id), None)
         reserved = self.plan.reservation
-        if reserved and reserved[0].id == s.id:
+        if mine:
+            reserved = mine
             wait = reserved[2] - self.now
             when = "once the sessions being preempted have checkpointed" if wait <= 0 else \
                 f"free in {format_duration(wait)} at the latest, by the running sessions' time limits"
-            need = f"next to start: {r.describe()} reserved on {reserved[1]}, {when}"
+            first = self.plan.reservation is mine
+            need = f"{'next to start: ' if first else ''}{r.describe()} reserved {'' if first else 'for it '}on {reserved[1]}, {when}"
         elif r.gpus and self.free_gpus(s.gpu_model) < r.gpus:
             need = (f"waiting for {r.gpus}{model} GPU{'s' if r.gpus != 1 else ''} on one node "
                     f"(at most {self.free_gpus(s.gpu_model)} free)")

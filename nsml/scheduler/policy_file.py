@@ -9,6 +9,7 @@ weights, GPU quotas, credits, reservations and preemption (docs/scheduler.md). Y
       user:*: 8                 # every user not named
       team:vision: 16
     reserve: true               # backfill never delays the head of the queue (default true)
+    reservations: 4             # how many blocked sessions get a reservation, on distinct nodes
     preempt: true               # preemptible sessions make way for regular ones (default true)
     credits:                    # 1 credit = 1 GPU-minute, refilled each period up to a cap
       period: 1d
@@ -28,7 +29,7 @@ from nsml.core.resources import parse_duration
 from .config_files import read_config
 from .placement import ORDERS, Policy
 
-KEYS = {"order", "weights", "max_gpus", "reserve", "preempt", "credits"}
+KEYS = {"order", "weights", "max_gpus", "reserve", "reservations", "preempt", "credits"}
 
 
 def load_policy(path: str | Path) -> tuple[Policy, Credits]:
@@ -60,7 +61,10 @@ def parse_policy(data, where: str = "the policy") -> tuple[Policy, Credits]:
         if not isinstance(value, bool):
             raise InvalidInput(f"{where}: {key} is true or false, not {value!r}.")
         flags[key] = value
-    return Policy(order=order, weights=weights, max_gpus=quotas, **flags), _credits(data.get("credits"), where)
+    heads = data.get("reservations", Policy.reservations)
+    if isinstance(heads, bool) or not isinstance(heads, int) or not 1 <= heads <= 64:
+        raise InvalidInput(f"{where}: reservations is how many blocked sessions get one, 1 to 64, not {heads!r}.")
+    return Policy(order=order, weights=weights, max_gpus=quotas, reservations=heads, **flags), _credits(data.get("credits"), where)
 
 
 def _credits(data, where: str) -> Credits:

@@ -165,3 +165,23 @@ def test_a_preemptible_session_never_preempts():
     holding = [run(job(1, "alice", gpus=8, preemptible=True), ",".join(map(str, range(8))))]
     plan = place([job(2, "bob", gpus=1, preemptible=True)], holding, [node()])
     assert plan.preempt == [] and plan.reservation is None
+
+
+def test_a_few_heads_get_reservations_on_nodes_of_their_own():
+    full = lambda i, n: run(job(i, "zed", gpus=8, limit=(i - 90) * H), ",".join(map(str, range(8))), node=n)  # noqa: E731
+    holding = [full(91, "n1"), full(92, "n2")]  # n1 free at 1 h, n2 at 2 h
+    a, b = job(1, "alice", gpus=8), job(2, "bob", gpus=8)
+    plan = place([a, b], holding, [node("n1"), node("n2"), node("n3", gpus=1)], now=0.0)
+    assert [(s.id, n, at) for s, n, at in plan.reservations] == [(1, "n1", H), (2, "n2", 2 * H)]
+    # A 1-GPU session for 3 h may take n3's GPU: n3 is nobody's reservation.
+    assert started(place([a, b, job(3, "carol", limit=3 * H)], holding, [node("n1"), node("n2"), node("n3", gpus=1)])) == [3]
+    reasons = {w.session.id: w.reason for w in plan.waiting}
+    assert reasons[1].startswith("next to start: 8 GPU") and "reserved for it on n2, free in 2h" in reasons[2]
+    one = place([a, b], holding, [node("n1"), node("n2")], policy=Policy(reservations=1))
+    assert [s.id for s, _, _ in one.reservations] == [1]
+
+
+def test_preemptible_sessions_queue_after_every_regular_one():
+    # A preempted session queued again must not go ahead of the low-priority head it made way for.
+    plan = place([job(1, "alice", preemptible=True, priority=1), job(2, "bob", priority=-1)], [], [node(gpus=1)])
+    assert started(plan) == [2] and [w.session.id for w in plan.waiting] == [1]

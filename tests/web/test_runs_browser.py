@@ -1,7 +1,7 @@
 """The runs table on the sessions page (runs.js) in a real Chromium against real sessions:
 sorting by a metric column (in the server), the query language in the search box and its error,
-parallel coordinates whose brushing filters the table, the CSV of the rows shown, tags shown and
-added, and the side panel folded away at 800 px. Screenshots land beside the server's home."""
+parallel coordinates (SVG) brushed with the mouse to filter the table, the CSV of the rows
+shown, tags shown and added, and the side panel folded away at 800 px. Screenshots land beside the server's home."""
 
 import csv
 import io
@@ -29,25 +29,6 @@ def runs(srv, wcli):
 def shot(page, name):
     if SHOTS.is_dir():
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
-
-
-@pytest.fixture(scope="module")
-def gl_browser(browser):
-    """Chromium with software WebGL (SwiftShader), launched by the shared browser's Playwright:
-    Plotly's parallel coordinates draw with WebGL, which that browser's --disable-gpu turns off."""
-    from .conftest import CHROMIUM, CHROMIUM_ARGS
-
-    b = browser.browser_type.launch(executable_path=str(CHROMIUM), args=[
-        *(a for a in CHROMIUM_ARGS if a != "--disable-gpu"), "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def gl_page(gl_browser, srv):
-    from .conftest import logged_in_page
-
-    yield from logged_in_page(gl_browser, srv)
 
 
 def order_of(page) -> list[str]:
@@ -102,24 +83,67 @@ def test_the_search_box_speaks_the_query_language_and_points_at_a_bad_token(srv,
     assert "start one" not in page.locator("table.runs-table").inner_text()
 
 
-def test_brushing_parallel_coordinates_filters_the_table(srv, gl_page, runs):
-    page = gl_page
-    if not page.evaluate("NSML.runs.webgl()"):
-        pytest.skip("this Chromium has no WebGL, even SwiftShader's")
+def tick_y(page, key, text) -> float:
+    """The page's y pixel of an axis' tick (the middle of its label, drawn centred on it)."""
+    box = page.locator(f".pc-axis[data-key='{key}'] .pc-tick text", has_text=text).first.bounding_box()
+    return box["y"] + box["height"] / 2
+
+
+def test_brushing_parallel_coordinates_filters_the_table(srv, page, runs):
+    """Parallel coordinates drawn in SVG (parcoords.js), brushed with the mouse as a person does:
+    press on the lr axis at 0.15, drag past its top (0.3), let go."""
+    refused, errors = [], []  # no WebGL, no eval: nothing the Content-Security-Policy stops
+    page.on("console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{srv.url}/?q=dataset:webruns&par=1")
     plot = page.locator(".runs-plot.parcoords")
-    plot.locator(".main-svg").first.wait_for()
+    plot.locator("svg.pc-svg").wait_for()
     page.wait_for_function("() => document.querySelectorAll('table.runs-table tbody tr[data-session]').length === 3")
-    dims = page.evaluate("document.querySelector('.runs-plot.parcoords').data[0].dimensions.map(d => d.label)")
-    assert "lr" in dims and "val/acc" in dims
-    k = dims.index("lr")
-    # What a drag along the lr axis does: a constraint range on that dimension.
-    page.evaluate(f"Plotly.restyle(document.querySelector('.runs-plot.parcoords'), {{'dimensions[{k}].constraintrange': [[0.15, 0.35]]}})")
+    assert plot.locator("path.pc-line").count() == 3  # one line per row of the page
+    labels = page.eval_on_selector_all(".pc-axis .pc-label", "ts => ts.map(t => t.firstChild.nodeValue)")  # less the <title>
+    assert "lr" in labels and "val/acc" in labels, labels
+    lr_ticks = plot.locator(".pc-axis[data-key='param:lr'] .pc-tick text").all_text_contents()
+    assert {"0.1", "0.2", "0.3"} <= set(lr_ticks), lr_ticks  # formatted as the table's numbers
+    axis = plot.locator(".pc-axis[data-key='param:lr'] .pc-axis-line").bounding_box()
+    x = axis["x"] + axis["width"] / 2
+    page.mouse.move(x, tick_y(page, "param:lr", "0.15"))
+    page.mouse.down()
+    page.mouse.move(x, axis["y"] + axis["height"] / 2, steps=4)
+    page.mouse.move(x, axis["y"] - 20, steps=4)  # past the top: up to the largest lr
+    page.mouse.up()
     page.wait_for_function("() => document.querySelectorAll('table.runs-table tbody tr.brushed-out').length === 1")
     assert order_of(page) == [runs[2], runs[1]]  # newest first, lr 0.1 brushed out
     assert "2 of 3 rows" in page.locator(".brush-note").inner_text()
-    assert "brush=param%3Alr%7E0.15%7E0.35" in page.url
+    assert "brush=param%3Alr%7E0.1" in page.url  # param:lr~0.15…~0.3, give or take a pixel
+    assert plot.locator(".pc-axis[data-key='param:lr'] rect.pc-brush").count() == 1
+
+    def faint():
+        return page.eval_on_selector_all(".pc-line.out", "ps => ps.map(p => p.dataset.id)")
+
+    def ids(names):
+        return sorted(page.eval_on_selector_all("table.runs-table tbody tr[data-session]",
+                                                "(rs, names) => rs.filter(r => names.includes(r.dataset.session)).map(r => r.dataset.id)", names))
+
+    assert faint() == ids([runs[0]])
+    opacity = page.eval_on_selector(".pc-line.out", "p => +getComputedStyle(p).strokeOpacity")
+    assert opacity < 0.3
+    # Hovering a line marks its row in the table and names the session.
+    line = page.locator(f".pc-line[data-id='{ids([runs[1]])[0]}']")
+    lr = plot.locator(".pc-axis[data-key='param:lr'] .pc-axis-line").bounding_box()
+    page.mouse.move(lr["x"] + 1, tick_y(page, "param:lr", "0.2"))
+    page.locator(".pc-tip", has_text=runs[1]).wait_for()
+    assert page.locator(f"tr[data-session='{runs[1]}']").get_attribute("class") == "pc-hot"
+    assert line.count() == 1
+    shot(page, "runs-parcoords-hover")
+    page.mouse.move(x, axis["y"] - 60)
+    page.locator(".pc-tip").wait_for(state="hidden")
+    assert page.locator("tr.pc-hot").count() == 0
     shot(page, "runs-parcoords-brushed")
+    page.keyboard.press("t")  # the dark theme: redrawn with its colour scale, the brush kept
+    page.wait_for_function("() => document.documentElement.dataset.theme === 'dark'")
+    assert plot.locator(".pc-axis[data-key='param:lr'] rect.pc-brush").count() == 1 and faint() == ids([runs[0]])
+    shot(page, "runs-parcoords-dark")
+    page.keyboard.press("t")
     # The CSV holds the rows shown: the brushed-out one is not in it.
     with page.expect_download() as dl:
         page.click(".csv-button")
@@ -128,12 +152,26 @@ def test_brushing_parallel_coordinates_filters_the_table(srv, gl_page, runs):
     assert [float(r["param:lr"]) for r in rows] == [0.3, 0.2]
     assert {r["kind"] for r in rows} == {"train"} and all(r["status"] == "exited" for r in rows)
     assert abs(float(rows[0]["metric:val/acc:last"]) - (1 - (1 / 3 + 0.3) / 2)) < 1e-9
-    page.locator(".brush-note a", has_text="clear").click()
+    # The link with the brush draws the same selection in a fresh page.
+    page.goto(page.url)
+    page.wait_for_function("() => document.querySelectorAll('table.runs-table tbody tr.brushed-out').length === 1")
+    assert order_of(page) == [runs[2], runs[1]]
+    assert plot.locator(".pc-axis[data-key='param:lr'] rect.pc-brush").count() == 1
+    assert faint() == ids([runs[0]])
+    # A click on the axis without dragging clears its range.
+    page.mouse.click(x, tick_y(page, "param:lr", "0.2"))
     page.wait_for_function("() => !document.querySelector('table.runs-table tbody tr.brushed-out')")
-    # The shared link with the brush draws the same selection.
+    assert page.locator(".brush-note").is_hidden() and "brush=" not in page.url and not faint()
+    # A hand-written link: lr 0.15 to 0.25 keeps one row; the chip's clear brings all back.
     page.goto(f"{srv.url}/?q=dataset:webruns&par=1&brush=param:lr~0.15~0.25")
     page.wait_for_function("() => document.querySelectorAll('table.runs-table tbody tr[data-session]:not(.brushed-out)').length === 1")
     assert order_of(page) == [runs[1]]
+    assert len(faint()) == 2
+    page.locator(".brush-note a", has_text="clear").click()
+    page.wait_for_function("() => !document.querySelector('table.runs-table tbody tr.brushed-out')")
+    assert order_of(page) == runs[::-1] and not page.locator(".pc-line.out").count()
+    assert plot.locator("path.pc-line").count() == 3 and "brush=" not in page.url
+    assert not refused and not errors, (refused, errors)
 
 
 def test_a_scatter_selection_filters_the_table(srv, page, runs):

@@ -17,7 +17,7 @@ from ..auth import COOKIE, actor_for
 router = APIRouter(include_in_schema=False)
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-SCRIPTS = ["core.js", "nav.js", "plots.js", "graph.js", "argtable.js", "session.js", "notes.js", "info.js", "diff.js", "runs.js", "usability.js", "sharing.js", "pages.js"]  # load order matters
+SCRIPTS = ["core.js", "nav.js", "plots.js", "graph.js", "argtable.js", "session.js", "notes.js", "info.js", "diff.js", "parcoords.js", "runs.js", "usability.js", "sharing.js", "pages.js"]  # load order matters
 COOKIE_DAYS = 30
 YEAR = 365 * 24 * 3600
 

@@ -24,13 +24,6 @@ NSML.runs = {
   label: (c) => (c.kind === "param" ? c.key : `${c.key}${c.agg === "last" ? "" : ` (${c.agg})`}`),
   value: (row, c) => (c.kind === "param" ? row.params[c.key] : (row.metrics[c.key] || {})[c.agg]) ?? null,
   quote: (v) => JSON.stringify(String(v)),
-  webgl() {
-    if (NSML.runs._gl === undefined) {
-      try { const c = document.createElement("canvas"); NSML.runs._gl = !!(c.getContext("webgl") || c.getContext("experimental-webgl")); }
-      catch (e) { NSML.runs._gl = false; }
-    }
-    return NSML.runs._gl;
-  },
 
   /* box: where it goes; opt: {ns: state prefix, base(): query terms every row must meet,
      filtered(): whether the page's own filters narrow the rows, toolbar: nodes to add}. */
@@ -73,7 +66,9 @@ NSML.runs.table = {
       NSML.el("button", { type: "button", class: "small csv-button", text: "CSV", title: "Download the rows shown as CSV", onclick: () => this.csv() }),
       this.brushNote, ...this.extra, this.count);
     this.plotBox = NSML.el("div", { class: "runs-plots" });
-    this.wrap = NSML.el("div", { class: "runs-scroll" });
+    this.wrap = NSML.el("div", { class: "runs-scroll",
+      onmouseover: (e) => { const tr = e.target.closest("tbody tr[data-id]"); if (this.par) this.par.highlight(tr ? tr.dataset.id : null); },
+      onmouseleave: () => this.par && this.par.highlight(null) });
     this.pager = NSML.el("div", { class: "controls pager" });
     NSML.clear(this.box).append(NSML.el("div", { class: "runs-search" }, this.qInput, this.qError), this.toolbar, this.picker, this.plotBox, this.wrap, this.pager);
     const widths = JSON.parse(localStorage.getItem("nsml-runs-widths") || "{}");
@@ -342,9 +337,15 @@ NSML.runs.table = {
       tr.classList.toggle("brushed-out", !ok);
       n += ok ? 1 : 0;
     });
+    if (this.par) this.par.refilter(true);
     this.brushNote.hidden = !on;
     if (on) NSML.clear(this.brushNote).append(`${n} of ${this.data.rows.length} rows in the selection · `,
       NSML.el("a", { href: "#", text: "clear", onclick: (e) => { e.preventDefault(); this.brush = {}; this.picked = null; this.set({ brush: null }); this.applyBrush(); this.plots(); } }));
+  },
+  /* The row under the pointer in the plot is marked in the table, and the other way round. */
+  hoverRow(id) {
+    this.wrap.querySelectorAll("tbody tr.pc-hot").forEach((tr) => tr.classList.remove("pc-hot"));
+    if (id !== null) this.wrap.querySelector(`tbody tr[data-id="${CSS.escape(String(id))}"]`)?.classList.add("pc-hot");
   },
   shownRows() { return this.data ? this.data.rows.filter((r) => (!Object.keys(this.brush).length && !this.picked) || this.passes(r)) : []; },
 
@@ -359,9 +360,10 @@ NSML.runs.table = {
   },
 
   plots() {
-    if (!this.data || typeof Plotly === "undefined") return;
+    if (!this.data) return;
     const R = NSML.runs, rows = this.data.rows, par = this.st("par") === "1", scatter = this.st("scatter") === "1";
     NSML.clear(this.plotBox);
+    this.par = null;
     this.categories = {};
     const usable = this.cols.filter((c) => rows.some((r) => R.value(r, c) !== null));
     for (const c of usable) {
@@ -384,38 +386,23 @@ NSML.runs.table = {
     if (par) {
       const box = NSML.el("div", { class: "runs-plot parcoords", dataset: { plot: "parcoords" } });
       this.plotBox.append(box);
-      if (!NSML.runs.webgl()) {
-        box.append(NSML.el("div", { class: "pad muted", text: "Parallel coordinates need WebGL, which this browser has turned off; the scatter works without it." }));
-        box.dataset.nowebgl = "1";
-      } else {
       const sortCol = R.parse(this.data.sort);
       const colorCol = (sortCol && usable.find((c) => R.spec(c) === R.spec(sortCol))) || usable[usable.length - 1];
-      const dims = usable.map((c) => {
-        const spec = R.spec(c), cats = this.categories[spec];
-        const dim = { label: R.label(c), values: rows.map((r) => { const v = this.axisValue(r, c); return v === null ? NaN : v; }) };
-        if (cats) Object.assign(dim, { tickvals: cats.map((_, i) => i), ticktext: cats });
-        const ranges = this.brush[spec];
-        if (ranges) dim.constraintrange = ranges.length === 1 ? ranges[0] : ranges;
-        return dim;
+      this.par = NSML.parcoords.draw(box, {
+        axes: usable.map((c) => ({ key: R.spec(c), label: R.label(c), cats: this.categories[R.spec(c)] || null, values: rows.map((r) => this.axisValue(r, c)) })),
+        rows: rows.map((r) => ({ id: r.id, name: r.name })),
+        color: { label: R.label(colorCol), cats: this.categories[R.spec(colorCol)] || null, values: rows.map((r) => this.axisValue(r, colorCol)) },
+        brush: this.brush,
+        keep: (i) => !this.picked || this.picked.has(rows[i].id),
+        onBrush: (brush) => {
+          this.brush = structuredClone(brush);
+          this.set({ brush: Object.entries(this.brush).flatMap(([spec, rs]) => rs.map(([lo, hi]) => `${spec}~${+lo.toPrecision(6)}~${+hi.toPrecision(6)}`)) });
+          this.applyBrush();
+        },
+        onHover: (id) => this.hoverRow(id),
       });
-      const colors = rows.map((r) => this.axisValue(r, colorCol) ?? NaN);
-      Plotly.newPlot(box, [{ type: "parcoords", dimensions: dims, line: { color: colors, colorscale: "Viridis", showscale: true, colorbar: { title: { text: R.label(colorCol), side: "right" }, thickness: 10 } },
-        labelfont: { color: fg }, tickfont: { color: fg }, rangefont: { color: fg } }],
-      { ...layoutBase, margin: { l: 60, r: 80, t: 48, b: 20 }, height: 300 }, { displaylogo: false, responsive: true });
-      box.on("plotly_restyle", () => {
-        this.brush = {};
-        (box.data[0].dimensions || []).forEach((dim, i) => {
-          const cr = dim.constraintrange;
-          if (!cr || !cr.length) return;
-          const ranges = Array.isArray(cr[0]) ? cr : [cr];
-          this.brush[R.spec(usable[i])] = ranges.map(([a, b]) => [Math.min(a, b), Math.max(a, b)]);
-        });
-        this.set({ brush: Object.entries(this.brush).flatMap(([spec, rs]) => rs.map(([lo, hi]) => `${spec}~${+lo.toPrecision(6)}~${+hi.toPrecision(6)}`)) });
-        this.applyBrush();
-      });
-      }
     }
-    if (scatter) {
+    if (scatter && typeof Plotly !== "undefined") {
       const specs = usable.map(R.spec);
       const pick = (k, d) => (specs.includes(this.st(k)) ? this.st(k) : d);
       const px = pick("px", specs[0]), py = pick("py", specs[Math.min(1, specs.length - 1)]);
