@@ -88,3 +88,10 @@ def test_a_malformed_policy_is_one_clear_line(data, words):
     with pytest.raises(InvalidInput) as err:
         parse_policy(data, "policy.yaml")
     assert words in str(err.value) and str(err.value).startswith("policy.yaml")
+
+
+def test_how_many_reservations_is_a_knob_and_checked():
+    assert parse_policy({"reservations": 2})[0].reservations == 2 and parse_policy({})[0].reservations == 4
+    for bad in (0, 65, True, "4"):
+        with pytest.raises(InvalidInput, match="reservations is how many blocked sessions get one"):
+            parse_policy({"reservations": bad})

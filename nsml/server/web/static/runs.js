@@ -8,7 +8,7 @@ NSML.runs = {
   PAGE: 50,
   KIND: { normal: "train", fork: "fork", submit: "submit", submit_test: "submit", infer: "infer" },
   RESERVED: new Set(["mode", "pause", "iteration"]), // the platform's own arguments: never a default column
-  WIDTH: { pick: 30, name: 170, status: 96, created: 82, kind: 64, lineage: 170, param: 96, metric: 108, tags: 170, memo: 220 },
+  WIDTH: { pick: 30, name: 170, status: 96, created: 82, kind: 64, lineage: 260, param: 96, metric: 108, tags: 170, memo: 220 },
 
   /* "param:lr", "metric:val/acc:max" <-> {kind, key, agg}; the spec is also /api/runs' sort. */
   parse(spec) {
