@@ -552,3 +552,35 @@ def test_batch_and_configuration_lines_cannot_overflow_the_store_or_reach_other_
     assert srv.api.get("/api/runs", params={"param": ["p0"], "q": f"name = {bystander}"}).json()["rows"] == before
     assert before[0]["params"] == {"p0": None}  # the bystander got none of it
     assert cli("ps", "-a").returncode == 0
+
+
+# The stop-and-go lines (nsml.client.stopgo) are the session's to write as well: forged ones may
+# mislead the platform about this session only, never end it as paused at a checkpoint the
+# server does not hold, and never touch another session.
+STOP_AND_GO = """
+legit(0)
+raw(b'{"k":"g","w":1.0,"e":"ready"}\\n')  # "pausable", with nothing bound
+raw(b'{"k":"g","w":1.0,"e":"paused","name":"../../escape"}\\n{"k":"g","w":1.0,"e":"paused","name":"a/b"}\\n')
+raw(b'{"k":"g","w":1.0,"e":"explode"}\\n{"k":"g","w":1.0,"e":"failed","error":{"x":1}}\\n')
+raw(b'{"k":"g","w":1.0,"e":"paused","name":"never-saved"}\\n')  # a checkpoint it never saved
+raw((json.dumps({'k': 'g', 'w': 1.0, 'e': 'failed', 'error': 'E' * 1000000}) + '\\n').encode())
+legit(1)
+"""
+
+
+def test_forged_stop_and_go_lines_mislead_nothing_but_their_own_session(srv, tmp_path):
+    cli = cli_for(srv, tmp_path / "work")
+    bystander = started(cli, hostile(tmp_path / "plain", "legit(0)\nlegit(1)\n"))
+    ended(srv, bystander)
+    name = started(cli, hostile(tmp_path / "code", STOP_AND_GO))
+    info = ended(srv, name)
+    text = log_text(srv, name)
+    assert info["status"] == "exited" and info["pause_checkpoint"] == "never-saved", f"{info}\n{text[-3000:]}"
+    assert_legit(srv, name, 2)
+    assert "a stop-and-go line of the journal was skipped" in text
+    assert len(info["pause_error"]) <= spool.MAX_PAUSE_ERROR
+    assert all(not e.startswith("paused") for e in
+               [ev["status"] for ev in srv.api.get(f"/api/web/sessions/{name}/info").json()["events"]])
+    other = srv.session(bystander)
+    assert (other["pausable"], other["pause_checkpoint"], other["pause_error"], other["status"]) == (False, "", "", "exited")
+    assert cli("ps", "-a").returncode == 0
