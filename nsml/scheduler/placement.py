@@ -263,7 +263,7 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
     tries = 0  # reservations tried this pass: at most policy.reservations, so a pass stays one pass
     for s in _fair_order(queued, shares, policy):
         r = s.resources
-        held_back = (policy.max_gpus and _over_quota(s, shares, policy)) or (budget and _over_credit(s, budget))
+        held_back = (_over_quota(s, shares, policy) if policy.max_gpus else "") or (_over_credit(s, budget) if budget else "")
         if held_back:
             waiting.append((s, held_back))
             continue

@@ -168,7 +168,9 @@ class Scheduler:
         may still use by their time limits. None when the server has no credit rules."""
         if not self.credits.enabled:
             return None
-        holders = frozenset(k for s in queued for k in (s.owner, team_of(s)) if self.credits.rule(k) is not None)
+        # A user in no team is charged as themselves only: their team:~NAME holder has no budget.
+        holders = frozenset(k for s in queued for k in (s.owner, team_of(s))
+                            if not k.startswith("team:~") and self.credits.rule(k) is not None)
         cached = self._credit_cache
         if cached and now - cached[0] < CREDIT_EVERY and holders <= cached[1]:
             left = dict(cached[2])
@@ -192,7 +194,7 @@ class Scheduler:
 
     def balances(self, holders, now: float, history: float = 366 * 86400.0) -> dict[str, float]:
         """Each holder's credit balance in GPU-seconds (users, `team:NAME`)."""
-        holders = [h for h in holders if not h.startswith("team:~")]
+        holders = list(holders)
         if not holders:
             return {}
         spans = self.store.usage_spans(now - history, holders)

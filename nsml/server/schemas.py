@@ -1,6 +1,7 @@
 """What the API returns (pydantic, the OpenAPI contract) and how entities become it."""
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from nsml.core.tags import MAX_NOTE, MAX_TAGS
@@ -141,7 +142,7 @@ class CheckpointPublic(BaseModel):
     submissions: list[CheckpointSubmission] = []  # its submits, oldest first
 
     @classmethod
-    def of(cls, c: Checkpoint, submissions: list[Submission] = ()) -> "CheckpointPublic":
+    def of(cls, c: Checkpoint, submissions: Sequence[Submission] = ()) -> "CheckpointPublic":
         return cls(name=c.name, created=c.created, elapsed=c.elapsed, size=c.size, summary=finite(c.summary),
                    submissions=[CheckpointSubmission.of(s) for s in submissions])
 
