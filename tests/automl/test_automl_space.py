@@ -66,7 +66,7 @@ def test_schedulers_are_optunas_pruners():
     assert isinstance(space.pruner(parse_config({**CONFIG, "scheduler": "median"})), optuna.pruners.MedianPruner)
     assert isinstance(space.pruner(parse_config({**CONFIG, "scheduler": "asha"})), optuna.pruners.SuccessiveHalvingPruner)
     assert isinstance(space.pruner(parse_config({**CONFIG, "scheduler": "hyperband"})), optuna.pruners.HyperbandPruner)
-    assert space.pruner(parse_config(CONFIG)) is None
+    assert isinstance(space.pruner(parse_config(CONFIG)), optuna.pruners.NopPruner)  # never create_study's default
 
 
 def test_a_replayed_study_has_the_same_history():

@@ -18,6 +18,7 @@ torch and scipy), qmc (QMCSampler: scipy). Trial schedulers: median (MedianPrune
 forking), not a pruner.
 """
 
+import importlib
 import math
 import random
 from typing import Any
@@ -90,16 +91,16 @@ def sampler(config: StudyConfig, seed: int | None = None):
         if name == "tpe":
             return optuna.samplers.TPESampler(seed=seed)
         if name == "cmaes":
-            import cmaes  # noqa: F401  (CmaEsSampler needs it, and says so only when first used)
+            importlib.import_module("cmaes")  # CmaEsSampler needs it, and says so only when first used
 
             return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
         if name == "gp":
-            import scipy  # noqa: F401
-            import torch  # noqa: F401
+            importlib.import_module("scipy")
+            importlib.import_module("torch")
 
             return optuna.samplers.GPSampler(seed=seed)
         if name == "qmc":
-            import scipy  # noqa: F401
+            importlib.import_module("scipy")
 
             return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     except ImportError as exc:
@@ -130,14 +131,15 @@ def grid_size(config: StudyConfig) -> int | None:
 
 
 def pruner(config: StudyConfig):
-    """The trial scheduler deciding stops at each compare step (None for none and pbt)."""
+    """The trial scheduler deciding stops at each compare step: NopPruner for none and pbt
+    (create_study would otherwise put its default MedianPruner in)."""
     import optuna
 
     return {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=max(1, config.population // 2), n_warmup_steps=0),
         "asha": lambda: optuna.pruners.SuccessiveHalvingPruner(),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(),
-    }.get(config.scheduler, lambda: None)()
+    }.get(config.scheduler, optuna.pruners.NopPruner)()
 
 
 def normal_draw(p: HParam, rng: random.Random) -> float | int:
