@@ -67,7 +67,7 @@ class SessionStore(Protocol):
                        code: list[FileEntry] | int, kind: SessionKind = SessionKind.NORMAL, source: str = "",
                        source_checkpoint: str = "", shm_size: int = 0, batch_size: int = 0, team: str = "",
                        visibility: str = "team", priority: int = 0, time_limit: float | None = None,
-                       gpu_model: str = "", preemptible: bool = False) -> Session:
+                       gpu_model: str = "", preemptible: bool = False, trial_id: int | None = None) -> Session:
         """A new queued session, numbered N+1 of OWNER/DATASET (numbers are never reused, even
         after removals). `code`: the uploaded files, or a relaunch's source code fileset (shared)."""
 

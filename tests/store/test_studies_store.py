@@ -31,3 +31,18 @@ def test_a_study_and_its_trials_round_trip(store):
         store.get_study(study.id + 99)
     with pytest.raises(ValueError):
         store.update_trial(first.id, state="weird")
+
+
+def test_a_child_session_is_linked_to_its_trial_in_the_same_transaction(store):
+    from nsml.core.resources import Resources
+    from tests.store.test_sql_store import files
+
+    study = store.create_study(new_session(store).id, {"measure": "m"}, seed=1)
+    trial = store.add_trial(study.id, 0, {"lr": 0.1})
+    child = store.create_session("alice", "digits", "main.py", "--lr 0.1", Resources(1, 1 << 30, 0), "", "",
+                                 files(("main.py", "x")), trial_id=trial.id)
+    assert store.trials(study.id)[0].session_id == child.id
+    with pytest.raises(Conflict):  # a second child for the same trial: refused, and nothing created
+        store.create_session("alice", "digits", "main.py", "", Resources(1, 1 << 30, 0), "", "", files(("main.py", "x")),
+                             trial_id=trial.id)
+    assert store.trials(study.id)[0].session_id == child.id
