@@ -210,3 +210,31 @@ class AuditEntry:
     action: str   # stop, rm, submit, grant, login, token, user, team, …
     target: str   # the session, dataset, user or team acted on
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    """An AutoML study (issue 16): its parent session (kind automl) and the config it runs."""
+
+    id: int
+    session_id: int
+    config: dict[str, Any]  # as given (nsml.core.automl_config reads it)
+    seed: int
+    status: str  # running, stopping, stopped, exited
+    created: float
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a study: numbered once, its parameters, its child session, its measure."""
+
+    id: int
+    study_id: int
+    number: int
+    params: dict[str, Any]
+    session_id: int | None  # the child session, once created
+    state: str  # running, complete, pruned, fail
+    value: float | None  # the final measure, once complete
+    steps: dict[int, float]  # the measure at each compare step
+    parent: int | None  # PBT: the trial number it was forked from
+    created: float

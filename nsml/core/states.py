@@ -14,6 +14,7 @@ class SessionKind(StrEnum):
     SUBMIT = "submit"  # nsml submit: scored on the hidden test set, ranked on the board
     SUBMIT_TEST = "submit_test"  # nsml submit -t: scored, never ranked
     INFER = "infer"  # nsml infer: the model served until stopped
+    AUTOML = "automl"  # nsml automl run: a study's parent; it runs nothing itself, its trials are its children
 
 
 SUBMIT_KINDS = frozenset({SessionKind.SUBMIT, SessionKind.SUBMIT_TEST})

@@ -17,8 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from nsml.core.accounting import Span
 from nsml.core.entities import (
-    AuditEntry, BoardRow, Checkpoint, Dataset, FileEntry, MetricPoint, Session, SessionEvent, Submission, Team, Token,
-    UsageSample, User,
+    AuditEntry, BoardRow, Checkpoint, Dataset, FileEntry, MetricPoint, Session, SessionEvent, Study, Submission, Team, Token,
+    Trial, UsageSample, User,
 )
 from nsml.core.params import Column, RunRow
 from nsml.core.policy import Actor, SessionScope
@@ -67,7 +67,7 @@ class SessionStore(Protocol):
                        code: list[FileEntry] | int, kind: SessionKind = SessionKind.NORMAL, source: str = "",
                        source_checkpoint: str = "", shm_size: int = 0, batch_size: int = 0, team: str = "",
                        visibility: str = "team", priority: int = 0, time_limit: float | None = None,
-                       gpu_model: str = "", preemptible: bool = False) -> Session:
+                       gpu_model: str = "", preemptible: bool = False, trial_id: int | None = None) -> Session:
         """A new queued session, numbered N+1 of OWNER/DATASET (numbers are never reused, even
         after removals). `code`: the uploaded files, or a relaunch's source code fileset (shared)."""
 
@@ -248,6 +248,28 @@ class RunsStore(Protocol):
 
 
 @runtime_checkable
+class StudyStore(Protocol):
+    """AutoML studies and their trials (issue 16)."""
+
+    def create_study(self, session_id: int, config: dict, seed: int) -> Study: ...
+
+    def get_study(self, study_id: int) -> Study: ...
+
+    def studies(self, statuses: tuple[str, ...] = ("running", "stopping")) -> list[Study]: ...
+
+    def set_study_status(self, study_id: int, status: str) -> Study: ...
+
+    def add_trial(self, study_id: int, number: int, params: dict, parent: int | None = None) -> Trial:
+        """Trial `number`, running; Conflict if the study has it already."""
+
+    def update_trial(self, trial_id: int, *, session_id: int | None = None, state: str | None = None,
+                     value: float | None = None, step: tuple[int, float] | None = None) -> Trial:
+        """Link its child, record a compare step's measure, or end it (once)."""
+
+    def trials(self, study_id: int) -> list[Trial]: ...
+
+
+@runtime_checkable
 class AccountingStore(Protocol):
     def usage_spans(self, since: float, holders: Iterable[str] | None = None) -> list[Span]:
         """Attempts that held GPUs and ended after `since`, and the running ones (ended None);
@@ -393,12 +415,12 @@ class ClickStore(Protocol):
 
 
 CAPABILITIES = (FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, RunsStore, BoardStore,
-                IdentityStore, AuditStore, UsageStore, LeaseStore, ClickStore, AccountingStore)
+                IdentityStore, AuditStore, UsageStore, LeaseStore, ClickStore, AccountingStore, StudyStore)
 
 
 @runtime_checkable
 class Store(FileStore, DatasetStore, SessionStore, CheckpointStore, MetricStore, RunsStore, BoardStore, IdentityStore,
-            AuditStore, UsageStore, LeaseStore, ClickStore, AccountingStore, Protocol):
+            AuditStore, UsageStore, LeaseStore, ClickStore, AccountingStore, StudyStore, Protocol):
     """Everything the server needs of its metadata store."""
 
     def close(self) -> None: ...

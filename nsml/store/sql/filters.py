@@ -27,7 +27,7 @@ from nsml.core import query as q
 from .models import SeriesRow, SessionParamRow, SessionRow, SessionTagRow
 
 _KINDS = {"train": ("normal",), "fork": ("fork",), "submit": ("submit", "submit_test"), "infer": ("infer",),
-          "automl": ()}
+          "automl": ("automl",)}
 _AGG = {"last": "last_value", "min": "min_value", "max": "max_value"}
 _COMPARE = {"<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__", "=": "__eq__", "!=": "__ne__"}
 

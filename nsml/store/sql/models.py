@@ -376,3 +376,34 @@ class UsageLedgerRow(Base):
     memory: Mapped[int] = mapped_column(BigInteger)
     started: Mapped[float] = mapped_column(Float)
     ended: Mapped[float] = mapped_column(Float)
+
+
+class StudyRow(Base):
+    """An AutoML study (0015): its parent session (kind automl), the config it was started
+    with (JSON), its sampler's seed and where it stands."""
+
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), unique=True)
+    config: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # running, stopping, stopped, exited
+    created: Mapped[float] = mapped_column(Float)
+
+
+class StudyTrialRow(Base):
+    """One trial of a study (0015): numbered once (unique per study, so a restarted server
+    cannot start a trial twice), its parameters, its child session, what the sampler was told."""
+
+    __tablename__ = "study_trials"
+    __table_args__ = (UniqueConstraint("study_id", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    params: Mapped[str] = mapped_column(Text)  # JSON {name: value}
+    session_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the child, once created
+    state: Mapped[str] = mapped_column(String(16))  # running, complete, pruned, fail
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    steps: Mapped[str] = mapped_column(Text, default="{}")  # JSON {step: measure} at each compare step
+    parent: Mapped[int | None] = mapped_column(Integer, nullable=True)  # PBT: the trial it was forked from
+    created: Mapped[float] = mapped_column(Float)

@@ -8,12 +8,12 @@ from sqlalchemy.exc import IntegrityError
 
 from nsml.core import naming, params
 from nsml.core.entities import Checkpoint, FileEntry, Session, SessionEvent
-from nsml.core.errors import NotFound, not_found
+from nsml.core.errors import Conflict, NotFound, not_found
 from nsml.core.policy import SessionScope
 from nsml.core.resources import Resources
 from nsml.core.states import RESUMABLE, SessionKind, Status, can_move
 
-from .models import CheckpointRow, PointChunkRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionParamRow, SessionRow, UsageLedgerRow
+from .models import CheckpointRow, PointChunkRow, SeriesRow, SessionCounterRow, SessionEventRow, SessionParamRow, SessionRow, StudyTrialRow, UsageLedgerRow
 
 
 def to_session(row: SessionRow) -> Session:
@@ -61,10 +61,11 @@ class SessionsMixin:
         memo: str, image: str, code: list[FileEntry] | int,
         kind: SessionKind = SessionKind.NORMAL, source: str = "", source_checkpoint: str = "", shm_size: int = 0,
         batch_size: int = 0, team: str = "", visibility: str = "team", priority: int = 0,
-        time_limit: float | None = None, gpu_model: str = "", preemptible: bool = False,
+        time_limit: float | None = None, gpu_model: str = "", preemptible: bool = False, trial_id: int | None = None,
     ) -> Session:
         """A queued session; `code` is the uploaded files, or the code fileset of the session a
-        fork/submit/infer relaunches (shared, not copied)."""
+        fork/submit/infer relaunches (shared, not copied). `trial_id`: the AutoML trial it runs,
+        linked in the same transaction (a server killed between the two leaves no orphan child)."""
         self._ensure_counter(owner, dataset)
         with self._write() as orm:
             counter = orm.get(SessionCounterRow, (owner, dataset), with_for_update=True)  # numbers never collide
@@ -82,6 +83,11 @@ class SessionsMixin:
             orm.add(row)
             orm.flush()
             orm.add(SessionEventRow(session_id=row.id, at=row.created, status=row.status, note=""))
+            if trial_id is not None:
+                trial = orm.get(StudyTrialRow, trial_id, with_for_update=True)
+                if trial is None or trial.session_id is not None:
+                    raise Conflict(f"Trial #{trial_id} does not exist or has its session already.")
+                trial.session_id = row.id
             # Its parameters, typed, for the runs table (its arguments are kept whole besides).
             orm.add_all(SessionParamRow(session_id=row.id, key=k, num=num, text=text)
                         for k, (num, text) in params.storable(params.parse_args(args)).items())

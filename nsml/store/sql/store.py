@@ -24,6 +24,7 @@ from .runs import RunsMixin
 from .usage import UsageMixin
 from .models import DatasetRow, FileRow, FilesetRow
 from .sessions import SessionsMixin
+from .studies import StudiesMixin
 from .views import ViewsMixin
 
 
@@ -62,7 +63,7 @@ class _NoLock:
         pass
 
 
-class SqlStore(AccountingMixin, IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, RunsMixin, UsageMixin, LeasesMixin,
+class SqlStore(StudiesMixin, AccountingMixin, IdentityMixin, ViewsMixin, SessionsMixin, BoardsMixin, MetricsMixin, RunsMixin, UsageMixin, LeasesMixin,
                ClicksMixin):
     def __init__(self, engine: Engine):
         self.engine = engine
