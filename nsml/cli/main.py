@@ -8,7 +8,7 @@ from rich.text import Text
 
 from nsml.core.errors import NsmlError
 
-from . import accounts, datasets, interactive, models, relaunch, server, sessions, usage, web
+from . import accounts, automl, datasets, interactive, models, relaunch, server, sessions, usage, web
 from .render import err_console
 from .usage import ClickException, NoArgsIsHelpError, UsageError
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(datasets.app, name="dataset")
 app.add_typer(models.app, name="model")
 app.add_typer(server.app, name="server")
+app.add_typer(automl.app, name="automl")
 sessions.register(app)
 relaunch.register(app, datasets.app)
 interactive.register(app)

@@ -25,6 +25,7 @@ class Span:
     gpus: int
     started: float
     ended: float | None  # None: still running
+    session_id: int | None = None  # whose attempt (an AutoML study sums its trials' GPU-hours)
 
     def holders(self) -> tuple[str, ...]:
         """The keys it is charged to: its owner, and its team as `team:NAME`."""

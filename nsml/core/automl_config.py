@@ -274,3 +274,16 @@ def _duration(value, where: str) -> float:
     if seconds <= 0:
         raise InvalidInput(f"{where} must be longer than 0.")
     return seconds
+
+
+def trial_args(config: StudyConfig, params: dict[str, Any]) -> str:
+    """A trial's command-line arguments: the study's `args`, then `--name value` for each
+    hyper-parameter in the config's order (spec §6: the script reads them with argparse)."""
+    import shlex
+
+    parts = [config.args.strip()] if config.args.strip() else []
+    for p in config.h_params:
+        value = params[p.name]
+        text = repr(value) if isinstance(value, float) else str(value)
+        parts.append(f"--{p.name} {shlex.quote(text)}")
+    return " ".join(parts)

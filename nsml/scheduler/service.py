@@ -15,7 +15,7 @@ from nsml.core.accounting import Credits, credit_balance
 from nsml.core.entities import Session
 from nsml.core.errors import NotFound, NsmlError
 from nsml.core.inventory import Node
-from nsml.core.states import Status
+from nsml.core.states import SessionKind, Status
 
 from .executor import Executor
 from .placement import DEFAULT_POLICY, Plan, Policy, place, team_of
@@ -26,8 +26,15 @@ RECONCILE_EVERY = 2.0
 LEASE = "scheduler"
 LOST = ("The session's supervisor stopped reporting (no heartbeat for {timeout:.0f} s: killed, or its machine went away); "
         "what it shipped before (logs, metrics, checkpoints) is kept. Run it again from its last checkpoint with nsml resume {name}.")
+DRIVE_EVERY = 1.0  # seconds between passes of the lease holder's other work (AutoML studies)
 TIME_LIMIT = "[nsml] the session reached its time limit ({limit}) and was stopped by the platform."
 CREDIT_EVERY = 5.0  # seconds a computation of credit balances is reused for
+
+
+def runnable(sessions: Sequence[Session]) -> list[Session]:
+    """Those with a process to place and watch: not an AutoML study's parent, which runs nothing
+    itself and holds nothing (its trials are ordinary sessions); it ends when its study does."""
+    return [s for s in sessions if s.kind != SessionKind.AUTOML]
 
 
 class Scheduler:
@@ -69,6 +76,10 @@ class Scheduler:
         # Called on each reconcile with the running sessions and whether this server just took
         # the lease: the server's watch over pending pauses (nsml.server.pausing.watch).
         self.on_reconcile = None
+        # Called about once a second on the lease holder, before placement: the AutoML driver
+        # (nsml.server.automl.service), whose new trials are then placed in the same pass.
+        self.on_tick = None
+        self._last_drive = 0.0
 
     def start(self) -> None:
         self.lead()
@@ -128,7 +139,13 @@ class Scheduler:
         if time.monotonic() - self._last_reconcile > RECONCILE_EVERY:
             self.reconcile()
         self.usage.maybe_sample()  # when due; never raises
-        queued = self.store.list_sessions({Status.QUEUED})
+        if self.on_tick is not None and time.monotonic() - self._last_drive >= DRIVE_EVERY:
+            self._last_drive = time.monotonic()
+            try:
+                self.on_tick()
+            except Exception:  # a study's bad pass must not stop the scheduling of everyone's work
+                log.exception("the lease holder's periodic work failed")
+        queued = runnable(self.store.list_sessions({Status.QUEUED}))
         if not queued:
             return
         running = self.store.list_sessions({Status.RUNNING})
@@ -159,7 +176,7 @@ class Scheduler:
 
     def plan(self) -> Plan:
         """This moment's plan with every queued session's position and reason (for ps and the web)."""
-        queued, running, now = self.store.list_sessions({Status.QUEUED}), self.store.list_sessions({Status.RUNNING}), time.time()
+        queued, running, now = runnable(self.store.list_sessions({Status.QUEUED})), self.store.list_sessions({Status.RUNNING}), time.time()
         return place(queued, running, self.nodes, policy=self.policy, now=now, credit=self.credit_left(queued, running, now))
 
     def credit_left(self, queued: Sequence[Session], running: Sequence[Session], now: float) -> dict[str, float] | None:
@@ -251,7 +268,7 @@ class Scheduler:
             # stopped or starved): the silence was ours, so every session gets a new chance.
             self.started_at = now
         self._last_reconcile, self._last_reconcile_wall = time.monotonic(), now
-        sessions = self.store.list_sessions({Status.RUNNING})
+        sessions = runnable(self.store.list_sessions({Status.RUNNING}))
         if self.on_reconcile is not None:
             try:
                 self.on_reconcile(sessions, at_startup)

@@ -22,6 +22,8 @@ from nsml.store.sql import open_store
 
 from . import errors, pausing, preemption, web_security
 from . import relaunch as relaunch_flow
+from .automl import service as automl
+from .api import automl as automl_api
 from .api import boards, channel, clicks, credit, datasets, identity, metrics, relaunch, runs, runtime, sessions, system
 from .api import web as web_api
 from .web import router as web_pages
@@ -113,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
         st.scheduler.on_lead = lambda: on_lead(st)
         st.scheduler.on_preempt = lambda victim, head: preemption.preempt(st, victim, head)
         st.scheduler.on_reconcile = lambda running, at_startup: pausing.watch(st, running, at_startup)
+        automl.attach(st)
         st.scheduler.start()
         st.prune_dataset_views()
         try:
@@ -131,7 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(ReleaseLeases)
     web_security.install(app)  # outermost: the Origin rule, the JSON body cap, the security headers
-    for module in (system, credit, identity, datasets, boards, sessions, metrics, runs, relaunch, runtime, channel):
+    for module in (system, credit, identity, datasets, boards, sessions, metrics, runs, relaunch, runtime, channel, automl_api):
         app.include_router(module.router)
     app.include_router(web_api.router)
     app.include_router(clicks.router)

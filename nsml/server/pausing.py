@@ -107,7 +107,8 @@ def end_if_paused(st: ServerState, session: Session, exit_code: int) -> Session 
     if session.status != Status.RUNNING or not name:
         return None
     if all(c.name != name for c in st.store.list_checkpoints(session.id)):
-        st.executor.note(session, f"[nsml] the pause checkpoint {name} did not reach the server; the session ends as it would have.")
+        # Its supervisor shipped its last log before this exit report: the server writes the line.
+        st.log_note(session.id, f"[nsml] the pause checkpoint {name} did not reach the server; the session ends as it would have.")
         return None
     return st.store.move_session(session.id, Status.PAUSED, note=f"paused at checkpoint {name}", exit_code=exit_code,
                                  ended=time.time(), error="")

@@ -219,6 +219,63 @@ class Removed(BaseModel):
     removed: list[str]
 
 
+class StudyPublic(BaseModel):
+    """An AutoML study as `nsml automl ps` and the web list it (named by its parent session)."""
+
+    name: str
+    status: str  # the parent session's: running, exited, stopped, failed
+    study_status: str  # running, stopping (no new trials), stopped, exited
+    memo: str
+    error: str  # why it stopped, when it failed (a measure never reported)
+    created: float
+    ended: float | None
+    owner: str
+    dataset: str
+    measure: str
+    order: str  # descending: higher is better
+    algorithm: str
+    scheduler: str
+    population: int
+    max_trials: int | None
+    trial_count: int
+    running: int
+    complete: int
+    pruned: int
+    fail: int
+    best_value: float | None
+    best_trial: int | None
+    elapsed: float
+
+
+class TrialPublic(BaseModel):
+    number: int
+    params: dict[str, Any]
+    state: str  # running, complete, pruned, fail
+    value: float | None  # the measure it ended with
+    steps: dict[str, float]  # the measure at each compare step
+    parent: int | None  # PBT: the trial it was forked from
+    created: float
+    session: str  # its child session ('' before it is created, or when one may not read it)
+    session_status: str
+    last_values: dict[str, Any]
+
+
+class StudyDetail(StudyPublic):
+    config: dict[str, Any]
+    seed: int
+    trials: list[TrialPublic] = []
+
+
+class TrialModel(BaseModel):
+    """`nsml automl rank`: a trial's best saved model."""
+
+    trial: int
+    session: str
+    checkpoint: str
+    value: float
+    params: dict[str, Any]
+
+
 class Whoami(BaseModel):
     user: str
     server: str

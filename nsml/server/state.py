@@ -39,6 +39,24 @@ class ServerState:
         except StorageFull:
             logging.getLogger("nsml.audit").warning("disk full, not in the audit table: %s %s %s %s", actor, action, target, detail)
 
+    def log_note(self, session_id: int, line: str) -> None:
+        """A `[nsml] …` line at the end of a session's stored log, written by the server itself:
+        for a session whose supervisor has shipped its last log (an exit being settled) or that
+        has none (an AutoML study's parent). Best effort: a full disk loses the line, not the call."""
+        path = self.logs_dir / f"{session_id}.log"
+        with self.log_lock:
+            try:
+                size = path.stat().st_size if path.exists() else 0
+                with open(path, "ab") as out:
+                    if size:
+                        with open(path, "rb") as f:
+                            f.seek(size - 1)
+                            if f.read(1) != b"\n":
+                                out.write(b"\n")
+                    out.write(line.rstrip("\n").encode() + b"\n")
+            except OSError:
+                logging.getLogger("nsml.server").warning("could not write to the log of session #%s: %s", session_id, line)
+
     def prune_dataset_views(self) -> None:
         """Drop the read-only views of dataset versions no longer stored (see LocalExecutor)."""
         current = {d.fileset_id for d in self.store.list_datasets()}

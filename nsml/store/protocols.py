@@ -255,6 +255,9 @@ class StudyStore(Protocol):
 
     def get_study(self, study_id: int) -> Study: ...
 
+    def study_of_session(self, session_id: int) -> Study:
+        """The study whose parent session this is; NotFound otherwise."""
+
     def studies(self, statuses: tuple[str, ...] = ("running", "stopping")) -> list[Study]: ...
 
     def set_study_status(self, study_id: int, status: str) -> Study: ...

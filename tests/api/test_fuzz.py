@@ -91,6 +91,7 @@ class Seed:
     queued: str  # waits for capacity: stopped by the fuzz
     submission: int
     token_id: int  # a spare token of alice's: revoked by the fuzz
+    study: str  # an AutoML study whose one trial queues: stopped, then removed by the fuzz
 
 
 def path_of(name: str) -> dict[str, Any]:
@@ -160,7 +161,15 @@ def seeded(server, tmp_path_factory) -> Seed:
     assert api.post("/api/users", json={"name": "carol"}).status_code == 201
     assert api.post("/api/teams", json={"name": "fz-crew"}).status_code == 201
     token_id = api.post("/api/tokens", json={"label": "spare"}).json()["id"]
-    return Seed(server.token, trained, spare, running, infer, stopped, queued, submission, token_id)
+    study = api.post("/api/automl", content=study_tar(), headers={"Content-Type": "application/x-tar"}).json()["name"]
+    return Seed(server.token, trained, spare, running, infer, stopped, queued, submission, token_id, study)
+
+
+def study_tar() -> bytes:
+    config = {"h_params": {"lr": {"parameters": [0.001, 0.1], "distribution": "log_uniform", "type": "float"}},
+              "measure": "loss", "order": "ascending", "resources": {"cpus": 1, "memory": "1G", "gpus": 0},
+              "termination": {"max_session_number": 1}}
+    return tar_of({"main.py": b"print('hi')\n", ".nsml-automl.json": json.dumps(config).encode()})
 
 
 @dataclass
@@ -231,6 +240,12 @@ def plans(s: Seed) -> dict[str, Plan]:
         "GET /api/audit": Plan(),
         "POST /api/web/events": Plan(body={"events": [{"page": "home", "action": "view"}]}, stage=1),
         "GET /api/web/usability": Plan(None, {"days": 7}),
+        "POST /api/automl": Plan(None, {"memo": "fz", "seed": 1}, study_tar(), 1),
+        "GET /api/automl": Plan(None, {"all": True}),
+        "GET /api/automl/{owner}/{dataset}/{number}": Plan(path_of(s.study)),
+        "GET /api/automl/{owner}/{dataset}/{number}/rank": Plan(path_of(s.study), {"count": 3}),
+        "POST /api/automl/{owner}/{dataset}/{number}/stop": Plan(path_of(s.study), {"force": True}, stage=2),
+        "DELETE /api/automl/{owner}/{dataset}/{number}": Plan(path_of(s.study), stage=3),
     }
     for suffix in SUPERVISOR:
         for method in ("GET", "POST"):

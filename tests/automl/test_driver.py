@@ -31,15 +31,38 @@ def world(tmp_path):
 def start(store, config):
     parent = new_session(store, "alice", "mnist")
     study = store.create_study(parent.id, config, seed=3)
-    launched, stopped = [], []
+    children = Children(store)
+    return study, Driver(store, children), children.launched, children.stopped
 
-    def launch(study, trial):
-        child = new_session(store, "alice", "mnist")
-        store.move_session(child.id, Status.RUNNING, started=time.time())
-        launched.append((trial.number, child.id))
+
+class Children:
+    """The server's session machinery, played by the test over the real store: a child is a
+    session row moved to running at once; stop, resume and end are recorded."""
+
+    def __init__(self, store):
+        self.store = store
+        self.launched, self.stopped, self.resumed, self.ended, self.notes = [], [], [], [], []
+
+    def launch(self, study, trial):
+        child = new_session(self.store, "alice", "mnist")
+        self.store.move_session(child.id, Status.RUNNING, started=time.time())
+        self.launched.append((trial.number, child.id))
         return child.id
 
-    return study, Driver(store, launch, stopped.append), launched, stopped
+    def stop(self, session):
+        self.stopped.append(session.id)
+
+    def resume(self, session):
+        self.resumed.append(session.id)
+        return self.store.start_attempt(session.id, "0", 0, "resumed") is not None
+
+    def end(self, study, status, note):
+        self.ended.append((status, note))
+        parent = self.store.session_by_id(study.session_id)
+        self.store.move_session(parent.id, status, ended=time.time(), note=note, error=note if status == Status.FAILED else "")
+
+    def note(self, study, line):
+        self.notes.append(line)
 
 
 def train(store, session_id, epochs, value_of, offset=0, exit_code=0):
@@ -74,7 +97,7 @@ def test_trials_run_population_at_a_time_complete_and_stop_at_the_budget(world):
 def test_a_restarted_driver_goes_on_without_a_second_start(world):
     study, driver, launched, _ = start(world, CONFIG)
     driver.step(study)
-    again = Driver(world, driver.launch, driver.stop)  # a new server process: nothing in memory
+    again = Driver(world, driver.children)  # a new server process: nothing in memory
     again.step(study)
     assert [n for n, _ in launched] == [0, 1]
     numbers = [t.number for t in world.trials(study.id)]
@@ -107,3 +130,68 @@ def test_without_a_scheduler_nothing_is_pruned(world):
     train(world, launched[2][1], 2, lambda e: 0.1)
     driver.step(study)
     assert stopped == [] and world.trials(study.id)[2].state == "running"
+
+
+def running_parent(store, study):
+    store.move_session(study.session_id, Status.RUNNING, started=time.time())
+
+
+def test_the_study_ends_with_its_parent_once_the_budget_is_spent_and_its_trials_ended(world):
+    study, driver, launched, _ = start(world, {**CONFIG, "termination": {"max_session_number": 2}})
+    running_parent(world, study)
+    driver.step(study)
+    for _, child in launched:
+        train(world, child, 3, lambda e: 0.5)
+        world.move_session(child, Status.EXITED, ended=time.time(), exit_code=0)
+    driver.step(study)
+    assert world.get_study(study.id).status == "exited"
+    assert world.session_by_id(study.session_id).status == Status.EXITED
+    assert "2 trials, its budget" in driver.children.ended[0][1]
+
+
+def test_a_measure_no_trial_reports_stops_the_study_at_the_first_compare_step_naming_the_keys(world):
+    study, driver, launched, stopped = start(world, {**CONFIG, "measure": "test/accuracy"})
+    running_parent(world, study)
+    driver.step(study)
+    child = launched[0][1]
+    train(world, child, 1, lambda e: 0.5)  # epoch 0: before the first compare step (epoch 1)
+    driver.step(study)
+    assert world.get_study(study.id).status == "running"
+    train(world, child, 2, lambda e: 0.5)
+    driver.step(study)
+    parent = world.session_by_id(study.session_id)
+    assert parent.status == Status.FAILED
+    assert "the measure test/accuracy was never reported by its trials; they reported: epoch, step, val/acc" in parent.error
+    assert sorted(stopped) == sorted(c for _, c in launched)  # every trial stopped
+    assert {t.state for t in world.trials(study.id)} == {"fail"}
+    assert len(launched) == 2  # nothing more was started
+
+
+def test_a_paused_trial_is_set_aside_and_resumed_when_a_slot_is_free(world):
+    study, driver, launched, _ = start(world, {**CONFIG, "population": 1, "termination": {"max_session_number": 2}})
+    running_parent(world, study)
+    driver.step(study)
+    child = launched[0][1]
+    train(world, child, 1, lambda e: 0.5)
+    world.move_session(child, Status.PAUSED, ended=time.time())  # nsml pause, or a preemption
+    driver.step(study)
+    assert driver.children.resumed == [child]  # its slot goes back to it, not to a new trial
+    assert world.session_by_id(child).status == Status.QUEUED
+    assert len(launched) == 1 and world.trials(study.id)[0].state == "running"
+
+
+def test_a_stopped_study_starts_nothing_more_and_ends_when_its_trials_have(world):
+    study, driver, launched, _ = start(world, CONFIG)
+    running_parent(world, study)
+    driver.step(study)
+    study = world.set_study_status(study.id, "stopping")
+    first, second = (c for _, c in launched)
+    train(world, first, 3, lambda e: 0.5)
+    world.move_session(first, Status.EXITED, ended=time.time(), exit_code=0)
+    driver.step(study)
+    assert len(launched) == 2 and world.get_study(study.id).status == "stopping"
+    world.move_session(second, Status.STOPPED, ended=time.time())
+    driver.step(world.get_study(study.id))
+    assert world.get_study(study.id).status == "stopped"
+    assert world.session_by_id(study.session_id).status == Status.STOPPED
+    assert [t.state for t in world.trials(study.id)] == ["complete", "fail"]

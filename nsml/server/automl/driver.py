@@ -1,30 +1,57 @@
-"""A study's driver (issue 16, work in progress): one pass over a running study, as the server
-holding the scheduler's lease would make every second or so.
+"""A study's driver (issue 16): one pass over each running study, made about once a second by the
+server holding the scheduler's lease (Scheduler.on_tick).
 
-Each pass, from what the store holds (so a restarted server continues where it was):
+Each pass reads what the store holds, so a restarted server continues where it was:
 1. the Optuna study is rebuilt once from the stored trials (space.replay) and kept in memory;
-2. every running trial whose child session reached a new compare step reports the measure at it
+2. every trial whose child reached a new compare step reports the measure at it
    (automl_measure.compare_points) to its Optuna trial; a pruner that says stop stops the child
    and the trial ends `pruned`;
 3. a trial whose child ended is told its final measure (the last save's; `fail` without one);
-4. new trials are asked while fewer than `population` run and the budget allows, each numbered
-   once in the store before its child is created.
+   a child that was paused (nsml pause, or a preemption that has not requeued it yet) or lost
+   is set aside and resumed from its checkpoint when a slot is free: stop-and-go;
+4. a measure no trial reported by the first compare step (or by the first trial's end) stops
+   the study, naming the keys the trials did report;
+5. new trials are asked while fewer than `population` are active and the budget (trials, wall
+   time, GPU-hours) allows, each numbered once in the store before its child is created;
+6. a study with nothing active and nothing more to ask ends, and so does its parent session.
 
-Launching and stopping children go through two callables (the server passes its session
-creation and stop; tests pass their own), so this module needs no executor.
+What children are and how they start, stop and resume is the server's (nsml.server.automl
+.service passes its own `Children`; tests pass theirs), so this module needs no executor.
 """
 
+import logging
 import random
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nsml.core.automl_config import StudyConfig, parse_config
-from nsml.core.automl_measure import compare_points, measure_at_saves
-from nsml.core.entities import Study, Trial
-from nsml.core.errors import Conflict
-from nsml.core.states import FINAL, Status
+from nsml.core.automl_measure import check_reported, compare_points, measure_at_saves
+from nsml.core.entities import Session, Study, Trial
+from nsml.core.errors import Conflict, InvalidInput, NotFound
+from nsml.core.states import ACTIVE, FINAL, Status
 
 from . import space
+
+log = logging.getLogger("nsml.automl")
+SET_ASIDE = frozenset({Status.PAUSED, Status.LOST})  # ended for now, to be resumed from a checkpoint
+MAX_RESUMES = 3  # a trial lost more often than this is given up (its node keeps failing it)
+
+
+class Children(Protocol):
+    def launch(self, study: Study, trial: Trial) -> int:
+        """Create the trial's child session (queued), linked to the trial; its id."""
+
+    def stop(self, session: Session) -> None: ...
+
+    def resume(self, session: Session) -> bool:
+        """Queue a set-aside child again from its latest checkpoint; False if it cannot be."""
+
+    def end(self, study: Study, status: Status, note: str) -> None:
+        """The study is over: end its parent session with `status` and `note` in its history."""
+
+    def note(self, study: Study, line: str) -> None:
+        """A line in the study's log (its parent session's): what it decided, and why."""
 
 
 @dataclass
@@ -33,44 +60,153 @@ class _Live:
     optuna: object
     asked: dict[int, object] = field(default_factory=dict)  # trial number -> Optuna trial
     reported: dict[int, int] = field(default_factory=dict)  # trial number -> compare steps reported
+    resumes: dict[int, int] = field(default_factory=dict)  # trial number -> times resumed by this driver
 
 
 class Driver:
-    def __init__(self, store, launch: Callable[[Study, Trial], int], stop: Callable[[int], None]):
+    def __init__(self, store, children: Children, clock=time.time):
         self.store = store
-        self.launch = launch  # (study, trial) -> the child session's id
-        self.stop = stop  # child session id -> None
+        self.children = children
+        self.clock = clock
         self._live: dict[int, _Live] = {}
 
     def tick(self) -> None:
-        for study in self.store.studies(("running",)):
-            self.step(study)
+        studies = self.store.studies(("running", "stopping"))
+        self._live = {k: v for k, v in self._live.items() if k in {s.id for s in studies}}
+        for study in studies:
+            try:
+                self.step(study)
+            except Exception:  # one study's trouble must not hold up the others
+                log.exception("a pass over study #%s failed", study.id)
+
+    def forget(self, study_id: int) -> None:
+        self._live.pop(study_id, None)
 
     def step(self, study: Study) -> None:
+        try:
+            parent = self.store.session_by_id(study.session_id)
+        except NotFound:  # removed with its trials (nsml automl rm)
+            self.store.set_study_status(study.id, "stopped")
+            return
+        if parent.status in FINAL and study.status == "running":  # `nsml stop` on the parent itself
+            study = self.store.set_study_status(study.id, "stopping")
         live = self._live.get(study.id) or self._rebuild(study)
         trials = self.store.trials(study.id)
-        running = 0
+        active, aside, seen = 0, [], []
         for trial in trials:
             if trial.state != "running":
                 continue
             if trial.session_id is None:  # numbered, but its child never created (a restart between)
-                trial = self.store.update_trial(trial.id, session_id=self.launch(study, trial))
-            session = self.store.session_by_id(trial.session_id)
+                if study.status != "running":
+                    self.store.update_trial(trial.id, state="fail")
+                    continue
+                trial = self.store.update_trial(trial.id, session_id=self.children.launch(study, trial))
+            try:
+                session = self.store.session_by_id(trial.session_id)
+            except NotFound:  # its child was removed: the trial can say nothing more
+                self._finish(live, trial, Status.FAILED, [])
+                continue
             summaries = [c.summary for c in sorted(self.store.list_checkpoints(session.id), key=lambda c: c.created)]
+            seen.append((trial, session, summaries))
             reached = self._report(live, trial, summaries)
+            if session.status in SET_ASIDE and study.status == "running" and live.resumes.get(trial.number, 0) < MAX_RESUMES:
+                aside.append(session)
+                continue
             if session.status in FINAL:
                 self._finish(live, trial, session.status, summaries)
                 continue
-            if reached and self._prune(live, trial, summaries):
-                self.stop(session.id)
+            pruned_at = self._prune(live, trial, summaries) if reached else None
+            if pruned_at is not None:
+                self.children.note(study, f"trial {trial.number} ({session.name}) pruned by {live.config.scheduler} at compare step "
+                                          f"{live.reported[trial.number]}: {live.config.measure} {pruned_at:.6g}")
+                self.children.stop(session)
                 continue
-            running += 1
-        started = len(trials)
-        budget = live.config.max_trials if live.config.max_trials is not None else space.grid_size(live.config)
-        while running < live.config.population and (budget is None or started < budget):
-            self._ask(study, live, started)
-            started += 1
-            running += 1
+            active += 1
+        if self._measure_missing(study, live, seen):
+            return
+        if study.status == "running":
+            exhausted = self._exhausted(study, live, len(trials))
+            for session in aside:
+                if active >= live.config.population:
+                    break
+                number = next(t.number for t, s, _ in seen if s.id == session.id)
+                live.resumes[number] = live.resumes.get(number, 0) + 1
+                if self.children.resume(session):
+                    self.children.note(study, f"trial {number} ({session.name}) was {session.status.value}: resumed from its checkpoint")
+                    active += 1
+            started = len(trials)
+            while not exhausted and active < live.config.population:
+                self._ask(study, live, started)
+                started += 1
+                active += 1
+                exhausted = self._exhausted(study, live, started)
+            if active == 0 and not aside and exhausted:
+                self._end(study, "exited", Status.EXITED, f"the study ended: {exhausted}")
+        elif active == 0:
+            self._end(study, "stopped", Status.STOPPED, "the study was stopped; its running trials have ended")
+
+    def _exhausted(self, study: Study, live: _Live, started: int) -> str:
+        """Why no more trials may be asked ('' while they may)."""
+        config = live.config
+        budget = config.max_trials if config.max_trials is not None else space.grid_size(config)
+        if budget is not None and started >= budget:
+            return f"{started} trials, its budget" if config.max_trials is not None else f"every point of the grid ({budget}) tried"
+        if config.max_wall_time is not None and self.clock() - study.created >= config.max_wall_time:
+            return "its wall-time budget was spent"
+        if config.max_gpu_hours is not None and self.gpu_hours(study) >= config.max_gpu_hours:
+            return f"its GPU-hour budget ({config.max_gpu_hours:g}) was spent"
+        return ""
+
+    def gpu_hours(self, study: Study) -> float:
+        """GPU-hours its trials' sessions have held so far (each attempt's, from the ledger the
+        scheduler keeps for credits, plus the running ones')."""
+        ids = {t.session_id for t in self.store.trials(study.id) if t.session_id is not None}
+        now = self.clock()
+        return sum(sp.gpu_seconds(study.created, now) for sp in self.store.usage_spans(study.created)
+                   if sp.session_id in ids) / 3600.0
+
+    def _measure_missing(self, study: Study, live: _Live, seen: list) -> bool:
+        """At the first compare step any trial reached (or the first trial ended with saves), a
+        measure none reported stops the study and its trials, naming the keys they did report."""
+        config = live.config
+        due, reported = False, set()
+        for _, session, summaries in seen:
+            for summary in summaries:
+                reported.update(summary)
+                if config.step is None:
+                    due = due or session.status in FINAL
+                else:
+                    unit, every = config.step
+                    at = summary.get(unit)
+                    due = due or (isinstance(at, (int, float)) and at + 1 >= every)
+        for trial in self.store.trials(study.id):
+            if trial.state == "complete" or trial.steps:
+                return False  # some trial did report it
+        if not due or config.measure in reported:
+            return False
+        try:
+            check_reported(config.measure, reported, where=self._name(study))
+        except InvalidInput as err:
+            for trial, session, _ in seen:
+                if session.status in ACTIVE:
+                    self.children.stop(session)
+                self.store.update_trial(trial.id, state="fail")
+            self.children.note(study, f"[nsml] {err}")
+            self._end(study, "stopped", Status.FAILED, str(err))
+            return True
+        return False
+
+    def _name(self, study: Study) -> str:
+        try:
+            return self.store.session_by_id(study.session_id).name
+        except NotFound:
+            return f"study #{study.id}"
+
+    def _end(self, study: Study, status: str, parent: Status, note: str) -> None:
+        self.store.set_study_status(study.id, status)
+        self.forget(study.id)
+        self.children.note(study, f"[nsml] {note}")
+        self.children.end(study, parent, note)
 
     def _rebuild(self, study: Study) -> _Live:
         config = parse_config(study.config)
@@ -93,10 +229,10 @@ class Driver:
         try:
             trial = self.store.add_trial(study.id, number, params)
         except Conflict:  # another pass numbered it meanwhile
-            live.optuna.tell(optuna_trial, state=_fail())
+            live.optuna.tell(optuna_trial, state=_state("FAIL"))
             return
         live.asked[number] = optuna_trial
-        self.store.update_trial(trial.id, session_id=self.launch(study, trial))
+        self.store.update_trial(trial.id, session_id=self.children.launch(study, trial))  # (the server's links it already)
 
     def _report(self, live: _Live, trial: Trial, summaries: list[dict]) -> bool:
         """Record and report the compare steps the trial reached since the last pass; whether it
@@ -111,44 +247,44 @@ class Driver:
         live.reported[trial.number] = len(points)
         return len(points) > done
 
-    def _prune(self, live: _Live, trial: Trial, summaries: list[dict]) -> bool:
-        """At a new compare step: does the study's pruner stop this trial? (Optuna's pruners
-        compare with the finished trials' measures at the same step.)"""
+    def _prune(self, live: _Live, trial: Trial, summaries: list[dict]) -> float | None:
+        """At a new compare step: does the study's pruner stop this trial? Its measure there if
+        so. (Optuna's pruners compare with the other trials' measures at the same step.)"""
         optuna_trial = live.asked.get(trial.number)
         if optuna_trial is None or isinstance(live.optuna.pruner, _nop()) or not optuna_trial.should_prune():
-            return False
-        live.optuna.tell(optuna_trial, state=_pruned())
+            return None
+        live.optuna.tell(optuna_trial, state=_state("PRUNED"))
         live.asked.pop(trial.number, None)
         last = compare_points(summaries, live.config.measure, live.config.step)[-1][1]
         self.store.update_trial(trial.id, state="pruned", value=last)
-        return True
+        return last
 
     def _finish(self, live: _Live, trial: Trial, status: Status, summaries: list[dict]) -> None:
+        """Its child ended: complete with the last save's measure when it exited cleanly, or
+        was stopped or set aside for good after saving; fail otherwise."""
         values = measure_at_saves(summaries, live.config.measure)
         optuna_trial = live.asked.pop(trial.number, None)
-        if values and status == Status.EXITED:
+        if values and status != Status.FAILED:
             if optuna_trial is not None:
                 live.optuna.tell(optuna_trial, values[-1])
             self.store.update_trial(trial.id, state="complete", value=values[-1])
+            self.children.note(self.store.get_study(trial.study_id), f"trial {trial.number} complete ({status.value}): "
+                                                                    f"{live.config.measure} {values[-1]:.6g}")
         else:
             if optuna_trial is not None:
-                live.optuna.tell(optuna_trial, state=_fail())
+                live.optuna.tell(optuna_trial, state=_state("FAIL"))
             self.store.update_trial(trial.id, state="fail")
+            why = "no save reported the measure" if status != Status.FAILED else "its session failed"
+            self.children.note(self.store.get_study(trial.study_id), f"trial {trial.number} failed ({status.value}): {why}")
 
 
-def _fail():
+def _state(name: str):
     from optuna.trial import TrialState
 
-    return TrialState.FAIL
+    return TrialState[name]
 
 
 def _nop():
     from optuna.pruners import NopPruner
 
     return NopPruner
-
-
-def _pruned():
-    from optuna.trial import TrialState
-
-    return TrialState.PRUNED

@@ -27,6 +27,6 @@ class AccountingMixin:
             if users is not None:
                 ended = ended.where(or_(UsageLedgerRow.owner.in_(users), UsageLedgerRow.team.in_(teams)))
                 running = running.where(or_(SessionRow.owner.in_(users), SessionRow.team.in_(teams)))
-            spans = [Span(r.owner, r.team, r.gpus, r.started, r.ended) for r in orm.scalars(ended)]
-            spans += [Span(r.owner, r.team, r.gpus, r.started, None) for r in orm.scalars(running)]
+            spans = [Span(r.owner, r.team, r.gpus, r.started, r.ended, r.session_id) for r in orm.scalars(ended)]
+            spans += [Span(r.owner, r.team, r.gpus, r.started, None, r.id) for r in orm.scalars(running)]
             return spans

@@ -41,6 +41,14 @@ class StudiesMixin:
                 raise NotFound(f"Study #{study_id} does not exist.")
             return _study(row)
 
+    def study_of_session(self, session_id: int) -> Study:
+        """The study whose parent is this session; NotFound if it is not one's."""
+        with self._read() as orm:
+            row = orm.scalar(select(StudyRow).where(StudyRow.session_id == session_id))
+            if row is None:
+                raise NotFound(f"Session #{session_id} is not an AutoML study's.")
+            return _study(row)
+
     def studies(self, statuses: tuple[str, ...] = ("running", "stopping")) -> list[Study]:
         with self._read() as orm:
             return [_study(r) for r in orm.scalars(select(StudyRow).where(StudyRow.status.in_(statuses)).order_by(StudyRow.id))]

@@ -1,0 +1,198 @@
+"""AutoML studies through the real CLI, a real server and real trial sessions in the sandbox:
+a study runs end to end (its trials ordinary sessions with `--name value` arguments, numbered
+once, the best model ranked), bad configs fail with one line before anything runs, a measure
+the script never reports stops the study naming what it did report, stop -f and rm take the
+trials with them, and a server killed with SIGKILL mid-study goes on without losing or
+duplicating a trial."""
+
+import json
+import signal
+
+import pytest
+
+from tests.conftest import Cli, check_failed, cli_in, open_gate, serve_for_module, wait_for, write_project
+
+pytest.importorskip("optuna")
+
+TRAIN = '''
+import argparse, math, os, time
+import nsml
+
+p = argparse.ArgumentParser()
+p.add_argument("--mode", default="train")
+p.add_argument("--pause", type=int, default=0)
+p.add_argument("--iteration", default="0")
+p.add_argument("--epochs", type=int, default=4)
+p.add_argument("--lr", type=float, default=0.1)
+p.add_argument("--width", type=int, default=8)
+p.add_argument("--act", default="relu")
+p.add_argument("--report", default="val/score")
+p.add_argument("--hold", type=int, default=0)  # wait after the first save for the file "gate"
+c = p.parse_args()
+state = {"epoch": 0}
+
+
+def save(folder):
+    with open(os.path.join(folder, "state"), "w") as f:
+        f.write(str(state["epoch"]))
+
+
+def load(folder):
+    with open(os.path.join(folder, "state")) as f:
+        state["epoch"] = int(f.read())
+
+
+nsml.bind(save=save, load=load)
+if c.pause:
+    nsml.paused(scope=locals())
+for epoch in range(state["epoch"], c.epochs):
+    score = 1 - abs(math.log10(c.lr) + 2) / 4 + 0.01 * epoch + (0.05 if c.act == "tanh" else 0) + c.width / 1000
+    nsml.report(step=epoch, epoch=epoch, **{c.report.replace("/", "__"): score})
+    state["epoch"] = epoch + 1
+    nsml.save(epoch)
+    while c.hold and not os.path.exists("gate"):
+        time.sleep(0.05)
+'''
+SPACE = {"lr": {"parameters": [0.0001, 1.0], "distribution": "log_uniform", "type": "float"},
+         "width": {"parameters": [4, 64], "distribution": "uniform", "type": "int"},
+         "act": {"parameters": ["relu", "tanh"], "distribution": "categorical", "type": "str"}}
+
+
+def config(**over) -> dict:
+    base = {"h_params": SPACE, "entry": "main.py", "args": "--epochs 4", "population": 2, "step": {"epoch": 2},
+            "order": "descending", "measure": "val__score", "algorithm": "tpe",
+            "resources": {"gpus": 0, "cpus": 0.5, "memory": "512M"}, "termination": {"max_session_number": 4}}
+    return {**base, **over}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from serve_for_module(tmp_path_factory, "automl")
+
+
+@pytest.fixture(scope="module")
+def cli(server, tmp_path_factory) -> Cli:
+    cli = cli_in(server, tmp_path_factory.mktemp("automl-work") / "code")
+    write_project(cli.cwd, TRAIN)
+    return cli
+
+
+def start(cli: Cli, name: str, data: dict, *args) -> dict:
+    (cli.cwd / name).write_text(json.dumps(data))
+    return json.loads(cli("automl", "run", "-c", name, "-j", *args).stdout)
+
+
+def detail(cli: Cli, study: str) -> dict:
+    return json.loads(cli("automl", "trials", study, "-j").stdout)
+
+
+def ended(server, study: str, timeout: float = 180) -> dict:
+    return server.wait(study, statuses=("exited", "failed", "stopped"), timeout=timeout)
+
+
+def test_a_study_runs_its_trials_as_sessions_and_ranks_their_models(server, cli):
+    s = start(cli, "study.json", config(), "-m", "first search", "--seed", "7")
+    assert s["name"].endswith("/.nodata/1") and s["status"] == "running" and s["algorithm"] == "tpe"
+    parent = ended(server, s["name"])
+    assert parent["status"] == "exited" and parent["kind"] == "automl", parent
+    d = detail(cli, s["name"])
+    assert [t["number"] for t in d["trials"]] == [0, 1, 2, 3]
+    assert {t["state"] for t in d["trials"]} == {"complete"}
+    for t in d["trials"]:  # each an ordinary session, with its parameters as arguments
+        child = server.session(t["session"])
+        assert child["status"] == "exited" and child["kind"] == "normal"
+        assert child["args"].startswith("--epochs 4 --lr ") and f"--width {t['params']['width']}" in child["args"]
+        assert t["value"] == pytest.approx(child["last_values"]["val/score"])
+        assert t["steps"] == {"1": pytest.approx(t["value"] - 0.02), "2": pytest.approx(t["value"])}
+    ranked = json.loads(cli("automl", "rank", s["name"], "--count", "2", "-j").stdout)
+    values = sorted((t["value"] for t in d["trials"]), reverse=True)
+    assert [m["value"] for m in ranked] == pytest.approx(values[:2]) and ranked[0]["checkpoint"] == "3"
+    listed = json.loads(cli("automl", "ps", "-a", "-j").stdout)
+    mine = next(r for r in listed if r["name"] == s["name"])
+    assert mine["complete"] == 4 and mine["best_value"] == pytest.approx(values[0]) and mine["memo"] == "first search"
+    assert s["name"] not in cli("automl", "ps").stdout  # ended: only with -a
+    kinds = json.loads(cli("ps", "-a", "-q", "kind:automl", "-j").stdout)
+    assert [k["name"] for k in kinds] == [s["name"]]
+    log = cli("automl", "logs", s["name"]).stdout
+    assert "trial 0: " in log and "queued (lr=" in log and "the study ended: 4 trials, its budget" in log
+    cli("automl", "memo", s["name"], "narrowed next")
+    assert server.session(s["name"])["memo"] == "narrowed next"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"h_params": {"lr": {"parameters": [0.1, 0.001], "distribution": "uniform", "type": "float"}}}, "reversed"),
+    ({"h_params": {"lr": {"parameters": [0.1, 1], "distribution": "gaussian", "type": "float"}}}, "distribution"),
+    ({"h_params": {"act": {"parameters": ["relu", "tanh"], "distribution": "categorical", "type": "int"}}}, "int"),
+    ({"algorithm": "annealing"}, "algorithm"),
+])
+def test_a_bad_config_fails_with_one_line_before_anything_runs(server, cli, change, message):
+    before = len(server.api.get("/api/automl", params={"all": "true"}).json())
+    (cli.cwd / "bad.json").write_text(json.dumps(config(**change)))
+    line = check_failed(cli("automl", "run", "-c", "bad.json", check=False))
+    assert message in line, line
+    assert len(server.api.get("/api/automl", params={"all": "true"}).json()) == before
+
+
+def test_a_config_file_that_is_not_yaml_or_is_missing_says_so(cli):
+    (cli.cwd / "broken.yaml").write_text("h_params: [unclosed\n")
+    assert "is not valid YAML" in check_failed(cli("automl", "run", "-c", "broken.yaml", check=False))
+    assert "No AutoML config at" in check_failed(cli("automl", "run", "-c", "nowhere.yaml", check=False))
+
+
+def test_a_measure_never_reported_stops_the_study_at_the_first_compare_step(server, cli):
+    s = start(cli, "typo.json", config(measure="val/scor", termination={"max_session_number": 6}))
+    parent = ended(server, s["name"])
+    assert parent["status"] == "failed"
+    assert "the measure val/scor was never reported by its trials; they reported: epoch, step, val/score" in parent["error"]
+    d = detail(cli, s["name"])
+    assert len(d["trials"]) == 2 and {t["state"] for t in d["trials"]} == {"fail"}  # no third trial was started
+
+
+def test_stop_force_ends_the_running_trials_and_rm_removes_them(server, cli):
+    s = start(cli, "held.json", config(args="--epochs 4 --hold 1"))
+    d = wait_for(lambda: (d := detail(cli, s["name"])) and sum(server.session(t["session"])["status"] == "running"
+                                                                for t in d["trials"] if t["session"]) == 2 and d,
+                 "two trials to run", timeout=90)
+    out = cli("automl", "stop", s["name"], "-f").stdout
+    assert "is stopping" in out
+    parent = ended(server, s["name"])
+    assert parent["status"] == "stopped"
+    children = [t["session"] for t in detail(cli, s["name"])["trials"]]
+    assert len(children) == 2 and all(server.session(c)["status"] == "stopped" for c in children)
+    removed = json.loads(cli("automl", "rm", s["name"], "-j").stdout)["removed"]
+    assert removed == [s["name"], *children]
+    for name in removed:
+        owner, dataset, n = name.split("/")
+        assert server.api.get(f"/api/sessions/{owner}/{dataset}/{n}").status_code == 404
+    check_failed(cli("automl", "trials", s["name"], check=False))
+
+
+def test_automl_commands_on_a_plain_session_say_it_is_not_one(server, cli):
+    name = cli("run", "-a", "--epochs 1").stdout.split()[1]
+    assert "is not an AutoML session" in check_failed(cli("automl", "trials", name, check=False))
+
+
+def test_a_server_killed_mid_study_resumes_it_without_losing_or_duplicating_a_trial(server, cli):
+    s = start(cli, "kill.json", config(args="--epochs 4 --hold 1", termination={"max_session_number": 4}))
+    first = wait_for(lambda: (d := detail(cli, s["name"])) and len(d["trials"]) == 2 and all(t["session"] for t in d["trials"]) and d,
+                     "two trials", timeout=60)
+    server.stop(signal.SIGKILL)
+    server.start()
+    open_gate(server, *(t["session"] for t in first["trials"]))
+
+    def gates():  # later trials hold too: release each as it runs
+        d = detail(cli, s["name"])
+        for t in d["trials"]:
+            if t["session"] and server.session(t["session"])["status"] == "running":
+                open_gate(server, t["session"])
+        return server.session(s["name"])["status"] != "running"
+
+    wait_for(gates, "the study to end after the restart", timeout=240, every=0.5)
+    assert server.session(s["name"])["status"] == "exited"
+    d = detail(cli, s["name"])
+    assert [t["number"] for t in d["trials"]] == [0, 1, 2, 3] and {t["state"] for t in d["trials"]} == {"complete"}
+    children = [t["session"] for t in d["trials"]]
+    assert len(set(children)) == 4
+    assert [t["session"] for t in d["trials"][:2]] == [t["session"] for t in first["trials"]]  # the same children went on
+    trial_sessions = [x for x in server.api.get("/api/sessions", params={"all": "true"}).json() if x["memo"].endswith(f"of {s['name']}")]
+    assert sorted(x["name"] for x in trial_sessions) == sorted(children)  # no trial was started twice
