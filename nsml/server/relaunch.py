@@ -41,12 +41,13 @@ def pick_checkpoint(st: ServerState, session: Session, name: str | None) -> Chec
 def relaunch(
     st: ServerState, source: Session, kind: str, checkpoint: str, user: str, args: str | None = None,
     resources: Resources | None = None, dataset: str | None = None, batch_size: int = 0,
+    trial_id: int | None = None, memo: str = "",
 ) -> Session:
     if source.code_fileset_id is None:
         raise Conflict(f"Session {source.name}'s code is still uploading; try again in a moment.")
     resources = resources or admission.like(source.resources, st.nodes)
     admission.admit(resources, st.nodes, source.gpu_model if resources.gpus else "", idle_ok=kind == SessionKind.INFER)
-    memo = f"{kind} of {source.name} at checkpoint {checkpoint}"
+    memo = memo or f"{kind} of {source.name} at checkpoint {checkpoint}"
     session = st.store.create_session(
         user, dataset or source.dataset, source.entry, source.args if args is None else args, resources, memo,
         source.image, source.code_fileset_id, kind=kind, source=source.name, source_checkpoint=checkpoint,
@@ -55,6 +56,7 @@ def relaunch(
         team=source.team, visibility=source.visibility,
         # On the GPU model its source asked for, and at its priority (which its owner was allowed).
         gpu_model=source.gpu_model if resources.gpus else "", priority=source.priority,
+        trial_id=trial_id,  # PBT: an AutoML trial's child, linked in the same transaction
     )
     st.scheduler.wake()
     return session

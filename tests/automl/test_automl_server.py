@@ -28,6 +28,7 @@ p.add_argument("--width", type=int, default=8)
 p.add_argument("--act", default="relu")
 p.add_argument("--report", default="val/score")
 p.add_argument("--hold", type=int, default=0)  # wait after the first save for the file "gate"
+p.add_argument("--delay", type=float, default=0)  # seconds an epoch takes, times how far lr is from 0.01
 c = p.parse_args()
 state = {"epoch": 0}
 
@@ -49,7 +50,9 @@ for epoch in range(state["epoch"], c.epochs):
     score = 1 - abs(math.log10(c.lr) + 2) / 4 + 0.01 * epoch + (0.05 if c.act == "tanh" else 0) + c.width / 1000
     nsml.report(step=epoch, epoch=epoch, **{c.report.replace("/", "__"): score})
     state["epoch"] = epoch + 1
+    time.sleep(c.delay * (1 + abs(math.log10(c.lr) + 2)))
     nsml.save(epoch)
+    print("epoch", epoch, "lr", c.lr, flush=True)
     while c.hold and not os.path.exists("gate"):
         time.sleep(0.05)
 '''
@@ -196,3 +199,33 @@ def test_a_server_killed_mid_study_resumes_it_without_losing_or_duplicating_a_tr
     assert [t["session"] for t in d["trials"][:2]] == [t["session"] for t in first["trials"]]  # the same children went on
     trial_sessions = [x for x in server.api.get("/api/sessions", params={"all": "true"}).json() if x["memo"].endswith(f"of {s['name']}")]
     assert sorted(x["name"] for x in trial_sessions) == sorted(children)  # no trial was started twice
+
+
+def test_pbt_forks_a_better_trials_checkpoint_with_perturbed_parameters(server, cli):
+    """The worse trial is the slower one here (--delay), so it reaches each compare step after
+    the better one has, is compared with it, and is exploited: stopped, and a new trial forks
+    the better one's latest checkpoint with perturbed parameters, training on from there."""
+    space = {"lr": {"parameters": [0.0001, 1.0], "distribution": "log_uniform", "type": "float"}}
+    s = start(cli, "pbt.json", config(h_params=space, args="--epochs 5 --delay 0.3", step={"epoch": 1},
+                                      tune={"pbt": {"exploit": "truncation", "explore": "perturb", "fork": True}},
+                                      termination={"max_session_number": 4}), "--seed", "3")
+    assert s["scheduler"] == "pbt"
+    assert ended(server, s["name"], timeout=240)["status"] == "exited"
+    trials = detail(cli, s["name"])["trials"]
+    forks = [t for t in trials if t["parent"] is not None]
+    assert forks, trials
+    by_number = {t["number"]: t for t in trials}
+    for t in forks:
+        donor = by_number[t["parent"]]
+        child = server.session(t["session"])
+        assert child["kind"] == "fork" and child["source"] == donor["session"]
+        assert t["params"]["lr"] != donor["params"]["lr"] and f"--lr {t['params']['lr']!r}" in child["args"]
+        log = server.api.get(f"/api/sessions/{t['session']}/logs").json()["text"]
+        first_epoch = int(log.split("epoch ", 1)[1].split()[0])
+        assert first_epoch == int(child["source_checkpoint"]) + 1  # it went on from the donor's checkpoint
+        k = min(int(x) for x in t["steps"])
+        assert t["steps"][str(k)] == donor["steps"][str(k)], (t, donor)  # its history up to the fork is its donor's
+    exploited = [t for t in trials if t["state"] == "pruned"]
+    assert len(exploited) >= len(forks) - sum(1 for t in forks if t["state"] == "running")
+    log = cli("automl", "logs", s["name"]).stdout
+    assert "exploited at compare step" in log and "forks trial" in log

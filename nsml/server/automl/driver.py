@@ -31,6 +31,8 @@ from nsml.core.entities import Session, Study, Trial
 from nsml.core.errors import Conflict, InvalidInput, NotFound
 from nsml.core.states import ACTIVE, FINAL, Status
 
+from nsml.core import automl_pbt as pbt
+
 from . import space
 
 log = logging.getLogger("nsml.automl")
@@ -46,6 +48,9 @@ class Children(Protocol):
 
     def resume(self, session: Session) -> bool:
         """Queue a set-aside child again from its latest checkpoint; False if it cannot be."""
+
+    def fork(self, study: Study, trial: Trial, source: Session, checkpoint: str) -> int:
+        """PBT: the trial's child, a fork of `source` at `checkpoint` with the trial's parameters."""
 
     def end(self, study: Study, status: Status, note: str) -> None:
         """The study is over: end its parent session with `status` and `note` in its history."""
@@ -92,7 +97,7 @@ class Driver:
             study = self.store.set_study_status(study.id, "stopping")
         live = self._live.get(study.id) or self._rebuild(study)
         trials = self.store.trials(study.id)
-        active, aside, seen = 0, [], []
+        active, forked, aside, seen = 0, 0, [], []
         for trial in trials:
             if trial.state != "running":
                 continue
@@ -115,6 +120,10 @@ class Driver:
             if session.status in FINAL:
                 self._finish(live, trial, session.status, summaries)
                 continue
+            if reached and live.config.scheduler == "pbt" and study.status == "running" and self._exploit(study, live, trial, session):
+                forked += 1  # stopped; its copy, a new trial, takes the slot
+                active += 1
+                continue
             pruned_at = self._prune(live, trial, summaries) if reached else None
             if pruned_at is not None:
                 self.children.note(study, f"trial {trial.number} ({session.name}) pruned by {live.config.scheduler} at compare step "
@@ -125,7 +134,8 @@ class Driver:
         if self._measure_missing(study, live, seen):
             return
         if study.status == "running":
-            exhausted = self._exhausted(study, live, len(trials))
+            started = len(trials) + forked
+            exhausted = self._exhausted(study, live, started)
             for session in aside:
                 if active >= live.config.population:
                     break
@@ -134,7 +144,6 @@ class Driver:
                 if self.children.resume(session):
                     self.children.note(study, f"trial {number} ({session.name}) was {session.status.value}: resumed from its checkpoint")
                     active += 1
-            started = len(trials)
             while not exhausted and active < live.config.population:
                 self._ask(study, live, started)
                 started += 1
@@ -244,8 +253,49 @@ class Driver:
             self.store.update_trial(trial.id, step=(k, value))
             if optuna_trial is not None:
                 optuna_trial.report(value, k)
-        live.reported[trial.number] = len(points)
+        # A PBT copy starts with its donor's steps counted (done > 0) before it has saved anything.
+        live.reported[trial.number] = max(done, len(points))
         return len(points) > done
+
+    def _exploit(self, study: Study, live: _Live, trial: Trial, session: Session) -> bool:
+        """PBT at a compare step just reached: a trial in the bottom quarter of those that reached
+        it is stopped, and a new trial forks a top one's latest checkpoint with explored
+        hyper-parameters (nsml.core.automl_pbt); whether that happened."""
+        step = live.reported[trial.number]
+        trials = self.store.trials(study.id)
+        at_step = {t.number: t.steps[step] for t in trials if step in t.steps}
+        rng = random.Random(hash((study.seed, trial.number, step)) & 0xFFFFFFFF)
+        donor_number = pbt.exploit(at_step, trial.number, live.config.direction, rng)
+        if donor_number is None or self._exhausted(study, live, len(trials)):
+            return False
+        donor = next(t for t in trials if t.number == donor_number)
+        try:
+            source = self.store.session_by_id(donor.session_id)
+        except NotFound:
+            return False
+        saved = sorted(self.store.list_checkpoints(source.id), key=lambda c: c.created)
+        if not saved:
+            return False
+        params = pbt.explore(live.config, donor.params, rng)
+        try:
+            child = self.store.add_trial(study.id, len(trials), params, parent=donor.number)
+        except Conflict:
+            return False
+        self.children.stop(session)
+        self.store.update_trial(trial.id, state="pruned", value=at_step[trial.number])
+        optuna_trial = live.asked.pop(trial.number, None)
+        if optuna_trial is not None:
+            live.optuna.tell(optuna_trial, state=_state("PRUNED"))
+        for k in sorted(donor.steps):  # the copy's history up to here is its donor's
+            if k <= step:
+                self.store.update_trial(child.id, step=(k, donor.steps[k]))
+        live.reported[child.number] = step
+        self.store.update_trial(child.id, session_id=self.children.fork(study, child, source, saved[-1].name))
+        self.children.note(study, f"trial {trial.number} ({session.name}) exploited at compare step {step} "
+                                  f"({live.config.measure} {at_step[trial.number]:.6g} vs {at_step[donor.number]:.6g}): "
+                                  f"trial {child.number} forks trial {donor.number}'s checkpoint {saved[-1].name} with "
+                                  + ", ".join(f"{k}={_shown(v)}" for k, v in params.items()))
+        return True
 
     def _prune(self, live: _Live, trial: Trial, summaries: list[dict]) -> float | None:
         """At a new compare step: does the study's pruner stop this trial? Its measure there if
@@ -276,6 +326,10 @@ class Driver:
             self.store.update_trial(trial.id, state="fail")
             why = "no save reported the measure" if status != Status.FAILED else "its session failed"
             self.children.note(self.store.get_study(trial.study_id), f"trial {trial.number} failed ({status.value}): {why}")
+
+
+def _shown(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _state(name: str):

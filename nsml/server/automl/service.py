@@ -88,6 +88,17 @@ class ServerChildren:
         st.scheduler.wake()
         return child.id
 
+    def fork(self, study: Study, trial: Trial, source: Session, checkpoint: str) -> int:
+        from ..relaunch import relaunch
+
+        st = self.st
+        parent = st.store.session_by_id(study.session_id)
+        config = parse_config(study.config)
+        child = relaunch(st, source, SessionKind.FORK, checkpoint, parent.owner, args=trial_args(config, trial.params),
+                         resources=resources_of(st, config), trial_id=trial.id,
+                         memo=f"trial {trial.number} of {parent.name} (PBT: trial {trial.parent} at checkpoint {checkpoint})")
+        return child.id
+
     def note(self, study: Study, line: str) -> None:
         self.st.log_note(study.session_id, line)
 
