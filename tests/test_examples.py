@@ -36,3 +36,45 @@ def test_digits_demo_trains_keeps_checkpoints_and_submits(tmp_path):
     finally:
         subprocess.run([sys.executable, "-m", "nsml", "server", "stop"], env=env, capture_output=True, timeout=60)
         kill_leftover_supervisors(home)
+
+
+def test_a_digits_study_runs_end_to_end_through_the_cli(tmp_path):
+    """examples/digits/automl.yaml, its budget cut to 4 trials of 6 epochs: every trial trains
+    the real MLP as a session, and the ranked best model is a good one."""
+    import time
+
+    import yaml
+
+    example = tmp_path / "digits"
+    shutil.copytree(EXAMPLES / "digits", example, ignore=shutil.ignore_patterns("data", "nsml_checkpoints"))
+    config = yaml.safe_load((example / "automl.yaml").read_text())
+    config.update(args="--epochs 6", termination={"max_session_number": 4})
+    (example / "automl.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    home = tmp_path / "home"
+    env = clean_env(home)
+    nsml = [sys.executable, "-m", "nsml"]
+
+    def cli(*args):
+        return subprocess.run(nsml + list(map(str, args)), env=env, cwd=example, capture_output=True, text=True, check=True, timeout=120).stdout
+
+    try:
+        subprocess.run([sys.executable, "make_dataset.py", "data/digits"], cwd=example, check=True, capture_output=True)
+        cli("dataset", "push", "digits", "data/digits")
+        out = cli("automl", "run", "-c", "automl.yaml", "-m", "digits search")
+        assert "AutoML session alice/digits/1 is started: tpe + asha, 2 at a time, up to 4 trials" in out, out
+        deadline = time.monotonic() + 240
+        while json.loads(cli("automl", "ps", "-a", "-j"))[0]["status"] == "running":
+            assert time.monotonic() < deadline, cli("automl", "trials", "alice/digits/1")
+            time.sleep(1)
+        study = json.loads(cli("automl", "trials", "alice/digits/1", "-j"))
+        assert study["status"] == "exited" and len(study["trials"]) == 4
+        assert {t["state"] for t in study["trials"]} <= {"complete", "pruned"}
+        best = json.loads(cli("automl", "rank", "alice/digits/1", "-j"))
+        # (a trial's value is its last save's; its ranked model, its best save)
+        assert best[0]["value"] > 0.8 and best[0]["value"] >= max(t["value"] for t in study["trials"] if t["value"] is not None)
+        trials = json.loads(cli("ps", "-a", "-q", "dataset:digits and kind:train", "-j"))
+        assert sorted(s["name"] for s in trials) == sorted(t["session"] for t in study["trials"])
+        assert all(s["args"].startswith("--epochs 6 --lr ") and " --hidden " in s["args"] for s in trials), [s["args"] for s in trials]
+    finally:
+        subprocess.run(nsml + ["server", "stop"], env=env, capture_output=True, timeout=60)
+        kill_leftover_supervisors(home)
