@@ -229,3 +229,28 @@ def test_pbt_forks_a_better_trials_checkpoint_with_perturbed_parameters(server, 
     assert len(exploited) >= len(forks) - sum(1 for t in forks if t["state"] == "running")
     log = cli("automl", "logs", s["name"]).stdout
     assert "exploited at compare step" in log and "forks trial" in log
+
+
+def test_a_paused_trial_is_set_aside_then_resumed_from_its_checkpoint(server, cli):
+    """Stop-and-go: `nsml pause` on a trial checkpoints it and frees its slot, which goes to a new
+    trial; once the budget allows no new one, the paused trial comes back from its checkpoint
+    (same session, next attempt) and completes."""
+    s = start(cli, "stopgo.json", config(args="--epochs 3 --hold 1", population=1, termination={"max_session_number": 2}))
+    first = wait_for(lambda: (d := detail(cli, s["name"]))["trials"] and d["trials"][0]["session"], "the first trial", timeout=60)
+    wait_for(lambda: server.session(first)["pausable"] and server.api.get(f"/api/sessions/{first}/checkpoints").json(),
+             "the first trial to bind its save and save once", timeout=60)
+    cli("pause", first)
+    assert server.wait(first, ("paused",), timeout=60)["status"] == "paused"
+
+    def release():
+        for t in detail(cli, s["name"])["trials"]:
+            if t["session"] and server.session(t["session"])["status"] == "running":
+                open_gate(server, t["session"])
+        return server.session(s["name"])["status"] != "running"
+
+    wait_for(release, "the study to end", timeout=180, every=0.5)
+    d = detail(cli, s["name"])
+    assert [t["state"] for t in d["trials"]] == ["complete", "complete"]
+    again = server.session(first)
+    assert again["attempt"] == 2 and again["resumed_from"] and again["status"] == "exited"
+    assert "trial 0 (" + first + ") was paused: resumed from its checkpoint" in cli("automl", "logs", s["name"]).stdout

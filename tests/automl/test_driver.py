@@ -167,17 +167,33 @@ def test_a_measure_no_trial_reports_stops_the_study_at_the_first_compare_step_na
     assert len(launched) == 2  # nothing more was started
 
 
-def test_a_paused_trial_is_set_aside_and_resumed_when_a_slot_is_free(world):
+def test_a_paused_trial_is_set_aside_and_resumed_once_no_new_trial_may_start(world):
     study, driver, launched, _ = start(world, {**CONFIG, "population": 1, "termination": {"max_session_number": 2}})
     running_parent(world, study)
     driver.step(study)
-    child = launched[0][1]
-    train(world, child, 1, lambda e: 0.5)
-    world.move_session(child, Status.PAUSED, ended=time.time())  # nsml pause, or a preemption
+    first = launched[0][1]
+    train(world, first, 1, lambda e: 0.5)
+    world.move_session(first, Status.PAUSED, ended=time.time())  # nsml pause: set aside, its slot freed
     driver.step(study)
-    assert driver.children.resumed == [child]  # its slot goes back to it, not to a new trial
-    assert world.session_by_id(child).status == Status.QUEUED
-    assert len(launched) == 1 and world.trials(study.id)[0].state == "running"
+    assert driver.children.resumed == [] and len(launched) == 2  # the slot goes to a new trial
+    second = launched[1][1]
+    train(world, second, 3, lambda e: 0.6)
+    world.move_session(second, Status.EXITED, ended=time.time(), exit_code=0)
+    driver.step(study)
+    assert driver.children.resumed == [first]  # the budget is spent: the paused one comes back
+    assert world.session_by_id(first).status == Status.QUEUED and world.trials(study.id)[0].state == "running"
+    assert world.get_study(study.id).status == "running"
+
+
+def test_a_lost_trial_comes_back_before_any_new_one(world):
+    study, driver, launched, _ = start(world, {**CONFIG, "population": 1})
+    running_parent(world, study)
+    driver.step(study)
+    first = launched[0][1]
+    train(world, first, 1, lambda e: 0.5)
+    world.move_session(first, Status.LOST, ended=time.time())  # its node went away
+    driver.step(study)
+    assert driver.children.resumed == [first] and len(launched) == 1
 
 
 def test_a_stopped_study_starts_nothing_more_and_ends_when_its_trials_have(world):

@@ -136,23 +136,34 @@ class Driver:
         if study.status == "running":
             started = len(trials) + forked
             exhausted = self._exhausted(study, live, started)
-            for session in aside:
-                if active >= live.config.population:
-                    break
-                number = next(t.number for t, s, _ in seen if s.id == session.id)
-                live.resumes[number] = live.resumes.get(number, 0) + 1
-                if self.children.resume(session):
-                    self.children.note(study, f"trial {number} ({session.name}) was {session.status.value}: resumed from its checkpoint")
-                    active += 1
+            # A lost trial did not choose to stop: it comes back first. A paused one was set
+            # aside (nsml pause, the web's Pause): it comes back once no new trial may start.
+            lost = [s for s in aside if s.status == Status.LOST]
+            active = self._resume(study, live, lost, seen, active)
             while not exhausted and active < live.config.population:
                 self._ask(study, live, started)
                 started += 1
                 active += 1
                 exhausted = self._exhausted(study, live, started)
-            if active == 0 and not aside and exhausted:
+            if exhausted:
+                active = self._resume(study, live, [s for s in aside if s.status == Status.PAUSED], seen, active)
+            if active == 0 and exhausted and not any(live.resumes.get(t.number, 0) < MAX_RESUMES for t, s, _ in seen if s in aside):
                 self._end(study, "exited", Status.EXITED, f"the study ended: {exhausted}")
         elif active == 0:
             self._end(study, "stopped", Status.STOPPED, "the study was stopped; its running trials have ended")
+
+    def _resume(self, study: Study, live: _Live, sessions: list[Session], seen: list, active: int) -> int:
+        """Resume set-aside trials from their checkpoints while the population has room; the
+        number active after."""
+        for session in sessions:
+            if active >= live.config.population:
+                break
+            number = next(t.number for t, s, _ in seen if s.id == session.id)
+            live.resumes[number] = live.resumes.get(number, 0) + 1
+            if self.children.resume(session):
+                self.children.note(study, f"trial {number} ({session.name}) was {session.status.value}: resumed from its checkpoint")
+                active += 1
+        return active
 
     def _exhausted(self, study: Study, live: _Live, started: int) -> str:
         """Why no more trials may be asked ('' while they may)."""
