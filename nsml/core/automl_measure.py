@@ -9,6 +9,10 @@ from typing import Any
 
 from .errors import InvalidInput
 
+# Compare steps a trial is followed for, at most: a script reporting epoch 1e18 must not have the
+# server count to it (a trial's code is hostile: nsml.core.automl_measure runs on the server).
+MAX_COMPARE_STEPS = 1000
+
 
 def measure_at_saves(summaries: Iterable[Mapping[str, Any]], measure: str) -> list[float]:
     """The measure at each save, in save order, where it had been reported (finite numbers only)."""
@@ -34,7 +38,7 @@ def compare_points(summaries: Iterable[Mapping[str, Any]], measure: str, step: t
         if not (math.isfinite(at) and math.isfinite(value)):
             continue
         # A save may jump several multiples at once (a coarse save interval): it answers each of them.
-        while at + 1 >= next_at:  # epochs count from 0: epoch 4 is the fifth
+        while at + 1 >= next_at and len(points) < MAX_COMPARE_STEPS:  # epochs count from 0: epoch 4 is the fifth
             points.append((next_at // every, float(value)))
             next_at += every
     return points

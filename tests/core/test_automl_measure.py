@@ -31,3 +31,10 @@ def test_a_measure_nobody_reported_stops_the_study_naming_what_was():
     with pytest.raises(InvalidInput) as err:
         check_reported("test/accuracy", ["test/acc", "loss", "epoch"], "alice/mnist/3")
     assert "alice/mnist/3: the measure test/accuracy was never reported by its trials; they reported: epoch, loss, test/acc" in str(err.value)
+
+
+def test_a_save_at_a_huge_epoch_answers_a_bounded_number_of_compare_steps():
+    from nsml.core.automl_measure import MAX_COMPARE_STEPS
+
+    points = compare_points([{"epoch": 1e18, "val/acc": 0.5}, {"epoch": 1e300, "val/acc": 0.6}], "val/acc", ("epoch", 1))
+    assert len(points) == MAX_COMPARE_STEPS and points[-1] == (MAX_COMPARE_STEPS, 0.5)
