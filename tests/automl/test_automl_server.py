@@ -254,3 +254,14 @@ def test_a_paused_trial_is_set_aside_then_resumed_from_its_checkpoint(server, cl
     again = server.session(first)
     assert again["attempt"] == 2 and again["resumed_from"] and again["status"] == "exited"
     assert "trial 0 (" + first + ") was paused: resumed from its checkpoint" in cli("automl", "logs", s["name"]).stdout
+
+
+def test_nsml_rm_of_a_study_takes_its_trials_with_it(server, cli):
+    s = start(cli, "rm.json", config(args="--epochs 4 --hold 1"))
+    d = wait_for(lambda: (d := detail(cli, s["name"])) and len(d["trials"]) == 2 and all(t["session"] for t in d["trials"]) and d,
+                 "two trials", timeout=60)
+    assert "still running" in check_failed(cli("rm", s["name"], check=False))
+    cli("rm", "-f", s["name"])
+    for name in [s["name"], *(t["session"] for t in d["trials"])]:
+        owner, dataset, n = name.split("/")
+        assert server.api.get(f"/api/sessions/{owner}/{dataset}/{n}").status_code == 404, name

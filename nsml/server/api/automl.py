@@ -125,17 +125,11 @@ def remove_study(owner: str, dataset: str, number: SessionNumber, request: Reque
                  parent: Session = Depends(controlled_session), actor: Actor = Depends(current_actor)) -> Removed:
     """`nsml automl rm`: the study, its parent and every trial's session (running ones killed)."""
     st = state(request)
-    study = _study_of(st, parent)
-    st.store.set_study_status(study.id, "stopped")  # the driver starts nothing more
-    removed = []
-    for t in st.store.trials(study.id):
-        child = _child(st, t.session_id)
-        if child is not None:
-            _remove(st, child)
-            removed.append(child.name)
-    _remove(st, st.store.session_by_id(parent.id))
-    st.audit(actor.name, "automl rm", parent.name, f"{len(removed)} trials")
-    return Removed(removed=[parent.name, *removed])
+    _study_of(st, parent)
+    children = [c.name for c in service.trial_sessions(st, parent)]
+    _remove(st, st.store.session_by_id(parent.id))  # and its trials' sessions with it
+    st.audit(actor.name, "automl rm", parent.name, f"{len(children)} trials")
+    return Removed(removed=[parent.name, *children])
 
 
 @router.get(STUDY + "/rank", response_model=list[TrialModel])

@@ -16,7 +16,7 @@ from nsml.core.entities import Session
 from nsml.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from nsml.core.policy import DEFAULT_VISIBILITY, Action, Actor, can, check_visibility, session_scope
 from nsml.core.resources import format_size, parse_size
-from nsml.core.states import ACTIVE, FINAL, Status
+from nsml.core.states import ACTIVE, FINAL, SessionKind, Status
 from nsml.scheduler import admission
 from nsml.scheduler.environments import read_first_line_image
 
@@ -222,6 +222,11 @@ def _hide(st: ServerState, session) -> None:
 
 
 def _remove(st: ServerState, session) -> None:
+    if session.kind == SessionKind.AUTOML:  # a study goes with its trials (nsml automl rm)
+        from ..automl.service import trial_sessions
+
+        for child in trial_sessions(st, session):
+            _remove(st, child)
     if session.status in ACTIVE:  # rm -f: no grace period, the session and its files go now
         st.store.move_session(session.id, Status.STOPPED, ended=time.time())
         st.executor.kill(session)

@@ -13,7 +13,7 @@ import time
 
 from nsml.core.automl_config import StudyConfig, parse_config, trial_args
 from nsml.core.entities import Session, Study, Trial
-from nsml.core.errors import Conflict, InvalidInput
+from nsml.core.errors import Conflict, InvalidInput, NotFound
 from nsml.core.resources import Resources
 from nsml.core.states import ACTIVE, FINAL, SessionKind, Status
 from nsml.scheduler import admission
@@ -142,6 +142,25 @@ def stop_study(st: ServerState, study: Study, force: bool, actor: str) -> Study:
                 children.stop(st.store.session_by_id(trial.session_id))
     st.scheduler.wake()
     return study
+
+
+def trial_sessions(st: ServerState, parent: Session) -> list[Session]:
+    """The sessions of a study's trials, in trial order (none for a session that is no study's).
+    The study is marked stopped first, so the driver starts nothing while they go."""
+    try:
+        study = st.store.study_of_session(parent.id)
+    except NotFound:
+        return []
+    if study.status in ("running", "stopping"):
+        st.store.set_study_status(study.id, "stopped")
+    out = []
+    for trial in st.store.trials(study.id):
+        if trial.session_id is not None:
+            try:
+                out.append(st.store.session_by_id(trial.session_id))
+            except NotFound:  # removed on its own before
+                continue
+    return out
 
 
 def attach(st: ServerState) -> Driver:
