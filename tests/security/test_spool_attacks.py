@@ -578,6 +578,8 @@ def test_forged_stop_and_go_lines_mislead_nothing_but_their_own_session(srv, tmp
     assert info["status"] == "exited" and info["pause_checkpoint"] == "never-saved", f"{info}\n{text[-3000:]}"
     assert_legit(srv, name, 2)
     assert "a stop-and-go line of the journal was skipped" in text
+    # written by the server after the supervisor's last log (it used to be lost)
+    assert "[nsml] the pause checkpoint never-saved did not reach the server; the session ends as it would have." in text
     assert len(info["pause_error"]) <= spool.MAX_PAUSE_ERROR
     assert all(not e.startswith("paused") for e in
                [ev["status"] for ev in srv.api.get(f"/api/web/sessions/{name}/info").json()["events"]])
