@@ -26,7 +26,8 @@ RECONCILE_EVERY = 2.0
 LEASE = "scheduler"
 LOST = ("The session's supervisor stopped reporting (no heartbeat for {timeout:.0f} s: killed, or its machine went away); "
         "what it shipped before (logs, metrics, checkpoints) is kept. Run it again from its last checkpoint with nsml resume {name}.")
-DRIVE_EVERY = 1.0  # seconds between passes of the lease holder's other work (AutoML studies)
+DRIVE_EVERY = 1.0  # seconds between passes of the lease holder's other work (AutoML studies)…
+DRIVE_SOON = 0.1  # …or this soon after a wake (a session ended: a study's next trial need not wait)
 TIME_LIMIT = "[nsml] the session reached its time limit ({limit}) and was stopped by the platform."
 CREDIT_EVERY = 5.0  # seconds a computation of credit balances is reused for
 
@@ -127,19 +128,20 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            woken = self._wake.wait(self.interval)
             self._wake.clear()
             try:
                 if self.lead():
-                    self.tick()
+                    self.tick(woken)
             except Exception:  # keep scheduling whatever one bad session does
                 log.exception("scheduler tick failed")
 
-    def tick(self) -> None:
+    def tick(self, woken: bool = False) -> None:
         if time.monotonic() - self._last_reconcile > RECONCILE_EVERY:
             self.reconcile()
         self.usage.maybe_sample()  # when due; never raises
-        if self.on_tick is not None and time.monotonic() - self._last_drive >= DRIVE_EVERY:
+        since = time.monotonic() - self._last_drive
+        if self.on_tick is not None and (since >= DRIVE_EVERY or (woken and since >= DRIVE_SOON)):
             self._last_drive = time.monotonic()
             try:
                 self.on_tick()
