@@ -153,6 +153,18 @@ def serve_for_module(tmp_path_factory, name: str, env: dict | None = None):
     kill_leftover_supervisors(srv.home)
 
 
+def serve_declared(tmp_path_factory, name: str, nodes: str, policy: str):
+    """Body of a module-scoped fixture for a server on a declared inventory (nodes.yaml) under a
+    scheduling policy (policy.yaml), both given as YAML text."""
+    folder = tmp_path_factory.mktemp(name)
+    (folder / "nodes.yaml").write_text(nodes)
+    (folder / "policy.yaml").write_text(policy)
+    server = Server(folder / "home", extra=["--inventory", str(folder / "nodes.yaml"), "--policy", str(folder / "policy.yaml")]).start()
+    yield server
+    server.stop()
+    kill_leftover_supervisors(server.home)
+
+
 def check_failed(proc) -> str:
     """A CLI call that failed the way users should see: exit 1 and one `nsml: …` line on stderr."""
     assert proc.returncode == 1, f"{proc.args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import Cli, Server, clean_env, kill_leftover_supervisors, open_gate, start_session, wait_for, write_project
+from tests.conftest import serve_declared, Cli, Server, clean_env, open_gate, start_session, wait_for, write_project
 
 from .test_automl_server import TRAIN, config, detail, ended, start
 
@@ -31,13 +31,7 @@ max_gpus:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("automl-queue")
-    (folder / "nodes.yaml").write_text(NODES)
-    (folder / "policy.yaml").write_text(POLICY)
-    server = Server(folder / "home", extra=["--inventory", str(folder / "nodes.yaml"), "--policy", str(folder / "policy.yaml")]).start()
-    yield server
-    server.stop()
-    kill_leftover_supervisors(server.home)
+    yield from serve_declared(tmp_path_factory, "automl-queue", NODES, POLICY)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ team over its quota, a user out of credit, and who may read whose usage."""
 import httpx
 import pytest
 
-from tests.conftest import Cli, Server, clean_env, kill_leftover_supervisors, open_gate, start_session, wait_for, write_project
+from tests.conftest import serve_declared, Cli, Server, clean_env, open_gate, start_session, wait_for, write_project
 
 from .test_scheduling import HOLD, SMALL
 
@@ -28,13 +28,7 @@ credits:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fair")
-    (folder / "nodes.yaml").write_text(NODES)
-    (folder / "policy.yaml").write_text(POLICY)
-    server = Server(folder / "home", extra=["--inventory", str(folder / "nodes.yaml"), "--policy", str(folder / "policy.yaml")]).start()
-    yield server
-    server.stop()
-    kill_leftover_supervisors(server.home)
+    yield from serve_declared(tmp_path_factory, "fair", NODES, POLICY)
 
 
 @pytest.fixture(scope="module")
