@@ -76,8 +76,10 @@ class SessionStore(Protocol):
     def session_by_id(self, session_id: int) -> Session: ...
 
     def list_sessions(self, statuses: set[Status] | None = None, dataset: str | None = None, owner: str | None = None,
-                      limit: int | None = None, removed: bool = False, scope: SessionScope | None = None) -> list[Session]:
-        """Newest first; hidden ones (rm -s) only with `removed`; only those `scope` may read."""
+                      limit: int | None = None, removed: bool = False, scope: SessionScope | None = None,
+                      kinds: set[SessionKind] | None = None) -> list[Session]:
+        """Newest first; hidden ones (rm -s) only with `removed`; only those `scope` may read;
+        of `kinds` only, when given."""
 
     def match_sessions(self, pattern: str, scope: SessionScope | None = None) -> list[Session]:
         """Sessions whose name matches a glob; a plain name must exist (NotFound otherwise)."""

@@ -46,3 +46,19 @@ def test_a_child_session_is_linked_to_its_trial_in_the_same_transaction(store):
         store.create_session("alice", "digits", "main.py", "", Resources(1, 1 << 30, 0), "", "", files(("main.py", "x")),
                              trial_id=trial.id)
     assert store.trials(study.id)[0].session_id == child.id
+
+
+def test_a_studys_parent_is_found_by_its_session_and_by_kind(store):
+    from nsml.core.resources import Resources
+    from nsml.core.states import SessionKind
+    from tests.store.test_sql_store import files
+
+    parent = store.create_session("alice", "digits", "main.py", "", Resources(0, 0, 0), "", "", files(("main.py", "x")),
+                                  kind=SessionKind.AUTOML)
+    new_session(store)
+    study = store.create_study(parent.id, {"measure": "m"}, seed=1)
+    assert store.study_of_session(parent.id) == study
+    with pytest.raises(NotFound):
+        store.study_of_session(parent.id + 1)
+    assert [s.id for s in store.list_sessions(kinds={SessionKind.AUTOML})] == [parent.id]
+    assert len(store.list_sessions(kinds={SessionKind.AUTOML, SessionKind.NORMAL})) == 2

@@ -77,12 +77,11 @@ def _take_config(st: ServerState, files) -> dict:
 def list_studies(request: Request, all: bool = False, dataset: Name = "", last: Count = None, actor: Actor = Depends(current_actor)) -> list[StudyPublic]:
     """`nsml automl ps`: the studies one may read, newest first; running ones only unless `all`."""
     st = state(request)
-    parents = [s for s in st.store.list_sessions(dataset=dataset or None, scope=session_scope(actor))
-               if s.kind == SessionKind.AUTOML and can(actor, Action.READ, s)]
+    parents = [s for s in st.store.list_sessions(dataset=dataset or None, scope=session_scope(actor), kinds={SessionKind.AUTOML},
+                                                 statuses=None if all else set(ACTIVE))
+               if can(actor, Action.READ, s)]
     out = []
     for parent in parents:
-        if not all and parent.status not in ACTIVE:
-            continue
         try:
             out.append(_public(st, parent, st.store.study_of_session(parent.id)))
         except NotFound:  # its study row is being written

@@ -130,10 +130,10 @@ class SessionsMixin:
     def list_sessions(
         self, statuses: set[Status] | None = None, dataset: str | None = None,
         owner: str | None = None, limit: int | None = None, removed: bool = False,
-        scope: SessionScope | None = None,
+        scope: SessionScope | None = None, kinds: set[SessionKind] | None = None,
     ) -> list[Session]:
         """Newest first; sessions taken out of listings by `rm -s` only with removed=True; only
-        those `scope` may read (None: all)."""
+        those `scope` may read (None: all); of `kinds` only, when given."""
         query = select(SessionRow).where(*in_scope(scope)).order_by(SessionRow.created.desc(), SessionRow.id.desc())
         if not removed:
             query = query.where(SessionRow.removed.is_(None))
@@ -143,6 +143,8 @@ class SessionsMixin:
             query = query.where(SessionRow.dataset == dataset)
         if owner:
             query = query.where(SessionRow.owner == owner)
+        if kinds:
+            query = query.where(SessionRow.kind.in_([k.value for k in kinds]))
         if limit:
             query = query.limit(limit)
         with self._read() as orm:
