@@ -17,6 +17,7 @@ before anything runs: one clear line naming the key for anything that does not f
     tune: {pbt: {exploit: truncation, explore: perturb, fork: true}}   # NSML's; fork true means pbt
     resources: {gpus: 1, cpus: 2, memory: 24G, shm-size: 1G}
     termination: {max_session_number: 50, max_wall_time: 12h, max_gpu_hours: 100}
+    preemptible: true             # trials fill idle GPUs; paused and requeued when regular work needs them
 
 Pure: plain data in, a frozen StudyConfig out; nothing here imports Optuna.
 """
@@ -34,7 +35,7 @@ ALGORITHMS = ("random", "grid", "tpe", "cmaes", "gp", "qmc")
 SCHEDULERS = ("none", "median", "asha", "hyperband", "pbt")
 EXPLOITS = ("truncation",)
 EXPLORES = ("perturb", "resample")
-KEYS = {"h_params", "entry", "args", "dataset", "population", "step", "order", "measure", "algorithm", "scheduler",
+KEYS = {"h_params", "entry", "args", "dataset", "population", "step", "order", "measure", "algorithm", "scheduler", "preemptible",
         "tune", "agent_gpus", "resources", "termination", "nfs-output", "memo"}
 MAX_PARAMS = 64
 MAX_POPULATION = 256
@@ -77,6 +78,7 @@ class StudyConfig:
     max_trials: int | None = None
     max_wall_time: float | None = None  # seconds
     max_gpu_hours: float | None = None
+    preemptible: bool = False  # trials fill idle GPUs and are paused and requeued when regular work needs them
 
 
 def parse_config(data, where: str = "the AutoML config") -> StudyConfig:
@@ -120,6 +122,7 @@ def parse_config(data, where: str = "the AutoML config") -> StudyConfig:
         max_trials=None if max_trials is None else _whole(max_trials, f"{where}: termination.max_session_number", 1, MAX_TRIALS),
         max_wall_time=None if wall is None else _duration(wall, f"{where}: termination.max_wall_time"),
         max_gpu_hours=None if gpu_hours is None else _positive(gpu_hours, f"{where}: termination.max_gpu_hours"),
+        preemptible=_flag(data, "preemptible", where),
     )
 
 
@@ -238,6 +241,13 @@ def _resources(raw, where: str) -> dict[str, Any]:
             except InvalidInput:
                 raise InvalidInput(f"{where}: resources.{key} is a size such as 24G, not {raw[key]!r}.") from None
     return out
+
+
+def _flag(data, key: str, where: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}: {key} is true or false, not {value!r}.")
+    return value
 
 
 def _choice(data, key: str, allowed, default: str, where: str) -> str:

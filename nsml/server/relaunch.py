@@ -41,7 +41,7 @@ def pick_checkpoint(st: ServerState, session: Session, name: str | None) -> Chec
 def relaunch(
     st: ServerState, source: Session, kind: str, checkpoint: str, user: str, args: str | None = None,
     resources: Resources | None = None, dataset: str | None = None, batch_size: int = 0,
-    trial_id: int | None = None, memo: str = "",
+    trial_id: int | None = None, memo: str = "", preemptible: bool = False,
 ) -> Session:
     if source.code_fileset_id is None:
         raise Conflict(f"Session {source.name}'s code is still uploading; try again in a moment.")
@@ -56,7 +56,7 @@ def relaunch(
         team=source.team, visibility=source.visibility,
         # On the GPU model its source asked for, and at its priority (which its owner was allowed).
         gpu_model=source.gpu_model if resources.gpus else "", priority=source.priority,
-        trial_id=trial_id,  # PBT: an AutoML trial's child, linked in the same transaction
+        trial_id=trial_id, preemptible=preemptible,  # PBT: an AutoML trial's child, linked in the same transaction
     )
     st.scheduler.wake()
     return session

@@ -72,3 +72,10 @@ def test_a_bad_config_is_one_clear_line_naming_the_key(config, words):
         parse_config(config, "config.yaml")
     message = str(err.value)
     assert words in message and message.startswith("config.yaml") and "\n" not in message
+
+
+def test_preemptible_trials_are_a_flag():
+    assert parse_config({**SPEC_EXAMPLE, "preemptible": True}).preemptible is True
+    assert parse_config(SPEC_EXAMPLE).preemptible is False
+    with pytest.raises(InvalidInput, match="preemptible is true or false, not 'yes'"):
+        parse_config({**SPEC_EXAMPLE, "preemptible": "yes"})

@@ -79,7 +79,8 @@ class ServerChildren:
             child = st.store.create_session(
                 parent.owner, parent.dataset, config.entry, trial_args(config, trial.params), request,
                 f"trial {trial.number} of {parent.name}", parent.image, parent.code_fileset_id, shm_size=min(shm, request.memory),
-                team=parent.team, visibility=parent.visibility, priority=parent.priority, trial_id=trial.id)
+                team=parent.team, visibility=parent.visibility, priority=parent.priority, trial_id=trial.id,
+                preemptible=config.preemptible)
         except Conflict:  # linked meanwhile by another pass (a restart): that child is the trial's
             return next(t.session_id for t in st.store.trials(study.id) if t.id == trial.id)
         shown = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
@@ -95,7 +96,7 @@ class ServerChildren:
         parent = st.store.session_by_id(study.session_id)
         config = parse_config(study.config)
         child = relaunch(st, source, SessionKind.FORK, checkpoint, parent.owner, args=trial_args(config, trial.params),
-                         resources=resources_of(st, config), trial_id=trial.id,
+                         resources=resources_of(st, config), trial_id=trial.id, preemptible=config.preemptible,
                          memo=f"trial {trial.number} of {parent.name} (PBT: trial {trial.parent} at checkpoint {checkpoint})")
         return child.id
 
