@@ -24,6 +24,7 @@ from . import errors, pausing, preemption, web_security
 from . import relaunch as relaunch_flow
 from .automl import service as automl
 from .api import automl as automl_api
+from .api import automl_web
 from .api import boards, channel, clicks, credit, datasets, identity, metrics, relaunch, runs, runtime, sessions, system
 from .api import web as web_api
 from .web import router as web_pages
@@ -134,7 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(ReleaseLeases)
     web_security.install(app)  # outermost: the Origin rule, the JSON body cap, the security headers
-    for module in (system, credit, identity, datasets, boards, sessions, metrics, runs, relaunch, runtime, channel, automl_api):
+    for module in (system, credit, identity, datasets, boards, sessions, metrics, runs, relaunch, runtime, channel, automl_api, automl_web):
         app.include_router(module.router)
     app.include_router(web_api.router)
     app.include_router(clicks.router)

@@ -246,6 +246,13 @@ def plans(s: Seed) -> dict[str, Plan]:
         "GET /api/automl/{owner}/{dataset}/{number}/rank": Plan(path_of(s.study), {"count": 3}),
         "POST /api/automl/{owner}/{dataset}/{number}/stop": Plan(path_of(s.study), {"force": True}, stage=2),
         "DELETE /api/automl/{owner}/{dataset}/{number}": Plan(path_of(s.study), stage=3),
+        "GET /api/web/automl/{owner}/{dataset}/{number}": Plan(path_of(s.study)),
+        "GET /api/web/automl/{owner}/{dataset}/{number}/importance": Plan(path_of(s.study), {"method": "ped_anova"}),
+        "GET /api/web/automl/{owner}/{dataset}/{number}/contour": Plan(path_of(s.study)),
+        "POST /api/web/automl/{owner}/{dataset}/{number}/rerun/config": Plan(path_of(s.study), body={"ranges": {"lr": [0.002, 0.05]}}),
+        "POST /api/web/automl/{owner}/{dataset}/{number}/rerun": Plan(path_of(s.study), body={"ranges": {"lr": [0.002, 0.05]}}, stage=1),
+        "GET /api/web/automl/compare": Plan(None, {"s": [s.study]}),
+        "GET /api/web/automl/compare/importance": Plan(None, {"s": [s.study]}),
     }
     for suffix in SUPERVISOR:
         for method in ("GET", "POST"):

@@ -58,7 +58,7 @@ async def start_study(request: Request, memo: Memo = "", team: Name = "", visibi
         forget(st.blobs, created)
         raise
     st.audit(actor.name, "automl run", parent.name)
-    return _public(st, parent, study)
+    return study_public(st, parent, study)
 
 
 def _take_config(st: ServerState, files) -> dict:
@@ -83,7 +83,7 @@ def list_studies(request: Request, all: bool = False, dataset: Name = "", last: 
     out = []
     for parent in parents:
         try:
-            out.append(_public(st, parent, st.store.study_of_session(parent.id)))
+            out.append(study_public(st, parent, st.store.study_of_session(parent.id)))
         except NotFound:  # its study row is being written
             continue
         if last is not None and len(out) >= last:
@@ -95,7 +95,7 @@ def list_studies(request: Request, all: bool = False, dataset: Name = "", last: 
 def get_study(owner: str, dataset: str, number: SessionNumber, request: Request,
               parent: Session = Depends(readable_session), actor: Actor = Depends(current_actor)) -> StudyDetail:
     st = state(request)
-    study = _study_of(st, parent)
+    study = study_of(st, parent)
     trials = []
     for t in st.store.trials(study.id):
         child = _child(st, t.session_id)
@@ -105,7 +105,7 @@ def get_study(owner: str, dataset: str, number: SessionNumber, request: Request,
                                   steps={str(k): v for k, v in sorted(t.steps.items())}, parent=t.parent, created=t.created,
                                   session=child.name if child else "", session_status=child.status.value if child else "",
                                   last_values=child.last_values if child else {}))
-    return StudyDetail(**_public(st, parent, study).model_dump(), config=study.config, seed=study.seed, trials=trials)
+    return StudyDetail(**study_public(st, parent, study).model_dump(), config=study.config, seed=study.seed, trials=trials)
 
 
 @router.post(STUDY + "/stop", response_model=StudyPublic)
@@ -114,9 +114,9 @@ def stop_study(owner: str, dataset: str, number: SessionNumber, request: Request
     """`nsml automl stop`: no new trials; the parent ends once its running trials have. `force`
     (-f): they are stopped now."""
     st = state(request)
-    study = service.stop_study(st, _study_of(st, parent), force, actor.name)
+    study = service.stop_study(st, study_of(st, parent), force, actor.name)
     st.audit(actor.name, "automl stop", parent.name, "force" if force else "")
-    return _public(st, st.store.session_by_id(parent.id), study)
+    return study_public(st, st.store.session_by_id(parent.id), study)
 
 
 @router.delete(STUDY, response_model=Removed)
@@ -124,7 +124,7 @@ def remove_study(owner: str, dataset: str, number: SessionNumber, request: Reque
                  parent: Session = Depends(controlled_session), actor: Actor = Depends(current_actor)) -> Removed:
     """`nsml automl rm`: the study, its parent and every trial's session (running ones killed)."""
     st = state(request)
-    _study_of(st, parent)
+    study_of(st, parent)
     children = [c.name for c in service.trial_sessions(st, parent)]
     _remove(st, st.store.session_by_id(parent.id))  # and its trials' sessions with it
     st.audit(actor.name, "automl rm", parent.name, f"{len(children)} trials")
@@ -138,7 +138,7 @@ def rank_models(owner: str, dataset: str, number: SessionNumber, request: Reques
     """`nsml automl rank`: each trial's best saved model by `measure` (the study's unless given),
     one per session, best first, `count` of them."""
     st = state(request)
-    study = _study_of(st, parent)
+    study = study_of(st, parent)
     config = parse_config(study.config)
     key = (measure.strip() or config.measure).replace("__", "/")
     order = order.strip() or ("descending" if config.direction == "maximize" else "ascending")
@@ -158,7 +158,7 @@ def rank_models(owner: str, dataset: str, number: SessionNumber, request: Reques
     return best[: count if count is not None else 5]
 
 
-def _study_of(st: ServerState, parent: Session) -> Study:
+def study_of(st: ServerState, parent: Session) -> Study:
     try:
         return st.store.study_of_session(parent.id)
     except NotFound:
@@ -174,7 +174,7 @@ def _child(st: ServerState, session_id: int | None) -> Session | None:
         return None
 
 
-def _public(st: ServerState, parent: Session, study: Study) -> StudyPublic:
+def study_public(st: ServerState, parent: Session, study: Study) -> StudyPublic:
     config = parse_config(study.config)
     trials = st.store.trials(study.id)
     states = {k: sum(t.state == k for t in trials) for k in ("running", "complete", "pruned", "fail")}

@@ -45,7 +45,13 @@ class TrialRow:
 
 
 def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A number that is not NaN or infinite (nor an int too large for a float)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def scored(trials: list[TrialRow]) -> list[TrialRow]:

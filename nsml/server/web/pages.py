@@ -17,7 +17,7 @@ from ..auth import COOKIE, actor_for
 router = APIRouter(include_in_schema=False)
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-SCRIPTS = ["core.js", "nav.js", "plots.js", "graph.js", "argtable.js", "session.js", "notes.js", "info.js", "diff.js", "parcoords.js", "runs.js", "usability.js", "sharing.js", "pages.js"]  # load order matters
+SCRIPTS = ["core.js", "nav.js", "plots.js", "graph.js", "argtable.js", "session.js", "notes.js", "info.js", "diff.js", "parcoords.js", "runs.js", "automl.js", "usability.js", "sharing.js", "pages.js"]  # load order matters
 COOKIE_DAYS = 30
 YEAR = 365 * 24 * 3600
 
@@ -105,6 +105,25 @@ def session_page(request: Request, owner: str, dataset: str, number: str) -> HTM
 @router.get("/compare")
 def compare_page(request: Request) -> HTMLResponse:
     return shell(request, "compare", "Compare")
+
+
+@router.get("/automl")
+def automl_page(request: Request) -> HTMLResponse:
+    """AutoML studies (issue 16); its twin is GET /api/automl?all=true."""
+    return shell(request, "automl", "AutoML")
+
+
+@router.get("/automl/compare")
+def automl_compare_page(request: Request) -> HTMLResponse:
+    """Several studies overlaid (s=NAME repeated); twin: GET /api/web/automl/compare."""
+    return shell(request, "automl-compare", "Compare studies")
+
+
+@router.get("/automl/{owner}/{dataset}/{number}")
+def automl_study_page(request: Request, owner: str, dataset: str, number: str) -> HTMLResponse:
+    """One study's analytics; twin: GET /api/web/automl/OWNER/DATASET/N (and its importance,
+    contour and rerun routes)."""
+    return shell(request, "automl-study", f"AutoML {owner}/{dataset}/{number}")
 
 
 @router.get("/diff")

@@ -27,7 +27,7 @@ NSML.nav = {
     const filter = document.getElementById("ds-filter");
     filter.value = sessionStorage.getItem("nsml-ds-filter") || "";
     filter.oninput = () => { sessionStorage.setItem("nsml-ds-filter", filter.value); this.render(); };
-    document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("on", a.dataset.nav === document.body.dataset.page));
+    document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("on", a.dataset.nav === document.body.dataset.page.split("-")[0]));
     try {
       const me = await NSML.api("/api/whoami");
       document.getElementById("me").textContent = me.user;

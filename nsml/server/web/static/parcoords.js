@@ -18,7 +18,7 @@ NSML.parcoords = {
   _ids: 0,
 
   /* box: an empty element; opt: {axes: [{key, label, values: [number|null per row], cats}],
-     rows: [{id, name}], color: {label, values, cats} | null, brush: {key: [[lo, hi], ...]},
+     rows: [{id, name, dash, stroke}] (dash: drawn dotted, e.g. a trial still running; stroke: its own colour), color: {label, values, cats} | null, brush: {key: [[lo, hi], ...]},
      keep(i): false hides row i for reasons of the owner's own (the scatter's selection),
      onBrush(brush) after each drag or clear, onHover(id | null)}. Returns the plot. */
   draw(box, opt) {
@@ -138,7 +138,9 @@ NSML.parcoords.plot = {
     this.paths = rows.map((row, r) => {
       const c = col ? col.values[r] : null;
       const d = this.ys[r].map((y, i) => `${i ? "L" : "M"}${L.xs[i].toFixed(1)},${y.toFixed(1)}`).join("");
-      const path = S("path", { class: "pc-line" + (c === null || !cd ? " pc-nocolor" : ""), d, stroke: c === null || !cd ? null : P.color((c - cd[0]) / (cd[1] - cd[0] || 1), stops), "data-id": String(row.id) });
+      // row.stroke: a colour of the owner's own (one per compared study), which no colour bar explains.
+      const stroke = row.stroke || (c === null || !cd ? null : P.color((c - cd[0]) / (cd[1] - cd[0] || 1), stops));
+      const path = S("path", { class: "pc-line" + (stroke ? "" : " pc-nocolor") + (row.dash ? " pc-dash" : ""), d, stroke, "data-id": String(row.id) });
       this.lines.append(path);
       return path;
     });
