@@ -372,7 +372,9 @@ class Simulation:
         self.queued_by_size[r.gpus] -= 1
         self.user_held[s.owner] += r.gpus
         self.held += r.gpus
-        s = replace(s, status=Status.RUNNING, started=t, node=d.node, gpu_ids=",".join(map(str, d.gpu_ids)))
+        # pausable: every preempted session is queued again here, as the server does with one
+        # whose script bound a save (placement moves only those to defragment a node).
+        s = replace(s, status=Status.RUNNING, started=t, node=d.node, gpu_ids=",".join(map(str, d.gpu_ids)), pausable=True)
         self.running[s.id] = s
         self.push(t + self.remaining[s.id], "end", s.id, s.attempt)
         if s.id not in self.first_start:

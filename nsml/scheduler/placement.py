@@ -6,7 +6,8 @@ no clock, no processes. The scheduler loop calls it each pass and carries out it
 through the executor; the API calls it to tell a queued session its position and reason;
 bench/scheduler.py drives it in simulated time. The policy (docs/scheduler.md):
 
-- **order**: regular sessions before preemptible ones, then priority (high, normal, low);
+- **order**: regular sessions before preemptible ones (except those within their team's and
+  user's fair share, which count as regular), then priority (high, normal, low);
   within a priority, *fair share*: the next
   session is the oldest of the team, then the user, with the lowest weighted dominant share
   (dominant resource fairness: a holder's largest fraction of the cluster's GPUs, CPUs or
@@ -30,9 +31,13 @@ bench/scheduler.py drives it in simulated time. The policy (docs/scheduler.md):
   promised (the sessions in the way declared no limit), nothing is reserved;
 - **preemption**: `preemptible` sessions fill idle GPUs; when a regular session at the head
   does not fit, preemptible ones on the node where the fewest GPUs must be freed are chosen to
-  be paused (checkpointed and requeued by the scheduler), the youngest first; until they have
-  gone their resources are promised to that session. Preemptible sessions never preempt and are
-  never reserved for.
+  be paused (checkpointed and requeued by the scheduler), the youngest first, among those their
+  team holds beyond its fair share (each active team's weighted share equal; a team's split
+  among its active users); until they have gone their resources are promised to that session.
+  Preemptible sessions never preempt for their own sake and get no reservation by time limits,
+  but the first one that fits nowhere, when no regular one holds a reservation, may have others
+  *moved*: pausable preemptible sessions that fit right now on other nodes are paused to make
+  one node free for it (defragmentation).
 
 Cost: one pass over the queue plus a heap of its holders. A request larger than what any node
 has free is answered without looking at the nodes, so 10,000 waiting sessions on a full cluster
@@ -129,7 +134,12 @@ def queue_order(queued: Sequence[Session]) -> list[Session]:
 
 
 def gpu_ids_of(session: Session) -> tuple[int, ...]:
-    return tuple(int(g) for g in session.gpu_ids.split(",") if g.strip().isdigit())
+    return _parse_gpu_ids(session.gpu_ids)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gpu_ids(text: str) -> tuple[int, ...]:  # cached: reservations read every running session's
+    return tuple(int(g) for g in text.split(",") if g.strip().isdigit())
 
 
 def team_of(s: Session) -> str:
@@ -206,10 +216,49 @@ class _Shares:
         return found
 
     def key_of(self, s: Session) -> tuple:
-        # Preemptible sessions after every regular one, whatever their priority: otherwise one
-        # preempted for a regular head is queued again ahead of it and takes its GPUs back
-        # (bench/scheduler.py --trace measured thousands of preemptions of a few sessions).
-        return (s.preemptible, -s.priority, self.share(team_of(s)), self.share(s.owner), s.created, s.id)
+        # Preemptible sessions after every regular one, whatever their priority (otherwise one
+        # preempted for a regular head is queued again ahead of it and takes its GPUs back:
+        # bench/scheduler.py --trace measured thousands of preemptions of a few sessions), but
+        # for those within their team's and owner's fair share: those are owed their GPUs as
+        # much as a regular session (bench --trace: Jain 0.890 -> 0.934), and no regular session
+        # preempts what a team holds within its share (`spare`), so no take-back loop either.
+        spare = s.preemptible and not self.within(s)
+        return (spare, -s.priority, self.share(team_of(s)), self.share(s.owner), s.created, s.id)
+
+    def set_levels(self, running: Sequence[Session], queued: Sequence[Session]) -> None:
+        """The fair share of each team and user wanting resources now: every active team's
+        weighted share equal (1 / the active teams' weights), a team's split among its active
+        users by their weights. A lower bound: teams that want less leave more to the others."""
+        users: dict[str, set[str]] = {}
+        for s in (*running, *queued):
+            users.setdefault(team_of(s), set()).add(s.owner)
+        self.level = 1.0 / (sum(self.policy.weight(t) for t in users) or 1.0)
+        self.user_level = {u: self.level * self.policy.weight(t) / sum(self.policy.weight(v) for v in mates)
+                           for t, mates in users.items() for u in mates}
+
+    def share_with(self, key: str, r: Resources, sign: int = 1) -> float:
+        h = self.held.get(key, (0, 0.0, 0))
+        g, c, m = h[0] + sign * r.gpus, h[1] + sign * r.cpus, h[2] + sign * r.memory
+        return max(g / self.total[0], c / self.total[1], m / self.total[2]) / self.policy.weight(key)
+
+    def within(self, s: Session) -> bool:
+        """Whether starting `s` keeps its team and its owner within their fair shares."""
+        return (self.share_with(team_of(s), s.resources) <= self.level + 1e-9
+                and self.share_with(s.owner, s.resources) <= self.user_level.get(s.owner, 0.0) + 1e-9)
+
+    def spare(self, running: Sequence[Session]) -> set[int]:
+        """The running preemptible sessions a regular one may preempt: those its team holds beyond
+        its fair share, the youngest first, while the team is above it. Queued again, such a
+        session is beyond its team's share too, so it queues after the regular one it made way
+        for instead of taking its GPUs back."""
+        out, removed = set(), {}
+        for s in sorted((s for s in running if s.preemptible), key=lambda s: -(s.started or 0.0)):
+            team = team_of(s)
+            gone = removed.get(team, Resources())
+            if self.share_with(team, gone, -1) > self.level + 1e-9:
+                out.add(s.id)
+                removed[team] = Resources(gone.cpus + s.resources.cpus, gone.memory + s.resources.memory, gone.gpus + s.resources.gpus)
+        return out
 
 
 class _Reservation:
@@ -251,6 +300,8 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
             spot.take(s.resources, gpu_ids_of(s))
             by_node.setdefault(spot.node.name, []).append(s)
         shares.add(s)
+    shares.set_levels(running, queued)
+    spare = shares.spare(running) if policy.preempt else set()
     budget = dict(credit or {})
     plan = Plan()
     most = _most_free(free.values())
@@ -261,6 +312,7 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
     # Running sessions already being paused or preempted promise their resources to the head.
     leaving = {s.id for s in running if s.pause_requested}
     tries = 0  # reservations tried this pass: at most policy.reservations, so a pass stays one pass
+    defragged = False  # one defragmentation try a pass, for the first preemptible session that does not fit
     for s in _fair_order(queued, shares, policy):
         r = s.resources
         held_back = (_over_quota(s, shares, policy) if policy.max_gpus else "") or (_over_credit(s, budget) if budget else "")
@@ -278,7 +330,12 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
             if policy.reserve and not s.preemptible and tries < policy.reservations:
                 tries += 1
                 got = _reserve(s, free, by_node, leaving, now, policy, plan, taken={x.node for x in reservations},
-                               preempt=policy.preempt and not reservations)
+                               spare=spare if not reservations else set())
+                if got is not None:
+                    reservations.append(got)
+            elif s.preemptible and policy.reserve and policy.preempt and not reservations and not defragged:
+                defragged = True  # once a pass: one more try made things worse (bench --trace)
+                got = _defragment(s, free, by_node, leaving, now, plan)
                 if got is not None:
                     reservations.append(got)
             continue
@@ -366,16 +423,16 @@ def _credit_limit(s: Session, budget: dict[str, float]) -> float | None:
 
 
 def _reserve(head: Session, free: dict[str, _Free], by_node: dict[str, list[Session]], leaving: set[int],
-             now: float, policy: Policy, plan: Plan, taken: set[str], preempt: bool) -> "_Reservation | None":
+             now: float, policy: Policy, plan: Plan, taken: set[str], spare: set[int]) -> "_Reservation | None":
     """The earliest (node, time), on a node no other reservation has, at which the session's
-    request will be free by declared time limits; with `preempt`, preemptible sessions count as
-    gone and the ones in the way are put in plan.preempt. None when no time can be promised."""
+    request will be free by declared time limits; the preemptible sessions in `spare` count as
+    gone, and the ones in the way are put in plan.preempt. None when no time can be promised."""
     r, best = head.resources, None
     for name, spot in free.items():
         if name in taken:
             continue
         node = spot.node
-        if r.gpus > sum(model_matches(head.gpu_model, g.model) for g in node.gpus) or r.cpus > node.cpus + 1e-9 or r.memory > node.memory:
+        if r.gpus > _matching_count(head.gpu_model, node) or r.cpus > node.cpus + 1e-9 or r.memory > node.memory:
             continue
         have = [len(spot.matching(head.gpu_model)), spot.cpus, spot.memory]
         for s in by_node.get(name, []):
@@ -386,7 +443,7 @@ def _reserve(head: Session, free: dict[str, _Free], by_node: dict[str, list[Sess
         for s in by_node.get(name, []):
             if s.id in leaving:
                 continue
-            if preempt and s.preemptible:
+            if s.id in spare:
                 victims.append(s)
                 _give(have, s, head.gpu_model, node)
             else:
@@ -414,12 +471,81 @@ def _reserve(head: Session, free: dict[str, _Free], by_node: dict[str, list[Sess
     return _Reservation(head, name, at, [have[0] - r.gpus, have[1] - r.cpus, have[2] - r.memory])
 
 
+def _defragment(head: Session, free: dict[str, _Free], by_node: dict[str, list[Session]], leaving: set[int],
+                now: float, plan: Plan) -> "_Reservation | None":
+    """Make a node free for a preemptible session that fits nowhere by moving preemptible
+    sessions out of it: only ones that fit right now in what other nodes have free, so the moved
+    lose the work since their last checkpoint but wait for nothing (only ones whose script can
+    pause: the others would be stopped, not queued again), and the GPUs they leave
+    become one block. Without it, long regular sessions scattered one or two to a node keep
+    every node from being whole while 8-GPU requests wait (the end of bench --trace's backlog:
+    hundreds of GPUs idle for days). The node needing the fewest GPUs moved wins; it is
+    reserved for the session now, so no later session in the queue takes it meanwhile (regular
+    ones come earlier in the queue and still may)."""
+    r, best = head.resources, None
+    for name, spot in free.items():
+        node = spot.node
+        if r.gpus > _matching_count(head.gpu_model, node) or r.cpus > node.cpus + 1e-9 or r.memory > node.memory:
+            continue
+        have = [len(spot.matching(head.gpu_model)), spot.cpus, spot.memory]
+        movable = []
+        for s in by_node.get(name, []):
+            if s.id in leaving:
+                _give(have, s, head.gpu_model, node)
+            elif s.preemptible and s.pausable:  # one that cannot pause would be stopped, not moved
+                movable.append(s)
+        if sum(s.resources.gpus for s in movable) + have[0] < r.gpus:
+            continue
+        victims = _fewest_victims(movable, r, list(have), head.gpu_model, node)
+        moved = sum(v.resources.gpus for v in victims)
+        if best is not None and moved >= best[0]:
+            continue
+        after = list(have)
+        for v in victims:
+            _give(after, v, head.gpu_model, node)
+        if not _covers(after, r) or not _refit(victims, [f for n, f in free.items() if n != name]):
+            continue
+        best = (moved, name, after, victims)
+    if best is None:
+        return None
+    _, name, have, victims = best
+    plan.preempt.extend(victims)
+    return _Reservation(head, name, now, [have[0] - r.gpus, have[1] - r.cpus, have[2] - r.memory])
+
+
+def _refit(sessions: list[Session], spots: list[_Free]) -> bool:
+    """Whether all of `sessions` fit at once in what `spots` have free, each on the fullest
+    spot that fits, biggest first (a node of mixed models is counted as if each took its own)."""
+    taken = {id(f): [0, 0.0, 0] for f in spots}  # GPUs, CPUs, memory given out by this check
+    for s in sorted(sessions, key=lambda s: -s.resources.gpus):
+        r, best, best_left = s.resources, None, None
+        for f in spots:
+            t = taken[id(f)]
+            left = len(f.matching(s.gpu_model) if s.gpu_model else f.gpus) - t[0]
+            if left >= r.gpus and f.cpus - t[1] + 1e-9 >= r.cpus and f.memory - t[2] >= r.memory and \
+                    (best_left is None or left < best_left):
+                best, best_left = t, left
+        if best is None:
+            return False
+        best[0] += r.gpus
+        best[1] += r.cpus
+        best[2] += r.memory
+    return True
+
+
 def _give(have: list[float], s: Session, model: str, node: Node) -> None:
     """Add what a running session holds to `have` (GPUs only where they match the model)."""
-    models = {g.index: g.model for g in node.gpus}
-    have[0] += sum(1 for g in gpu_ids_of(s) if model_matches(model, models.get(g, "")))
+    if model:
+        models = {g.index: g.model for g in node.gpus}
+        have[0] += sum(1 for g in gpu_ids_of(s) if model_matches(model, models.get(g, "")))
+    else:
+        have[0] += len(gpu_ids_of(s))
     have[1] += s.resources.cpus
     have[2] += s.resources.memory
+
+
+def _matching_count(model: str, node: Node) -> int:
+    return sum(model_matches(model, g.model) for g in node.gpus) if model else len(node.gpus)
 
 
 def _covers(have: list[float], r: Resources) -> bool:

@@ -82,3 +82,36 @@ def test_trials_wait_for_their_owners_quota_while_others_use_the_free_gpu(srv, p
     usage = json.loads(alice("usage", "-j").stdout)
     mine = next(r for r in usage["rows"] if r["holder"] == "alice")
     assert mine["total"] > 0  # her trials' GPU time is charged to her like any session's
+
+
+def test_preemptible_trials_fill_idle_gpus_make_way_and_come_back_from_their_checkpoints(srv, people):
+    """Stop-and-go with the scheduler: bob's study of preemptible trials takes both GPUs; alice's
+    regular session preempts one (checkpointed through its bound save, paused, requeued), runs,
+    and the trial then resumes from its checkpoint and completes."""
+    alice, bob, _ = people
+    gpu = {"gpus": 1, "cpus": 1, "memory": "1G"}
+    s = start(bob, "preemptible.json", config(args="--epochs 3 --hold 1", population=2, resources=gpu, preemptible=True,
+                                               termination={"max_session_number": 2}))
+
+    def both_ready():
+        kids = trial_states(srv, bob, s["name"])
+        return len(kids) == 2 and all(k["status"] == "running" and k["pausable"] and k["preemptible"] for k in kids) and \
+            all(srv.api.get(f"/api/sessions/{k['name']}/checkpoints").json() for k in kids) and kids
+
+    kids = wait_for(both_ready, "both trials to run and save", timeout=90)
+    theirs = start_session(alice, "-g", "1", "-c", "1", "--memory", "1G", "-a", "--epochs 1")
+    preempted = wait_for(lambda: next((k for k in trial_states(srv, bob, s["name"]) if k["attempt"] == 2), None),
+                         "a trial to be preempted and queued again", timeout=90)
+    assert srv.wait(theirs, ("exited",), timeout=90)["status"] == "exited"
+
+    def release():
+        for k in trial_states(srv, bob, s["name"]):
+            if k["status"] == "running":
+                open_gate(srv, k["name"])
+        return srv.session(s["name"])["status"] != "running"
+
+    wait_for(release, "the study to end", timeout=180, every=0.5)
+    assert ended(srv, s["name"])["status"] == "exited"
+    assert [t["state"] for t in detail(bob, s["name"])["trials"]] == ["complete", "complete"]
+    again = srv.session(preempted["name"])
+    assert again["status"] == "exited" and again["resumed_from"].startswith("paused-") and {k["name"] for k in kids} >= {again["name"]}

@@ -185,3 +185,43 @@ def test_preemptible_sessions_queue_after_every_regular_one():
     # A preempted session queued again must not go ahead of the low-priority head it made way for.
     plan = place([job(1, "alice", preemptible=True, priority=1), job(2, "bob", priority=-1)], [], [node(gpus=1)])
     assert started(plan) == [2] and [w.session.id for w in plan.waiting] == [1]
+
+
+def test_a_preemptible_session_within_its_fair_share_queues_as_a_regular_one():
+    # alice and bob want GPUs: each is owed half of the 4. alice's preemptible sessions within
+    # that half go before bob's low-priority ones; her third, beyond it, after every regular one.
+    queue = [job(i, "bob", priority=-1) for i in range(1, 5)] + [job(i, "alice", preemptible=True) for i in range(5, 8)]
+    plan = place(queue, [], [node(gpus=4)])
+    assert started(plan) == [5, 6, 1, 2]
+
+
+def test_only_what_a_team_holds_beyond_its_fair_share_is_preempted():
+    # alice, carol and bob want GPUs: each is owed a third of the 8 (2.7 GPUs). alice holds 5 on
+    # preemptible sessions: the three youngest are beyond her share (she is above it with each),
+    # the other two are not.
+    holding = [run(job(i, "alice", preemptible=True), str(i - 1), started=float(i)) for i in range(1, 6)]
+    holding.append(run(job(6, "carol", gpus=3), "5,6,7"))
+    plan = place([job(7, "bob", gpus=2)], holding, [node()], now=10.0)
+    assert sorted(s.id for s in plan.preempt) == [4, 5] and plan.reservation[0].id == 7
+    assert sorted(s.id for s in place([job(7, "bob", gpus=3)], holding, [node()], now=10.0).preempt) == [3, 4, 5]
+    assert place([job(7, "bob", gpus=4)], holding, [node()], now=10.0).preempt == []  # would take alice below her share
+
+
+def test_preemptible_sessions_are_moved_to_make_a_node_whole():
+    # erin's preemptible 4-GPU session fits nowhere; dave's 1-GPU one on n2 fits in n1's free GPU:
+    # it is preempted (it starts again there), and n2 is kept for erin meanwhile.
+    movable = replace(run(job(2, "dave", preemptible=True), "0", node="n2"), pausable=True)
+    holding = [run(job(1, "carol", gpus=3), "0,1,2", node="n1"), movable]
+    nodes = [node("n1", gpus=4), node("n2", gpus=4)]
+    head = job(3, "erin", gpus=4, preemptible=True)
+    plan = place([head], holding, nodes, now=5.0)
+    assert [s.id for s in plan.preempt] == [2] and plan.reservation[:2] == (head, "n2")
+    # While dave's session checkpoints, n2 stays erin's and nothing more is preempted.
+    holding[1] = replace(holding[1], pause_requested="preempt")
+    again = place([head], holding, nodes, now=6.0)
+    assert again.preempt == [] and again.reservation[:2] == (head, "n2") and started(again) == []
+    # With nowhere for dave's session to go, it is left alone.
+    assert place([head], [run(job(1, "carol", gpus=4), "0,1,2,3", node="n1"), movable], nodes, now=5.0).preempt == []
+    # Nor is one whose script cannot pause: it would be stopped, not moved.
+    room = run(job(1, "carol", gpus=3), "0,1,2", node="n1")
+    assert place([head], [room, replace(movable, pausable=False)], nodes, now=5.0).preempt == []
