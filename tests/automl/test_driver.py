@@ -211,3 +211,18 @@ def test_a_stopped_study_starts_nothing_more_and_ends_when_its_trials_have(world
     assert world.get_study(study.id).status == "stopped"
     assert world.session_by_id(study.session_id).status == Status.STOPPED
     assert [t.state for t in world.trials(study.id)] == ["complete", "fail"]
+
+
+def test_a_server_without_optuna_refuses_a_study_with_one_line(monkeypatch):
+    """A mock, as a last resort: the test venv has Optuna, so its absence is faked for the
+    check alone (a server venv without the automl extra answers the same; see docs/automl.md)."""
+    import importlib.util
+
+    from nsml.core.automl_config import parse_config
+    from nsml.core.errors import InvalidInput
+    from nsml.server.automl import service
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    with pytest.raises(InvalidInput, match=r"AutoML needs Optuna on the server: .*pip install 'nsml\[automl\]'"):
+        service._check_search(parse_config(CONFIG))

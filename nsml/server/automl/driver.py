@@ -81,6 +81,9 @@ class Driver:
         for study in studies:
             try:
                 self.step(study)
+            except InvalidInput as err:  # its search cannot go on here (a package gone since it started)
+                log.warning("study #%s cannot go on: %s", study.id, err)
+                self._end(study, "stopped", Status.FAILED, str(err))
             except Exception:  # one study's trouble must not hold up the others
                 log.exception("a pass over study #%s failed", study.id)
 

@@ -36,6 +36,7 @@ def start_study(st: ServerState, owner: str, team: str, visibility: str, priorit
     """Check the config against this server (entry in the code, resources that could start),
     then create the parent session, running, and its study; trials start on the next pass."""
     config = parse_config(raw_config)
+    _check_search(config)
     paths = {f.path for f in files}
     if config.entry not in paths:
         raise InvalidInput(f"the AutoML config: entry {config.entry} is not in the uploaded folder; set `entry` to one of its "
@@ -53,6 +54,19 @@ def start_study(st: ServerState, owner: str, team: str, visibility: str, priorit
     study = st.store.create_study(parent.id, raw_config, seed)
     st.scheduler.wake()
     return parent, study
+
+
+def _check_search(config: StudyConfig) -> None:
+    """The sampler and pruner can be made on this server (Optuna installed, and what an
+    algorithm needs: cmaes, scipy, torch), refused with one line before anything runs."""
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        raise InvalidInput("AutoML needs Optuna on the server: install it where the server runs, "
+                           "pip install 'nsml[automl]' (Optuna and cmaes).")
+    from . import space
+
+    space.new_study(config, seed=0)
 
 
 def _widest(p):
