@@ -27,21 +27,32 @@ def measure_at_saves(summaries: Iterable[Mapping[str, Any]], measure: str) -> li
 def compare_points(summaries: Iterable[Mapping[str, Any]], measure: str, step: tuple[str, int] | None) -> list[tuple[int, float]]:
     """(k, value) for each compare step k = 1, 2, … reached: the measure at the first save whose
     `unit` is at or past k × every. With no step (never compared mid-run), none."""
+    return [(k, value) for k, value, _ in _compare(summaries, measure, step)]
+
+
+def save_at_step(summaries: Iterable[Mapping[str, Any]], measure: str, step: tuple[str, int] | None, k: int) -> int | None:
+    """The index of the save that answered compare step k (PBT copies that save, not a later
+    one: the donor may have trained on, even to its end, since it was compared); None if none did."""
+    return next((i for kk, _, i in _compare(summaries, measure, step) if kk == k), None)
+
+
+def _compare(summaries, measure: str, step: tuple[str, int] | None):
+    """(k, value, index of the save) for each compare step reached."""
     if step is None:
-        return []
+        return
     unit, every = step
-    points, next_at = [], every
-    for summary in summaries:
+    reached, next_at = 0, every
+    for i, summary in enumerate(summaries):
         at, value = summary.get(unit), summary.get(measure)
         if not (isinstance(at, (int, float)) and isinstance(value, (int, float))) or isinstance(value, bool):
             continue
         if not (math.isfinite(at) and math.isfinite(value)):
             continue
         # A save may jump several multiples at once (a coarse save interval): it answers each of them.
-        while at + 1 >= next_at and len(points) < MAX_COMPARE_STEPS:  # epochs count from 0: epoch 4 is the fifth
-            points.append((next_at // every, float(value)))
+        while at + 1 >= next_at and reached < MAX_COMPARE_STEPS:  # epochs count from 0: epoch 4 is the fifth
+            yield next_at // every, float(value), i
+            reached += 1
             next_at += every
-    return points
 
 
 def check_reported(measure: str, reported: Iterable[str], where: str = "the study") -> None:

@@ -38,3 +38,13 @@ def test_a_save_at_a_huge_epoch_answers_a_bounded_number_of_compare_steps():
 
     points = compare_points([{"epoch": 1e18, "val/acc": 0.5}, {"epoch": 1e300, "val/acc": 0.6}], "val/acc", ("epoch", 1))
     assert len(points) == MAX_COMPARE_STEPS and points[-1] == (MAX_COMPARE_STEPS, 0.5)
+
+
+def test_the_save_that_answered_a_compare_step_is_found():
+    from nsml.core.automl_measure import save_at_step
+
+    s = saves((0, 0.1), (1, 0.2), (2, 0.3), (3, 0.4), (9, 0.9))
+    assert save_at_step(s, "val/acc", ("epoch", 2), 1) == 1  # epoch 1, the second: step 1
+    assert save_at_step(s, "val/acc", ("epoch", 2), 2) == 3
+    assert save_at_step(s, "val/acc", ("epoch", 2), 4) == 4  # the jump to epoch 9 answers steps 3 to 5
+    assert save_at_step(s, "val/acc", ("epoch", 2), 6) is None and save_at_step(s, "val/acc", None, 1) is None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from nsml.core.automl_config import StudyConfig, parse_config
-from nsml.core.automl_measure import check_reported, compare_points, measure_at_saves
+from nsml.core.automl_measure import check_reported, compare_points, measure_at_saves, save_at_step
 from nsml.core.entities import Session, Study, Trial
 from nsml.core.errors import Conflict, InvalidInput, NotFound
 from nsml.core.states import ACTIVE, FINAL, Status
@@ -288,8 +288,10 @@ class Driver:
         except NotFound:
             return False
         saved = sorted(self.store.list_checkpoints(source.id), key=lambda c: c.created)
-        if not saved:
+        at = save_at_step([c.summary for c in saved], live.config.measure, live.config.step, step)
+        if at is None:
             return False
+        checkpoint = saved[at].name  # where it stood when compared (it may have trained on since, even to its end)
         params = pbt.explore(live.config, donor.params, rng)
         try:
             child = self.store.add_trial(study.id, len(trials), params, parent=donor.number)
@@ -304,10 +306,10 @@ class Driver:
             if k <= step:
                 self.store.update_trial(child.id, step=(k, donor.steps[k]))
         live.reported[child.number] = step
-        self.store.update_trial(child.id, session_id=self.children.fork(study, child, source, saved[-1].name))
+        self.store.update_trial(child.id, session_id=self.children.fork(study, child, source, checkpoint))
         self.children.note(study, f"trial {trial.number} ({session.name}) exploited at compare step {step} "
                                   f"({live.config.measure} {at_step[trial.number]:.6g} vs {at_step[donor.number]:.6g}): "
-                                  f"trial {child.number} forks trial {donor.number}'s checkpoint {saved[-1].name} with "
+                                  f"trial {child.number} forks trial {donor.number}'s checkpoint {checkpoint} with "
                                   + ", ".join(f"{k}={_shown(v)}" for k, v in params.items()))
         return True
 
