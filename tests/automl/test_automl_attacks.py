@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import cli_in, write_project
 
-from .test_automl_server import config, detail, ended, server, start  # noqa: F401 (the module's server)
+from .test_automl_server import config, detail, ended, start
+from .test_automl_server import server  # noqa: F401 (the fixture: that module's server)
 
 pytest.importorskip("optuna")
 

@@ -9,9 +9,9 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import serve_declared, Cli, Server, clean_env, open_gate, start_session, wait_for, write_project
+from tests.conftest import Cli, Server, clean_env, serve_declared, start_session, wait_for, write_project
 
-from .test_automl_server import TRAIN, config, detail, ended, start
+from .test_automl_server import TRAIN, config, detail, ended, release_until_ended, start
 
 pytest.importorskip("optuna")
 
@@ -69,13 +69,7 @@ def test_trials_wait_for_their_owners_quota_while_others_use_the_free_gpu(srv, p
     assert all(r["name"] != s["name"] for r in eve.get("/api/automl", params={"all": "true"}).json())
     assert eve.get(f"/api/sessions/{children[0]['name']}").status_code == 404  # a trial is as private as its study
 
-    def release():
-        for c in trial_states(srv, alice, s["name"]):
-            if c["status"] == "running":
-                open_gate(srv, c["name"])
-        return srv.session(s["name"])["status"] != "running"
-
-    wait_for(release, "the study to end", timeout=180, every=0.5)
+    release_until_ended(srv, alice, s["name"])
     assert ended(srv, s["name"])["status"] == "exited"
     d = detail(alice, s["name"])
     assert [t["state"] for t in d["trials"]] == ["complete"] * 3
@@ -104,13 +98,7 @@ def test_preemptible_trials_fill_idle_gpus_make_way_and_come_back_from_their_che
                          "a trial to be preempted and queued again", timeout=90)
     assert srv.wait(theirs, ("exited",), timeout=90)["status"] == "exited"
 
-    def release():
-        for k in trial_states(srv, bob, s["name"]):
-            if k["status"] == "running":
-                open_gate(srv, k["name"])
-        return srv.session(s["name"])["status"] != "running"
-
-    wait_for(release, "the study to end", timeout=180, every=0.5)
+    release_until_ended(srv, bob, s["name"])
     assert ended(srv, s["name"])["status"] == "exited"
     assert [t["state"] for t in detail(bob, s["name"])["trials"]] == ["complete", "complete"]
     again = srv.session(preempted["name"])

@@ -93,6 +93,17 @@ def ended(server, study: str, timeout: float = 180) -> dict:
     return server.wait(study, statuses=("exited", "failed", "stopped"), timeout=timeout)
 
 
+def release_until_ended(server, cli: Cli, study: str, timeout: float = 180) -> None:
+    """Open the gate of each trial holding at it (--hold 1) as it runs, until the study ends."""
+    def released():
+        for t in detail(cli, study)["trials"]:
+            if t["session"] and server.session(t["session"])["status"] == "running":
+                open_gate(server, t["session"])
+        return server.session(study)["status"] != "running"
+
+    wait_for(released, f"{study} to end", timeout=timeout, every=0.5)
+
+
 def test_a_study_runs_its_trials_as_sessions_and_ranks_their_models(server, cli):
     s = start(cli, "study.json", config(), "-m", "first search", "--seed", "7")
     assert s["name"].endswith("/.nodata/1") and s["status"] == "running" and s["algorithm"] == "tpe"
@@ -153,9 +164,9 @@ def test_a_measure_never_reported_stops_the_study_at_the_first_compare_step(serv
 
 def test_stop_force_ends_the_running_trials_and_rm_removes_them(server, cli):
     s = start(cli, "held.json", config(args="--epochs 4 --hold 1"))
-    d = wait_for(lambda: (d := detail(cli, s["name"])) and sum(server.session(t["session"])["status"] == "running"
-                                                                for t in d["trials"] if t["session"]) == 2 and d,
-                 "two trials to run", timeout=90)
+    wait_for(lambda: (d := detail(cli, s["name"])) and sum(server.session(t["session"])["status"] == "running"
+                                                            for t in d["trials"] if t["session"]) == 2,
+             "two trials to run", timeout=90)
     out = cli("automl", "stop", s["name"], "-f").stdout
     assert "is stopping" in out
     parent = ended(server, s["name"])
@@ -183,14 +194,7 @@ def test_a_server_killed_mid_study_resumes_it_without_losing_or_duplicating_a_tr
     server.start()
     open_gate(server, *(t["session"] for t in first["trials"]))
 
-    def gates():  # later trials hold too: release each as it runs
-        d = detail(cli, s["name"])
-        for t in d["trials"]:
-            if t["session"] and server.session(t["session"])["status"] == "running":
-                open_gate(server, t["session"])
-        return server.session(s["name"])["status"] != "running"
-
-    wait_for(gates, "the study to end after the restart", timeout=240, every=0.5)
+    release_until_ended(server, cli, s["name"], timeout=240)  # later trials hold too
     assert server.session(s["name"])["status"] == "exited"
     d = detail(cli, s["name"])
     assert [t["number"] for t in d["trials"]] == [0, 1, 2, 3] and {t["state"] for t in d["trials"]} == {"complete"}
@@ -242,13 +246,7 @@ def test_a_paused_trial_is_set_aside_then_resumed_from_its_checkpoint(server, cl
     cli("pause", first)
     assert server.wait(first, ("paused",), timeout=60)["status"] == "paused"
 
-    def release():
-        for t in detail(cli, s["name"])["trials"]:
-            if t["session"] and server.session(t["session"])["status"] == "running":
-                open_gate(server, t["session"])
-        return server.session(s["name"])["status"] != "running"
-
-    wait_for(release, "the study to end", timeout=180, every=0.5)
+    release_until_ended(server, cli, s["name"], timeout=240)  # later trials hold too
     d = detail(cli, s["name"])
     assert [t["state"] for t in d["trials"]] == ["complete", "complete"]
     again = server.session(first)

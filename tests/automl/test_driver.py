@@ -153,11 +153,14 @@ def test_a_measure_no_trial_reports_stops_the_study_at_the_first_compare_step_na
     study, driver, launched, stopped = start(world, {**CONFIG, "measure": "test/accuracy"})
     running_parent(world, study)
     driver.step(study)
-    child = launched[0][1]
-    train(world, child, 1, lambda e: 0.5)  # epoch 0: before the first compare step (epoch 1)
+    first, second = (c for _, c in launched)
+    train(world, first, 1, lambda e: 0.5)  # epoch 0: before the first compare step (epoch 1)
     driver.step(study)
     assert world.get_study(study.id).status == "running"
-    train(world, child, 2, lambda e: 0.5)
+    train(world, first, 2, lambda e: 0.5)
+    driver.step(study)
+    assert world.get_study(study.id).status == "running"  # the other trial may yet report it
+    train(world, second, 2, lambda e: 0.5)
     driver.step(study)
     parent = world.session_by_id(study.session_id)
     assert parent.status == Status.FAILED

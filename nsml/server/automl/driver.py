@@ -189,19 +189,24 @@ class Driver:
                    if sp.session_id in ids) / 3600.0
 
     def _measure_missing(self, study: Study, live: _Live, seen: list) -> bool:
-        """At the first compare step any trial reached (or the first trial ended with saves), a
-        measure none reported stops the study and its trials, naming the keys they did report."""
+        """Once every running trial has passed the first compare step (or, without a step, has
+        ended with saves), a measure none of them reported stops the study and its trials,
+        naming the keys they did report. Every one, not the first: one trial whose values were
+        refused (NaN, text) must not end a study whose others report the measure."""
         config = live.config
-        due, reported = False, set()
+        passed, reported = 0, set()
         for _, session, summaries in seen:
+            due = False
             for summary in summaries:
                 reported.update(summary)
                 if config.step is None:
-                    due = due or session.status in FINAL
+                    due = session.status in FINAL
                 else:
                     unit, every = config.step
                     at = summary.get(unit)
                     due = due or (isinstance(at, (int, float)) and at + 1 >= every)
+            passed += due
+        due = bool(seen) and passed == len(seen)
         for trial in self.store.trials(study.id):
             if trial.state == "complete" or trial.steps:
                 return False  # some trial did report it
