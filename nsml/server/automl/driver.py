@@ -9,7 +9,7 @@ Each pass reads what the store holds, so a restarted server continues where it w
 3. a trial whose child ended is told its final measure (the last save's; `fail` without one);
    a child that was paused (nsml pause, or a preemption that has not requeued it yet) or lost
    is set aside and resumed from its checkpoint when a slot is free: stop-and-go;
-4. a measure no trial reported by the first compare step (or by the first trial's end) stops
+4. a measure no running trial reported by the first compare step (or by their end) stops
    the study, naming the keys the trials did report;
 5. new trials are asked while fewer than `population` are active and the budget (trials, wall
    time, GPU-hours) allows, each numbered once in the store before its child is created;
