@@ -62,6 +62,7 @@ for step in range(state["next"], config.steps):
 print("done", flush=True)
 '''
 HOLD, STEPS = 2, 6
+ENDED = ("exited", "failed", "stopped", "lost")  # a preempted session is paused for a moment, then queued again
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +209,7 @@ def test_a_preemption_pauses_and_queues_the_session_again_from_its_checkpoint(se
     name = start_session(cli, "-a", f"--steps {STEPS} --hold-at {HOLD}")
     holding(server, name)
     out = cli("pause", "--requeue", name).stdout.strip()
-    info = server.wait(name)  # paused, queued again at once, run from its checkpoint
+    info = server.wait(name, ENDED)  # paused, queued again at once, run from its checkpoint
     logs = cli("logs", name).stdout
     assert info["status"] == "exited" and info["attempt"] == 2, logs
     checkpoint = info["resumed_from"]
@@ -236,7 +237,7 @@ def test_a_pending_preemption_survives_a_server_restart(tmp_path):
         info = server.session(name)
         assert (info["status"], info["pause_requested"]) == ("running", "preempt")  # kept in the database
         open_gate(server, name, gate="save-gate")
-        info = server.wait(name, timeout=180)
+        info = server.wait(name, ENDED, timeout=180)  # (not the moment it is paused, before it is queued again)
         logs = cli("logs", name).stdout
         assert info["status"] == "exited" and info["attempt"] == 2 and info["resumed_from"].startswith("paused-"), logs
         assert ("queued", f"preempted: resumed from checkpoint {info['resumed_from']} (attempt 2)") in events(server, name)
