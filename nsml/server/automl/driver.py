@@ -112,7 +112,7 @@ class Driver:
             try:
                 session = self.store.session_by_id(trial.session_id)
             except NotFound:  # its child was removed: the trial can say nothing more
-                self._finish(live, trial, Status.FAILED, [])
+                self._finish(study, live, trial, Status.FAILED, [])
                 continue
             summaries = [c.summary for c in sorted(self.store.list_checkpoints(session.id), key=lambda c: c.created)]
             seen.append((trial, session, summaries))
@@ -121,7 +121,7 @@ class Driver:
                 aside.append(session)
                 continue
             if session.status in FINAL:
-                self._finish(live, trial, session.status, summaries)
+                self._finish(study, live, trial, session.status, summaries)
                 continue
             if reached and live.config.scheduler == "pbt" and study.status == "running" and self._exploit(study, live, trial, session):
                 forked += 1  # stopped; its copy, a new trial, takes the slot
@@ -134,7 +134,7 @@ class Driver:
                 self.children.stop(session)
                 continue
             active += 1
-        if self._measure_missing(study, live, seen):
+        if self._measure_missing(study, live, seen, trials):
             return
         if study.status == "running":
             started = len(trials) + forked
@@ -188,7 +188,7 @@ class Driver:
         return sum(sp.gpu_seconds(study.created, now) for sp in self.store.usage_spans(study.created)
                    if sp.session_id in ids) / 3600.0
 
-    def _measure_missing(self, study: Study, live: _Live, seen: list) -> bool:
+    def _measure_missing(self, study: Study, live: _Live, seen: list, trials: list[Trial]) -> bool:
         """Once every running trial has passed the first compare step (or, without a step, has
         ended with saves), a measure none of them reported stops the study and its trials,
         naming the keys they did report. Every one, not the first: one trial whose values were
@@ -207,7 +207,7 @@ class Driver:
                     due = due or (isinstance(at, (int, float)) and at + 1 >= every)
             passed += due
         due = bool(seen) and passed == len(seen)
-        for trial in self.store.trials(study.id):
+        for trial in trials:  # as read at the start of this pass (a step recorded since came from a summary holding it)
             if trial.state == "complete" or trial.steps:
                 return False  # some trial did report it
         if not due or config.measure in reported:
@@ -239,10 +239,11 @@ class Driver:
     def _rebuild(self, study: Study) -> _Live:
         config = parse_config(study.config)
         optuna_study = space.new_study(config, seed=study.seed)
-        ended = [(t.params, t.value, t.steps, t.state) for t in self.store.trials(study.id) if t.state != "running"]
+        trials = self.store.trials(study.id)
+        ended = [(t.params, t.value, t.steps, t.state) for t in trials if t.state != "running"]
         space.replay(optuna_study, config, ended)
         live = self._live[study.id] = _Live(config, optuna_study)
-        for t in self.store.trials(study.id):  # running ones are asked again with their stored parameters
+        for t in trials:  # running ones are asked again with their stored parameters
             if t.state == "running":
                 optuna_study.enqueue_trial(t.params, skip_if_exists=False)
                 live.asked[t.number] = optuna_study.ask(space.space(config))
@@ -330,7 +331,7 @@ class Driver:
         self.store.update_trial(trial.id, state="pruned", value=last)
         return last
 
-    def _finish(self, live: _Live, trial: Trial, status: Status, summaries: list[dict]) -> None:
+    def _finish(self, study: Study, live: _Live, trial: Trial, status: Status, summaries: list[dict]) -> None:
         """Its child ended: complete with the last save's measure when it exited cleanly, or
         was stopped or set aside for good after saving; fail otherwise."""
         values = measure_at_saves(summaries, live.config.measure)
@@ -339,14 +340,14 @@ class Driver:
             if optuna_trial is not None:
                 live.optuna.tell(optuna_trial, values[-1])
             self.store.update_trial(trial.id, state="complete", value=values[-1])
-            self.children.note(self.store.get_study(trial.study_id), f"trial {trial.number} complete ({status.value}): "
+            self.children.note(study, f"trial {trial.number} complete ({status.value}): "
                                                                     f"{live.config.measure} {values[-1]:.6g}")
         else:
             if optuna_trial is not None:
                 live.optuna.tell(optuna_trial, state=_state("FAIL"))
             self.store.update_trial(trial.id, state="fail")
             why = "no save reported the measure" if status != Status.FAILED else "its session failed"
-            self.children.note(self.store.get_study(trial.study_id), f"trial {trial.number} failed ({status.value}): {why}")
+            self.children.note(study, f"trial {trial.number} failed ({status.value}): {why}")
 
 
 def _shown(value) -> str:

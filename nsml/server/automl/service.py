@@ -11,6 +11,7 @@ the owner and the parent's team, so quotas, credits and fair share treat it as t
 import logging
 import time
 
+from nsml.core import naming
 from nsml.core.automl_config import StudyConfig, parse_config, trial_args
 from nsml.core.entities import Session, Study, Trial
 from nsml.core.errors import Conflict, InvalidInput, NotFound
@@ -45,8 +46,6 @@ def start_study(st: ServerState, owner: str, team: str, visibility: str, priorit
     admission.admit(request, st.nodes)
     if len(trial_args(config, {p.name: _widest(p) for p in config.h_params})) > MAX_ARGS:
         raise InvalidInput(f"the AutoML config: a trial's arguments would be longer than {MAX_ARGS} characters.")
-    from nsml.core import naming
-
     dataset = config.dataset or naming.NO_DATASET
     parent = st.store.create_session(owner, dataset, config.entry, config.args, Resources(0.0, 0, 0), memo, image, files,
                                      kind=SessionKind.AUTOML, team=team, visibility=visibility, priority=priority)
