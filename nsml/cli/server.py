@@ -34,6 +34,7 @@ def server(
     policy: Path = typer.Option(None, "--policy", help="The scheduler's policy file: fair-share weights, GPU quotas, credits, reservations, preemption (docs/scheduler.md). Default: NSML_POLICY, else fair share with no limits."),
     sandbox: str = typer.Option("auto", "--sandbox", help="Session sandbox: auto (bubblewrap; a team server refuses to start without it), bwrap, or none (sessions run unconfined: only for a machine you alone use)."),
     no_session_network: bool = typer.Option(False, "--no-session-network", help="Training sessions get no network either (submit and infer sessions never have any)."),
+    executor: str = typer.Option("local", "--executor", envvar="NSML_EXECUTOR", help="Where sessions run: local (this machine), or a Ray cluster: ray (its head runs here), ray://HOST:PORT (Ray Client) or HOST:PORT (the head's GCS, from a cluster node). docs/cluster.md."),
     usage_analytics: bool = typer.Option(False, "--usage-analytics", help="Record how the dashboard is used (kind of page, action, time; never names or values), in this server's database only, for the admins' Usability page (docs/web.md). Off by default."),
 ):
     """Run a server in the foreground. Without this, `nsml` commands start a private one in the background."""
@@ -55,7 +56,8 @@ def server(
     token = read_or_create_token(h)
     settings = Settings(home=h, db_url=db, blobs=blobs, public_url=public_url, host=host, port=port, token=token, cpus=cpus,
                         memory=parse_size(memory) if memory else None, gpus=gpus, sandbox=sandbox, inventory=inventory,
-                        **({"policy": policy} if policy else {}), session_network=not no_session_network, usage_analytics=usage_analytics)
+                        **({"policy": policy} if policy else {}), session_network=not no_session_network, usage_analytics=usage_analytics,
+                        executor=executor)
 
     def announce(bound: Settings) -> None:  # only once the port is ours
         shown = local_url(bound).replace("127.0.0.1", "localhost") if host in ("127.0.0.1", "0.0.0.0") else bound.url

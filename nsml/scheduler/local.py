@@ -32,7 +32,8 @@ from .executor import Launched
 class LocalExecutor:
     def __init__(self, home: Path, blobs: BlobStore, server_url: str, token: str | Callable[[Session], str],
                  server_file: Path | None = None, paused_timeout: float = 300.0, isolation: bwrap.Mode | None = None,
-                 network: bool = True, nodes: list[Node] | None = None, heartbeat_every: float = 5.0):
+                 network: bool = True, nodes: list[Node] | None = None, heartbeat_every: float = 5.0,
+                 die_with_parent: bool = False):
         self.home = Path(home).resolve()  # the supervisor runs in the run dir: paths must be absolute
         self.blobs = blobs
         self.server_url = server_url
@@ -45,6 +46,9 @@ class LocalExecutor:
         self.network = network  # training sessions get outbound network (never the host's loopback)
         self.nodes = list(nodes) if nodes else []  # what this machine offers (nsml.scheduler.inventory)
         self.heartbeat_every = heartbeat_every  # how often supervisors report in (the scheduler's liveness)
+        # A supervisor normally outlives whoever started it (a server restart must not end the
+        # sessions); one started by a Ray actor ends with it instead (nsml.scheduler.ray_host).
+        self.die_with_parent = die_with_parent
         self._readonly_mounts: bool | None = None  # probed on first launch
         self._limits: limits.Backend | None = None
 
@@ -112,6 +116,7 @@ class LocalExecutor:
             "log_base": session.log_offset,
             "journal_base": session.journal_offset,
             "heartbeat_every": self.heartbeat_every,
+            "die_with_parent": self.die_with_parent,
             "shm_size": session.shm_size,  # run --shm-size: the size of the sandbox's /dev/shm
             "paused_timeout": self.paused_timeout if session.kind in RELAUNCH_KINDS - {SessionKind.FORK} else None,
         }
@@ -429,7 +434,7 @@ PIDS_PER_SESSION = 4096
 # What a sandboxed session inherits of the server's environment: locale and time zone, no more.
 PASSED_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-SERVER_ONLY_ENV = ("NSML_", "AWS_", "PGPASSWORD", "PGPASSFILE")
+SERVER_ONLY_ENV = ("NSML_", "AWS_", "PGPASSWORD", "PGPASSFILE", "RAY_")  # RAY_: a Ray node's, its cluster token among them
 
 
 def _chown_tree(root: Path, uid: int) -> None:

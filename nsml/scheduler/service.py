@@ -26,6 +26,8 @@ RECONCILE_EVERY = 2.0
 LEASE = "scheduler"
 LOST = ("The session's supervisor stopped reporting (no heartbeat for {timeout:.0f} s: killed, or its machine went away); "
         "what it shipped before (logs, metrics, checkpoints) is kept. Run it again from its last checkpoint with nsml resume {name}.")
+LOST_NODE = ("The session was lost: {why}. What it shipped before (logs, metrics, checkpoints) is kept; "
+             "run it again from its last checkpoint, on another node, with nsml resume {name}.")
 DRIVE_EVERY = 1.0  # seconds between passes of the lease holder's other work (AutoML studies)…
 DRIVE_SOON = 0.1  # …or this soon after a wake (a session ended: a study's next trial need not wait)
 TIME_LIMIT = "[nsml] the session reached its time limit ({limit}) and was stopped by the platform."
@@ -81,6 +83,8 @@ class Scheduler:
         # (nsml.server.automl.service), whose new trials are then placed in the same pass.
         self.on_tick = None
         self._last_drive = 0.0
+        # Called with each session just marked lost (the server brings preemptible ones back).
+        self.on_lost = None
 
     def start(self) -> None:
         self.lead()
@@ -137,6 +141,10 @@ class Scheduler:
                 log.exception("scheduler tick failed")
 
     def tick(self, woken: bool = False) -> None:
+        if getattr(self.executor, "dynamic_inventory", False):
+            # A cluster's nodes come and go (nsml.scheduler.ray_executor): placement works on
+            # what it has now. In place: the server's admission checks hold the same list.
+            self.nodes[:] = self.executor.inventory()
         if time.monotonic() - self._last_reconcile > RECONCILE_EVERY:
             self.reconcile()
         self.usage.maybe_sample()  # when due; never raises
@@ -278,7 +286,12 @@ class Scheduler:
                 log.exception("watching pending pauses failed")
         self._time_limited &= {s.id for s in sessions}
         self._zombies_told &= {s.id for s in sessions}
+        vanished = getattr(self.executor, "vanished", None)
+        gone = vanished(sessions) if vanished is not None else {}
         for session in sessions:
+            if session.id in gone:  # its node left the cluster: no need to wait out the heartbeat
+                self._lose(session, LOST_NODE.format(why=gone[session.id], name=session.name), recent_ok=True)
+                continue
             if session.id in self._launching or session.supervisor_pid is None:
                 stale = at_startup or now - (session.started or 0) > 60
                 if session.id not in self._launching and session.supervisor_pid is None and stale:
@@ -312,14 +325,21 @@ class Scheduler:
         self.executor.note(session, TIME_LIMIT.format(limit=format_duration(session.time_limit)))
         self.executor.stop(session)
 
-    def _lose(self, session: Session) -> None:
+    def _lose(self, session: Session, message: str | None = None, recent_ok: bool = False) -> None:
+        """Mark the session lost. `recent_ok`: even if it reported in meanwhile (a heartbeat
+        in flight from a node that is gone proves nothing)."""
         try:
             fresh = self.store.session_by_id(session.id)
         except NotFound:  # removed meanwhile
             return
-        if fresh.status != Status.RUNNING or (fresh.heartbeat or 0) > (session.heartbeat or 0):
-            return  # it reported in meanwhile
+        if fresh.status != Status.RUNNING or (not recent_ok and (fresh.heartbeat or 0) > (session.heartbeat or 0)):
+            return  # it ended or reported in meanwhile
         self.executor.kill(fresh)  # whatever is left of it must not run on unsupervised
-        message = LOST.format(timeout=self.heartbeat_timeout, name=fresh.name)
-        self.store.move_session(fresh.id, Status.LOST, ended=time.time(), error=message)
+        message = message or LOST.format(timeout=self.heartbeat_timeout, name=fresh.name)
+        lost = self.store.move_session(fresh.id, Status.LOST, ended=time.time(), error=message)
+        if lost is not None and self.on_lost is not None:
+            try:
+                self.on_lost(lost)
+            except Exception:
+                log.exception("bringing back lost session %s failed", fresh.name)
         self.wake()

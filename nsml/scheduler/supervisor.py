@@ -79,6 +79,7 @@ def main(spec_path: str) -> int:
 
     channel = Channel(spec, shipper, preexec=user_preexec(spec))  # nsml exec and nsml sh
     channel.start()
+    parent = os.getppid() if spec.get("die_with_parent") else None
     signalled = killed = False
     deadline = time.monotonic() + spec["paused_timeout"] if spec.get("paused_timeout") else None
     timed_out = False
@@ -106,6 +107,13 @@ def main(spec_path: str) -> int:
                 killed = True
         shipper.ship_log()
         shipper.ship_journal()
+        if parent is not None and os.getppid() != parent:
+            # The Ray actor that started us is gone (its node was lost, or the server killed
+            # it): the session ends here and now, reporting nothing; the server marks it lost.
+            channel.close()
+            proc.kill()
+            proc.close()
+            return 0
         if shipper.gone:  # the session was removed on the server: nothing left to serve
             channel.close()
             proc.kill()

@@ -89,15 +89,30 @@ def build_state(settings: Settings) -> ServerState:
         from .isolation import choose
 
         isolation = choose(settings.sandbox, team=False)[0]
-    executor = LocalExecutor(home, blobs, settings.public_url or settings.url, lambda s: credentials.session_token(secret, s.id, s.attempt),
-                             server_file=home / "server.json", paused_timeout=settings.paused_timeout,
-                             isolation=isolation, network=settings.session_network, nodes=nodes,
-                             heartbeat_every=min(5.0, settings.heartbeat_timeout / 4))
+    executor = make_executor(settings, home, blobs, nodes, isolation, lambda s: credentials.session_token(secret, s.id, s.attempt))
     policy, credits = load_policy(settings.policy) if settings.policy else (DEFAULT_POLICY, Credits())
     scheduler = Scheduler(store, executor, executor.inventory(), settings.scheduler_interval, heartbeat_timeout=settings.heartbeat_timeout,
                           feed=feed, zombie_after=settings.zombie_after if settings.zombie_note else None,
                           lease_ttl=settings.lease_ttl, policy=policy, credits=credits)
-    return ServerState(settings, store, blobs, executor, scheduler, nodes, home / "logs", threading.Lock(), secret)
+    # One list, refreshed in place by the scheduler when a cluster's nodes change: the API's
+    # admission checks see the same nodes placement does.
+    return ServerState(settings, store, blobs, executor, scheduler, scheduler.nodes, home / "logs", threading.Lock(), secret)
+
+
+def make_executor(settings: Settings, home: Path, blobs, nodes, isolation, token_for):
+    """The local executor, or the Ray executor when --executor names a cluster (docs/cluster.md)."""
+    heartbeat_every = min(5.0, settings.heartbeat_timeout / 4)
+    if settings.executor in ("", "local"):
+        return LocalExecutor(home, blobs, settings.public_url or settings.url, token_for, server_file=home / "server.json",
+                             paused_timeout=settings.paused_timeout, isolation=isolation, network=settings.session_network,
+                             nodes=nodes, heartbeat_every=heartbeat_every)
+    from nsml.scheduler.ray_executor import RayExecutor
+
+    # The nodes sandbox sessions exactly as this server would: a node that cannot runs none.
+    sandbox = "none" if not isolation.sandboxed else "bwrap"
+    return RayExecutor(settings.executor, settings.public_url or settings.url, token_for, sandbox=sandbox,
+                       network=settings.session_network, paused_timeout=settings.paused_timeout,
+                       heartbeat_every=heartbeat_every, home=home)
 
 
 def on_lead(st: ServerState) -> None:
@@ -116,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         st.scheduler.on_lead = lambda: on_lead(st)
         st.scheduler.on_preempt = lambda victim, head: preemption.preempt(st, victim, head)
         st.scheduler.on_reconcile = lambda running, at_startup: pausing.watch(st, running, at_startup)
+        st.scheduler.on_lost = lambda session: preemption.bring_back_lost(st, session)
         automl.attach(st)
         st.scheduler.start()
         st.prune_dataset_views()

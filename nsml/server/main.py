@@ -52,6 +52,12 @@ def serve(settings: Settings, server_file: Path | None = None, announce: Callabl
         from nsml.scheduler.policy_file import load_policy
 
         load_policy(settings.policy)
+    if settings.executor not in ("", "local"):  # an unreachable cluster: one line, before anything starts
+        if settings.inventory:
+            raise InvalidInput("--inventory declares nodes for the local executor; a Ray cluster's nodes are its own (drop one of them).")
+        from nsml.scheduler.ray_executor import connect
+
+        connect(settings.executor)
     sock = bind_socket(settings.host, settings.port)  # a busy port first: one line, nothing else
     try:
         mode, line = choose(settings.sandbox, team=server_file is None or announce is not None)
@@ -112,12 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--embedded", action="store_true", help="write HOME/server.json for the CLI to find")
     p.add_argument("--sandbox", default="auto", help="auto, bwrap or none (docs/security.md)")
     p.add_argument("--no-session-network", action="store_true", help="training sessions get no network either")
+    p.add_argument("--executor", default=os.environ.get("NSML_EXECUTOR", "local"), help="local, ray, ray://HOST:PORT or HOST:PORT (docs/cluster.md)")
     a = p.parse_args(argv)
     from nsml.core.resources import parse_size
 
     settings = Settings(home=a.home, db_url=a.db, blobs=a.blobs, public_url=a.public_url, host=a.host, port=a.port, cpus=a.cpus,
                         memory=parse_size(a.memory) if a.memory else None, gpus=a.gpus, sandbox=a.sandbox, inventory=a.inventory,
-                        **({"policy": a.policy} if a.policy else {}), session_network=not a.no_session_network)
+                        **({"policy": a.policy} if a.policy else {}), session_network=not a.no_session_network,
+                        executor=a.executor)
     try:
         serve(settings, server_file=a.home / "server.json" if a.embedded else None)
     except InvalidInput as exc:

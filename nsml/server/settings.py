@@ -57,6 +57,9 @@ class Settings:
     # to start without it) or "none". `isolation` is what was chosen (nsml.server.isolation).
     sandbox: str = "auto"
     isolation: object | None = None
+    # Where sessions run: "local" (this machine), or a Ray cluster: "ray" (its head on this
+    # machine), "ray://HOST:PORT" (Ray Client) or "HOST:PORT" (its GCS; docs/cluster.md).
+    executor: str = field(default_factory=lambda: os.environ.get("NSML_EXECUTOR", "local"))
     session_network: bool = True  # training sessions reach the outside (never the host's loopback)
     # The dashboard records its own use (nsml.core.clicks), for the admins' Usability page: opt-in.
     usage_analytics: bool = field(default_factory=lambda: os.environ.get("NSML_USAGE_ANALYTICS", "") == "1")

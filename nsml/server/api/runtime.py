@@ -12,14 +12,17 @@ retries for a while and then ends the session with "disk full".
 
 import shutil
 import signal
+import threading
 import time
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
+from collections import OrderedDict
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from nsml.core.entities import Session
-from nsml.core.errors import Conflict, InvalidInput, StorageFull
+from nsml.core.errors import Conflict, InvalidInput, NotFound, StorageFull
 from nsml.core.states import SUBMIT_KINDS, SessionKind, Status, final_status
 from nsml.scheduler.usage import end_samples
 
@@ -60,6 +63,58 @@ def heartbeat(owner: str, dataset: str, number: SessionNumber, request: Request,
     except StorageFull:
         pass  # a full disk must not make live sessions look lost; the next beat tries again
     return Response(status_code=204)
+
+
+@router.get(SESSION + "/files/{sha}")
+def fetch_file(owner: str, dataset: str, number: SessionNumber, request: Request, sha: str = Path(pattern="^[0-9a-f]{64}$"),
+               session: Session = Depends(supervisor_of)) -> StreamingResponse:
+    """A file a cluster node needs to start the session (nsml.scheduler.ray_host), by content
+    hash: one of its code, of the outputs its earlier attempts wrote, or of its dataset's view
+    for its kind (training: no test/; a submit: test/ without its labels). Nothing else is
+    served, whatever the hash: a dataset's hidden labels never leave the server for a node
+    where user code runs."""
+    st = state(request)
+    if sha not in session_shas(st, session):
+        raise NotFound(f"Session {session.name} has no file {sha[:12]}…")
+    return StreamingResponse(st.blobs.read_chunks(sha), media_type="application/octet-stream")
+
+
+def session_shas(st, session: Session) -> set[str]:
+    from nsml.scheduler.local import visible_in_view
+
+    shas: set[str] = set()
+    if session.code_fileset_id is not None:
+        shas |= _fileset_shas(st, session.code_fileset_id, "all")
+    if session.resumed_from and session.outputs_fileset_id is not None:
+        shas |= _fileset_shas(st, session.outputs_fileset_id, "all")
+    if session.has_dataset:
+        try:
+            fileset = st.store.get_dataset(session.dataset).fileset_id
+        except NotFound:
+            return shas
+        view = "submit" if session.kind in SUBMIT_KINDS else "train"
+        shas |= _fileset_shas(st, fileset, view, lambda path: visible_in_view(path, view == "submit"))
+    return shas
+
+
+# A fileset never changes once made: what a view of it holds is worked out once, not per file
+# fetched (a dataset of 10,000 files would otherwise be read 10,000 times to start one session).
+_FILESETS: OrderedDict = OrderedDict()
+_FILESETS_KEPT = 64
+_filesets_lock = threading.Lock()
+
+
+def _fileset_shas(st, fileset_id: int, view: str, keep=lambda _path: True) -> frozenset[str]:
+    key = (id(st.store), fileset_id, view)
+    with _filesets_lock:
+        found = _FILESETS.get(key)
+    if found is None:
+        found = frozenset(f.sha256 for f in st.store.files(fileset_id) if keep(f.path))
+        with _filesets_lock:
+            _FILESETS[key] = found
+            while len(_FILESETS) > _FILESETS_KEPT:
+                _FILESETS.popitem(last=False)
+    return found
 
 
 @router.post(SESSION + "/journal", response_model=JournalOffset)
