@@ -93,7 +93,11 @@ def ps(
     if json_out:
         render.as_json(sessions)
     else:
-        render.listing(COLUMNS, [ps_row(s) for s in sessions])
+        columns, rows = COLUMNS, [ps_row(s) for s in sessions]
+        if len({s.get("node") for s in sessions if s.get("node")}) > 1:  # a cluster: where each one runs
+            columns = [*COLUMNS[:4], "Node", *COLUMNS[4:]]
+            rows = [[*r[:4], s.get("node") or "", *r[4:]] for r, s in zip(rows, sessions)]
+        render.listing(columns, rows)
     hint = paging_hint(int(total), skip, len(sessions), size, page is None and offset is not None)
     if hint:
         render.err_console.print(hint)

@@ -7,7 +7,7 @@ which node it would like it; Ray decides *where* within what it offers: each ses
 actor (ray_host.SessionHost) holding its CPUs, memory and GPUs as Ray resources, asked for on
 placement's node (soft affinity), and the node and the GPU ids Ray gave it are what is recorded.
 
-The inventory is Ray's: its alive nodes, named by their `nsml-node` label, with their CPU,
+The inventory is Ray's: its alive nodes, named by their `nsml.io/node` label, with their CPU,
 GPU and memory resources; it is read again every few seconds (nodes come and go). A node Ray
 reports dead takes its sessions with it: `vanished()` names them, and the scheduler marks them
 lost at once rather than after the heartbeat timeout.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from nsml.core.entities import Session
 
-NODE_LABEL = "nsml-node"  # `ray start --labels nsml-node=NAME`: the node's name in ps and the web
+NODE_LABEL = "nsml.io/node"  # `ray start --labels nsml.io/node=NAME`: the node's name in ps and the web
 FETCH_TIMEOUT = 300.0
 
 

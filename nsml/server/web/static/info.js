@@ -15,6 +15,7 @@ NSML.session.info = async function (box, name) {
     s.error ? kv("error", NSML.el("pre", { class: "error", text: s.error })) : null,
     kv("exec. time", `${exec}${s.started ? ` (${NSML.fmt.time(s.started)} ~ ${s.ended ? NSML.fmt.time(s.ended) : "now"})` : ""}`),
     kv("resources", `${s.cpus} CPUs · ${NSML.fmt.bytes(s.memory)} memory · ${s.shm_size ? `${NSML.fmt.bytes(s.shm_size)} shared memory · ` : ""}${s.gpus} GPU${s.gpus === 1 ? "" : "s"}${s.gpu_ids ? ` (${s.gpu_ids})` : ""}`),
+    s.node ? kv("node", s.node) : null,
     s.dataset === ".nodata" ? kv("dataset", "none (run without -d)") : null,
     s.image ? kv("image", s.image) : null,
     s.kind !== "normal" ? kv("relaunch", `${s.kind} of ${s.source} ${s.source_checkpoint}`) : null,

@@ -1,0 +1,150 @@
+"""Sessions on a real two-node Ray cluster on loopback (tests/ray_cluster.py): `nsml server
+--executor` with Ray's token authentication on, real sessions in the real sandbox, through the
+real CLI. The head offers CPUs only; node gpu1 declares two GPUs (Ray hands out their ids on a
+machine without them, as it would real ones)."""
+
+import json
+import time
+
+import pytest
+
+pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip install -e '.[ray]'")
+
+from tests.conftest import Server, cli_in, kill_leftover_supervisors, push_dataset, start_session, wait_for, write_project  # noqa: E402
+from tests.ray_cluster import Node, start_cluster  # noqa: E402
+
+TRAIN = '''
+import argparse, os, sys, time
+import nsml
+
+p = argparse.ArgumentParser()
+p.add_argument("--pause", type=int, default=0)
+p.add_argument("--iteration", default="-1")
+p.add_argument("--steps", type=int, default=3)
+p.add_argument("--hold", type=float, default=0.0)  # seconds to stay running before the first step
+p.add_argument("--hang-after", type=int, default=-1)  # the first attempt: wait there (to be lost)
+config = p.parse_args()
+state = {"step": -1}
+
+
+def save(folder):
+    with open(os.path.join(folder, "state"), "w") as f:
+        f.write(str(state["step"]))
+
+
+def load(folder):
+    with open(os.path.join(folder, "state")) as f:
+        state["step"] = int(f.read())
+    print("loaded step", state["step"], flush=True)
+
+
+nsml.bind(save=save, load=load)
+print("devices", os.environ.get("CUDA_VISIBLE_DEVICES", ""), "data", sorted(os.listdir(os.environ["NSML_DATASET_PATH"]))
+      if os.environ.get("NSML_HAS_DATASET") == "1" else [], flush=True)
+if config.pause:
+    nsml.paused(scope=locals())
+time.sleep(config.hold)
+for step in range(state["step"] + 1, config.steps):
+    nsml.report(step=step, loss=1.0 / (step + 1))
+    state["step"] = step
+    nsml.save(step)
+    if step == config.hang_after and not config.pause:
+        while True:
+            time.sleep(0.1)
+'''
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = start_cluster([Node("head", num_cpus=2, memory=3 << 30), Node("gpu1", num_cpus=2, num_gpus=2, memory=3 << 30)],
+                      tmp_path_factory.mktemp("ray"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def server(cluster, tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("ray-server") / "home", extra=["--executor", cluster.address],
+                 env=cluster.driver_env()).start(timeout=90)
+    yield srv
+    srv.stop()
+    kill_leftover_supervisors(srv.home)
+
+
+@pytest.fixture(scope="module")
+def cli(server, tmp_path_factory):
+    cli = cli_in(server, tmp_path_factory.mktemp("ray-work") / "code")
+    write_project(cli.cwd, TRAIN)
+    push_dataset(cli, "raydata")
+    return cli
+
+
+def log_of(cli, name: str) -> str:
+    return cli("logs", name).stdout
+
+
+def test_the_inventory_is_the_clusters(server):
+    nodes = {n["name"]: n for n in server.api.get("/api/resources").json()["nodes"]}
+    assert set(nodes) == {"head", "gpu1"}
+    assert len(nodes["gpu1"]["gpus"]) == 2 and not nodes["head"]["gpus"]
+
+
+def test_a_gpu_session_lands_on_the_gpu_node_with_the_devices_ray_gave_it(server, cli):
+    name = start_session(cli, "-d", "raydata", "-e", "main.py", "-g", "1", "--cpus", "1", "--memory", "512M")
+    s = server.wait(name, timeout=120)
+    assert s["status"] == "exited", s
+    assert s["node"] == "gpu1"
+    assert s["gpu_ids"] in ("0", "1")
+    log = log_of(cli, name)
+    assert f"devices {s['gpu_ids']} data" in log, log  # what the session saw is what was recorded
+    assert "on Ray node gpu1 with GPU" in log
+    assert "test" not in log.split("data", 1)[1].splitlines()[0]  # the view has no test split
+
+
+def test_two_sessions_run_at_once_on_two_nodes_and_a_node_fetches_a_dataset_once(server, cli):
+    first = start_session(cli, "-d", "raydata", "-e", "main.py", "-g", "0", "--cpus", "2", "--memory", "512M", "-a", "--hold 4")
+    second = start_session(cli, "-d", "raydata", "-e", "main.py", "-g", "0", "--cpus", "2", "--memory", "512M", "-a", "--hold 4")
+    both = wait_for(lambda: (lambda a, b: (a, b) if a["status"] == b["status"] == "running" else None)(server.session(first), server.session(second)),
+                    "both running at once", timeout=120, every=0.2)
+    assert {both[0]["node"], both[1]["node"]} == {"head", "gpu1"}
+    for name in (first, second):
+        assert server.wait(name, timeout=120)["status"] == "exited"
+    # Both nodes hold the view and the code now: a third session fetches nothing at all.
+    third = start_session(cli, "-d", "raydata", "-e", "main.py", "-g", "0", "--cpus", "1", "--memory", "512M")
+    assert server.wait(third, timeout=120)["status"] == "exited"
+    assert "fetched 0 files (0 bytes) from the server" in log_of(cli, third)
+
+
+def test_ps_shows_the_node(server, cli):
+    out = cli("ps", "-a").stdout
+    assert "Node" in out.splitlines()[0] and "gpu1" in out and "head" in out, out
+
+
+def test_a_lost_node_loses_its_sessions_and_they_come_back_on_the_other_one(server, cli, cluster):
+    """Last in this module: it kills node gpu1."""
+    filler = start_session(cli, "-e", "main.py", "-g", "0", "--cpus", "2", "--memory", "256M", "-a", "--hold 600")
+    assert wait_for(lambda: server.session(filler)["node"], "the filler placed", timeout=120, every=0.2) == "head"
+    lost = start_session(cli, "-d", "raydata", "-e", "main.py", "-g", "0", "--cpus", "1", "--memory", "256M", "-a", "--steps 5 --hang-after 2")
+    spare = start_session(cli, "-d", "raydata", "-e", "main.py", "-g", "0", "--cpus", "1", "--memory", "256M", "--preemptible", "-a",
+                          "--steps 5 --hang-after 1")
+    for name, step in ((lost, 2), (spare, 1)):
+        wait_for(lambda: any(c["name"] == str(step) for c in server.api.get(f"/api/sessions/{name}/checkpoints").json()),
+                 f"{name}'s checkpoint {step}", timeout=120, every=0.2)
+        assert server.session(name)["node"] == "gpu1"
+    before = {name: server.api.get(f"/api/sessions/{name}/metrics/loss").json() for name in (lost, spare)}
+    cluster.kill_node("gpu1")
+    gone = server.wait(lost, statuses=("lost",), timeout=90)
+    assert "gpu1" in gone["error"] and "nsml resume" in gone["error"], gone["error"]
+    # What it shipped before is intact: its log, its metrics, its checkpoints.
+    assert "loaded" not in log_of(cli, lost)
+    assert server.api.get(f"/api/sessions/{lost}/metrics/loss").json() == before[lost]
+    # The preemptible one comes back on its own, queued for the head; the regular one on nsml resume.
+    cli("stop", filler)
+    cli("resume", lost)
+    for name, step in ((spare, 1), (lost, 2)):
+        s = server.wait(name, statuses=("exited", "failed"), timeout=180)
+        assert s["status"] == "exited" and s["node"] == "head" and s["attempt"] == 2, s
+        log = log_of(cli, name)
+        assert f"loaded step {step}" in log, log
+    steps = server.api.get(f"/api/sessions/{lost}/metrics/loss").json()["steps"]
+    assert sorted(set(steps)) == [0, 1, 2, 3, 4], steps
