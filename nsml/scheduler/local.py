@@ -303,7 +303,7 @@ class LocalExecutor:
         # Root ignores file modes: without a read-only mount, only copies keep the blobs safe.
         link = self.readonly_mounts or os.geteuid() != 0
         suffix = ("" if link else "-copy") + ("-submit" if submit else "")
-        view = self.home / "views" / f"{dataset.fileset_id}{suffix}" / dataset.name
+        view = self.home / "views" / f"{self.view_key(dataset, files)}{suffix}" / dataset.name
         if (view.parent / ".ready").exists():
             return view
         # Unique per build: two launches of one server process may build the same view at once.
@@ -330,6 +330,10 @@ class LocalExecutor:
         except OSError:  # another session built it meanwhile
             _rmtree_readonly(tmp)
         return view
+
+    def view_key(self, dataset: Dataset, files: list[FileEntry]) -> str:
+        """What names a dataset version's view: here its fileset (one server's numbering)."""
+        return str(dataset.fileset_id)
 
     def prune_views(self, current_filesets: set[int], datasets_in_use: set[str]) -> None:
         """Remove views of dataset versions that are gone (removed or replaced), except those of

@@ -30,7 +30,7 @@ from .ray_host import NODE_LABEL
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "nsml"
+NAMESPACE = "nsml"  # a server's actors live in NAMESPACE-<its instance>: servers sharing a cluster never collide
 INVENTORY_EVERY = 2.0  # seconds between two readings of Ray's nodes
 PLACE_TIMEOUT = 120.0  # Ray must have started a session's actor (and it its supervisor) by then
 CALL_TIMEOUT = 10.0  # a call to a running session's actor (stop, signal, a note)
@@ -88,8 +88,13 @@ class RayExecutor:
     dynamic_inventory = True  # the scheduler reads inventory() again as nodes come and go
 
     def __init__(self, address: str, server_url: str, token, sandbox: str = "auto", network: bool = True,
-                 paused_timeout: float = 300.0, heartbeat_every: float = 5.0, home: Path | None = None):
+                 paused_timeout: float = 300.0, heartbeat_every: float = 5.0, home: Path | None = None,
+                 instance: str = "default"):
         self.address = address
+        # Servers on one database share their instance (they must find each other's sessions);
+        # two platforms on one cluster do not, though their session ids overlap.
+        self.instance = instance
+        self.namespace = f"{NAMESPACE}-{instance}"
         self.server_url = server_url
         self.token_for = token if callable(token) else (lambda _session, t=token: t)
         self.sandbox = sandbox  # asked of every node; "bwrap": a node without a sandbox runs nothing
@@ -137,14 +142,14 @@ class RayExecutor:
 
         wanted = next((n for n in self._refresh() if n.node.name == session.node and n.alive), None)
         r = session.resources
-        options = dict(name=actor_name(session), namespace=NAMESPACE, lifetime="detached", max_restarts=0,
+        options = dict(name=actor_name(session), namespace=self.namespace, lifetime="detached", max_restarts=0,
                        max_concurrency=4,  # an infer request may wait while stop and notes come in
                        num_cpus=r.cpus, num_gpus=r.gpus, memory=r.memory or None)
         if wanted is not None:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(wanted.ray_id, soft=True)
         host = _actor_class().options(**options).remote()
         request = {
-            "session": session, "server_url": self.server_url,
+            "session": session, "instance": self.instance, "server_url": self.server_url,
             "token": self.token_for(session), "sandbox": self.sandbox, "network": self.network,
             "paused_timeout": self.paused_timeout, "heartbeat_every": self.heartbeat_every,
             "code": list(code), "dataset": dataset, "dataset_files": list(dataset_files), "outputs": list(outputs),
@@ -168,7 +173,7 @@ class RayExecutor:
         import ray
 
         try:
-            return ray.get_actor(actor_name(session), namespace=NAMESPACE)
+            return ray.get_actor(actor_name(session), namespace=self.namespace)
         except ValueError:
             return None  # ended, killed, or its node is gone
 

@@ -26,7 +26,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from nsml.core.entities import Session
+from nsml.core.entities import Dataset, FileEntry, Session
+
+from .local import LocalExecutor
 
 NODE_LABEL = "nsml.io/node"  # `ray start --labels nsml.io/node=NAME`: the node's name in ps and the web
 FETCH_TIMEOUT = 300.0
@@ -86,6 +88,23 @@ class FetchedBlobs:
             self._client.close()
 
 
+class NodeExecutor(LocalExecutor):
+    """The local executor on a node several platforms may share: its caches are keyed by content
+    (blobs by hash, dataset views by a hash of what they hold), never by one server's numbering,
+    and its run directories by the platform's instance and the session's id."""
+
+    def __init__(self, instance: str, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance = instance
+
+    def run_dir(self, session: Session) -> Path:
+        return self.home / "runs" / f"{self.instance}-{session.id}"
+
+    def view_key(self, dataset: Dataset, files: list[FileEntry]) -> str:
+        manifest = "\n".join(f"{f.path}\0{f.sha256}" for f in sorted(files, key=lambda f: f.path))
+        return "c" + hashlib.sha256(manifest.encode()).hexdigest()[:32]
+
+
 class SessionHost:
     """The actor. Ray runs its methods one at a time but for `infer`, which may wait."""
 
@@ -104,16 +123,14 @@ class SessionHost:
         it, this node's name and what was fetched."""
         import ray
 
-        from .local import LocalExecutor
-
         session: Session = request["session"]
         gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
         home = node_home()
         isolation = self._isolation(request["sandbox"])
         blobs = FetchedBlobs(home / "blobs", request["server_url"], session.name, request["token"])
-        self.executor = LocalExecutor(home, blobs, request["server_url"], request["token"], paused_timeout=request["paused_timeout"],
-                                      isolation=isolation, network=request["network"], heartbeat_every=request["heartbeat_every"],
-                                      die_with_parent=True)
+        self.executor = NodeExecutor(request["instance"], home, blobs, request["server_url"], request["token"],
+                                     paused_timeout=request["paused_timeout"], isolation=isolation, network=request["network"],
+                                     heartbeat_every=request["heartbeat_every"], die_with_parent=True)
         began = time.monotonic()
         try:
             launched = self.executor.launch(session, gpu_ids, request["code"], request["dataset"], request["dataset_files"], request["outputs"])

@@ -89,7 +89,7 @@ def build_state(settings: Settings) -> ServerState:
         from .isolation import choose
 
         isolation = choose(settings.sandbox, team=False)[0]
-    executor = make_executor(settings, home, blobs, nodes, isolation, lambda s: credentials.session_token(secret, s.id, s.attempt))
+    executor = make_executor(settings, home, blobs, nodes, isolation, lambda s: credentials.session_token(secret, s.id, s.attempt), secret)
     policy, credits = load_policy(settings.policy) if settings.policy else (DEFAULT_POLICY, Credits())
     scheduler = Scheduler(store, executor, executor.inventory(), settings.scheduler_interval, heartbeat_timeout=settings.heartbeat_timeout,
                           feed=feed, zombie_after=settings.zombie_after if settings.zombie_note else None,
@@ -99,7 +99,7 @@ def build_state(settings: Settings) -> ServerState:
     return ServerState(settings, store, blobs, executor, scheduler, scheduler.nodes, home / "logs", threading.Lock(), secret)
 
 
-def make_executor(settings: Settings, home: Path, blobs, nodes, isolation, token_for):
+def make_executor(settings: Settings, home: Path, blobs, nodes, isolation, token_for, secret: bytes):
     """The local executor, or the Ray executor when --executor names a cluster (docs/cluster.md)."""
     heartbeat_every = min(5.0, settings.heartbeat_timeout / 4)
     if settings.executor in ("", "local"):
@@ -110,9 +110,14 @@ def make_executor(settings: Settings, home: Path, blobs, nodes, isolation, token
 
     # The nodes sandbox sessions exactly as this server would: a node that cannot runs none.
     sandbox = "none" if not isolation.sandboxed else "bwrap"
+    import hashlib
+
+    # Named by the key that signs session tokens: the same for servers sharing one database
+    # (they must find each other's sessions), different for another platform on the cluster.
+    instance = hashlib.sha256(b"ray-instance:" + secret).hexdigest()[:12]
     return RayExecutor(settings.executor, settings.public_url or settings.url, token_for, sandbox=sandbox,
                        network=settings.session_network, paused_timeout=settings.paused_timeout,
-                       heartbeat_every=heartbeat_every, home=home)
+                       heartbeat_every=heartbeat_every, home=home, instance=instance)
 
 
 def on_lead(st: ServerState) -> None:

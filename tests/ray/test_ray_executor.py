@@ -1,17 +1,11 @@
-"""Sessions on a real two-node Ray cluster on loopback (tests/ray_cluster.py): `nsml server
+"""Sessions on a real two-node Ray cluster on loopback (tests/ray/conftest.py): `nsml server
 --executor` with Ray's token authentication on, real sessions in the real sandbox, through the
-real CLI. The head offers CPUs only; node gpu1 declares two GPUs (Ray hands out their ids on a
-machine without them, as it would real ones)."""
-
-import json
-import time
+real CLI."""
 
 import pytest
 
-pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip install -e '.[ray]'")
-
-from tests.conftest import Server, cli_in, kill_leftover_supervisors, push_dataset, start_session, wait_for, write_project  # noqa: E402
-from tests.ray_cluster import Node, start_cluster  # noqa: E402
+from tests.conftest import cli_in, push_dataset, start_session, wait_for, write_project
+from tests.ray.conftest import ray_server, stop
 
 TRAIN = '''
 import argparse, os, sys, time
@@ -55,20 +49,10 @@ for step in range(state["step"] + 1, config.steps):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = start_cluster([Node("head", num_cpus=2, memory=3 << 30), Node("gpu1", num_cpus=2, num_gpus=2, memory=3 << 30)],
-                      tmp_path_factory.mktemp("ray"))
-    yield c
-    c.stop()
-
-
-@pytest.fixture(scope="module")
 def server(cluster, tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("ray-server") / "home", extra=["--executor", cluster.address],
-                 env=cluster.driver_env()).start(timeout=90)
+    srv = ray_server(cluster, tmp_path_factory.mktemp("ray-server"))
     yield srv
-    srv.stop()
-    kill_leftover_supervisors(srv.home)
+    stop(srv, cluster)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +76,7 @@ def test_the_inventory_is_the_clusters(server):
 def test_a_gpu_session_lands_on_the_gpu_node_with_the_devices_ray_gave_it(server, cli):
     name = start_session(cli, "-d", "raydata", "-e", "main.py", "-g", "1", "--cpus", "1", "--memory", "512M")
     s = server.wait(name, timeout=120)
-    assert s["status"] == "exited", s
+    assert s["status"] == "exited", (s["error"], log_of(cli, name))
     assert s["node"] == "gpu1"
     assert s["gpu_ids"] in ("0", "1")
     log = log_of(cli, name)
@@ -143,7 +127,7 @@ def test_a_lost_node_loses_its_sessions_and_they_come_back_on_the_other_one(serv
     cli("resume", lost)
     for name, step in ((spare, 1), (lost, 2)):
         s = server.wait(name, statuses=("exited", "failed"), timeout=180)
-        assert s["status"] == "exited" and s["node"] == "head" and s["attempt"] == 2, s
+        assert s["status"] == "exited" and s["node"] == "head" and s["attempt"] == 2, (s["status"], s["node"], s["error"], log_of(cli, name))
         log = log_of(cli, name)
         assert f"loaded step {step}" in log, log
     steps = server.api.get(f"/api/sessions/{lost}/metrics/loss").json()["steps"]

@@ -77,6 +77,7 @@ def endpoints() -> list[tuple[str, int, str]]:
     ports = [(T["server_port"], "the NSML server"), (T["listener_port"], "a loopback service")]
     if T.get("wildcard_port"):
         ports.append((T["wildcard_port"], "a service on all the host's addresses"))
+    ports += [(port, what) for port, what in T.get("extra_ports", [])]  # e.g. a Ray node's GCS, raylet, dashboard
     return [(host, port, what) for host in T["hosts"] for port, what in ports]
 
 
