@@ -4,7 +4,7 @@ real CLI."""
 
 import pytest
 
-from tests.conftest import cli_in, push_dataset, start_session, wait_for, write_project
+from tests.conftest import Server, cli_in, push_dataset, start_session, wait_for, write_project
 from tests.ray.conftest import ray_server, stop
 
 TRAIN = '''
@@ -17,6 +17,7 @@ p.add_argument("--iteration", default="-1")
 p.add_argument("--steps", type=int, default=3)
 p.add_argument("--hold", type=float, default=0.0)  # seconds to stay running before the first step
 p.add_argument("--hang-after", type=int, default=-1)  # the first attempt: wait there (to be lost)
+p.add_argument("--linger", type=float, default=0.0)  # seconds to stay running after the last step
 config = p.parse_args()
 state = {"step": -1}
 
@@ -39,12 +40,13 @@ if config.pause:
     nsml.paused(scope=locals())
 time.sleep(config.hold)
 for step in range(state["step"] + 1, config.steps):
-    nsml.report(step=step, loss=1.0 / (step + 1))
     state["step"] = step
+    nsml.report(step=step, loss=1.0 / (step + 1), scope=globals())
     nsml.save(step)
     if step == config.hang_after and not config.pause:
         while True:
             time.sleep(0.1)
+time.sleep(config.linger)
 '''
 
 
@@ -102,6 +104,34 @@ def test_two_sessions_run_at_once_on_two_nodes_and_a_node_fetches_a_dataset_once
 def test_ps_shows_the_node(server, cli):
     out = cli("ps", "-a").stdout
     assert "Node" in out.splitlines()[0] and "gpu1" in out and "head" in out, out
+
+
+def test_exec_reaches_a_session_on_its_node_and_the_server_restarts_under_it(server, cli):
+    name = start_session(cli, "-g", "0", "--cpus", "1", "--memory", "256M", "-a", "--steps 1 --linger 120")
+    wait_for(lambda: server.session(name)["last_values"], "its first report", timeout=120, every=0.2)
+    assert cli("exec", name, "state['step']").stdout == "0\n"
+    server.stop()
+    server.start(timeout=90)  # the session's actor outlived its server, and its supervisor reports to the new one
+    assert server.session(name)["status"] == "running"
+    assert cli("exec", name, "state['step'] + 1").stdout == "1\n"
+    cli("stop", name)
+    assert server.wait(name, timeout=120)["status"] == "stopped"
+
+
+def test_a_server_outside_the_cluster_uses_ray_client(cluster, cli, tmp_path):
+    port = cluster.head.ports.get("ray_client_server")
+    if not port:
+        pytest.skip("Ray here has no client server (pip install 'ray[client]')")
+    host = cluster.address.rsplit(":", 1)[0]
+    srv = Server(tmp_path / "home", extra=["--executor", f"ray://{host}:{port}"], env=cluster.driver_env()).start(timeout=90)
+    try:
+        work = cli_in(srv, tmp_path / "code")
+        write_project(work.cwd, TRAIN)
+        name = start_session(work, "-g", "1", "--cpus", "1", "--memory", "256M")
+        s = srv.wait(name, timeout=120)
+        assert s["status"] == "exited" and s["node"] == "gpu1", (s["status"], s["error"])
+    finally:
+        stop(srv, cluster)
 
 
 def test_a_lost_node_loses_its_sessions_and_they_come_back_on_the_other_one(server, cli, cluster):
