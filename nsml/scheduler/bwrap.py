@@ -81,6 +81,9 @@ class Confinement:
     shm_bytes: int | None = None       # size of /dev/shm
     hostname: str = "nsml"
     env: dict[str, str] = field(default_factory=dict)
+    # More addresses refused like the host's own: on a cluster, every node's and the server's
+    # (a session on one node must not reach Ray, the API or the database on another).
+    refused: tuple[str, ...] = ()
     chdir: str = APP
 
 
@@ -382,7 +385,7 @@ def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None
                 raw += chunk
         child = int(json.loads(raw)["child-pid"]) if raw else 0
         if slirp and child:
-            net = _connect(slirp, child, conf.uid is None)
+            net = _connect(slirp, child, conf.uid is None, conf.refused)
     except (OSError, ValueError, KeyError):
         pass  # bubblewrap failed before reporting its child; its exit status says why
     finally:
@@ -396,7 +399,7 @@ def start(conf: Confinement, command: list[str], *, stdout=None, preexec_fn=None
     return Confined(proc, net, child)
 
 
-def _connect(slirp: str, child: int, unprivileged: bool) -> subprocess.Popen | None:
+def _connect(slirp: str, child: int, unprivileged: bool, refused: tuple[str, ...] = ()) -> subprocess.Popen | None:
     """slirp4netns into the sandbox's network namespace; returns once the network is up, with
     the host's own addresses cut off (`cut_off_host`), or None (ended) if either step failed: the
     session then runs offline, never with a way to the host's services."""
@@ -411,7 +414,7 @@ def _connect(slirp: str, child: int, unprivileged: bool) -> subprocess.Popen | N
         os.close(ready_w)
     with os.fdopen(ready_r, "rb") as ready:
         up = ready.read(1)  # empty if slirp4netns failed: the session then runs offline
-    if up and cut_off_host(child, unprivileged):
+    if up and cut_off_host(child, unprivileged, sorted({*host_addresses(), *refused})):
         return net
     net.kill()
     net.wait()

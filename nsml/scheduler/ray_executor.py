@@ -46,6 +46,7 @@ class RayNode:
     node: Node
     ray_id: str
     alive: bool
+    address: str = ""  # the node's IP, as Ray knows it
 
 
 def connect(address: str) -> None:
@@ -76,7 +77,7 @@ def read_nodes() -> list[RayNode]:
         model = next((k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:")), "")
         gpus = tuple(GpuDevice(i, model) for i in range(int(resources.get("GPU", 0))))
         node = Node(name, float(resources.get("CPU", 0.0)), int(resources.get("memory", 0)), gpus)
-        out.append(RayNode(node, ray_id, bool(entry.get("Alive"))))
+        out.append(RayNode(node, ray_id, bool(entry.get("Alive")), entry.get("NodeManagerAddress", "")))
     return out
 
 
@@ -119,6 +120,22 @@ class RayExecutor:
                     log.warning("reading Ray's nodes failed", exc_info=True)
             return self._nodes
 
+    def refused(self) -> list[str]:
+        """What a session's sandbox refuses besides its own machine: every node's address and
+        the server's (IPv4 literals only: a route takes no names)."""
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        found = {n.address for n in self._refresh()} | {urlsplit(self.server_url).hostname or ""}
+        out = []
+        for a in found:
+            try:
+                if ipaddress.ip_address(a).version == 4 and not a.startswith("127."):
+                    out.append(a)
+            except ValueError:
+                continue
+        return sorted(out)
+
     def inventory(self) -> list[Node]:
         return [n.node for n in self._refresh() if n.alive]
 
@@ -152,6 +169,7 @@ class RayExecutor:
             "session": session, "instance": self.instance, "server_url": self.server_url,
             "token": self.token_for(session), "sandbox": self.sandbox, "network": self.network,
             "paused_timeout": self.paused_timeout, "heartbeat_every": self.heartbeat_every,
+            "refused": self.refused(),
             "code": list(code), "dataset": dataset, "dataset_files": list(dataset_files), "outputs": list(outputs),
         }
         try:

@@ -100,6 +100,13 @@ class NodeExecutor(LocalExecutor):
     def run_dir(self, session: Session) -> Path:
         return self.home / "runs" / f"{self.instance}-{session.id}"
 
+    refused: tuple[str, ...] = ()  # the cluster's addresses, refused inside the sandbox
+
+    def confinement(self, *args, **kwargs) -> dict:
+        box = super().confinement(*args, **kwargs)
+        box["refused"] = list(self.refused)
+        return box
+
     def view_key(self, dataset: Dataset, files: list[FileEntry]) -> str:
         manifest = "\n".join(f"{f.path}\0{f.sha256}" for f in sorted(files, key=lambda f: f.path))
         return "c" + hashlib.sha256(manifest.encode()).hexdigest()[:32]
@@ -131,6 +138,7 @@ class SessionHost:
         self.executor = NodeExecutor(request["instance"], home, blobs, request["server_url"], request["token"],
                                      paused_timeout=request["paused_timeout"], isolation=isolation, network=request["network"],
                                      heartbeat_every=request["heartbeat_every"], die_with_parent=True)
+        self.executor.refused = tuple(request.get("refused", ()))
         began = time.monotonic()
         try:
             launched = self.executor.launch(session, gpu_ids, request["code"], request["dataset"], request["dataset_files"], request["outputs"])

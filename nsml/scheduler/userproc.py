@@ -213,7 +213,7 @@ def confinement(spec: dict, **changes):
         workdir=Path(box["workdir"]), spool=Path(box["spool"]), readonly=tuple(box.get("readonly", ())),
         dataset=(box["dataset"][0], Path(box["dataset"][1])) if box.get("dataset") else None,
         uid=box.get("uid"), network=bool(box.get("network")), devices=tuple(box.get("devices", ())),
-        shm_bytes=box.get("shm_bytes"), env=spec["env"],
+        shm_bytes=box.get("shm_bytes"), env=spec["env"], refused=tuple(box.get("refused", ())),
     )
     return replace(conf, **changes) if changes else conf
 

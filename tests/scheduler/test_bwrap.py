@@ -188,6 +188,30 @@ def test_no_network_reaches_the_host_loopback(tmp_path):
     server.close()
 
 
+@pytest.mark.skipif(not __import__("shutil").which("slirp4netns"), reason="no slirp4netns: sessions get no network at all")
+def test_a_clusters_other_addresses_are_refused_like_the_hosts(tmp_path):
+    """On a Ray cluster a session's sandbox also refuses the other nodes' and the server's
+    addresses (Confinement.refused): connect() fails at once with EACCES, the prohibit route's
+    answer, where an address nobody refused would be tried through the network."""
+    code = """
+        import socket
+        for host in ('192.0.2.77', '198.51.100.9'):
+            try:
+                socket.create_connection((host, 6379), timeout=2)
+                print('REACHED', host)
+            except PermissionError:
+                print('refused', host)
+            except OSError as e:
+                print('other', host, type(e).__name__)
+    """
+    conf = confine(tmp_path, network=True, refused=("192.0.2.77",))
+    proc = bwrap.start(conf, [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE)
+    out = proc.proc.stdout.read().decode()
+    proc.wait(60)
+    assert "refused 192.0.2.77" in out, out
+    assert "refused 198.51.100.9" not in out, out  # only what was asked: the route is real, not a blanket cut
+
+
 def test_signals_cannot_reach_processes_outside(tmp_path):
     victim = subprocess.Popen(["sleep", "30"])
     try:
