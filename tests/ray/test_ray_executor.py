@@ -42,6 +42,8 @@ time.sleep(config.hold)
 for step in range(state["step"] + 1, config.steps):
     state["step"] = step
     nsml.report(step=step, loss=1.0 / (step + 1), scope=globals())
+    with open("progress.txt", "w") as f:  # in the working directory: an output file
+        f.write(str(step))
     nsml.save(step)
     if step == config.hang_after and not config.pause:
         while True:
@@ -116,6 +118,27 @@ def test_exec_reaches_a_session_on_its_node_and_the_server_restarts_under_it(ser
     assert cli("exec", name, "state['step'] + 1").stdout == "1\n"
     cli("stop", name)
     assert server.wait(name, timeout=120)["status"] == "stopped"
+
+
+def test_pause_resume_live_outputs_and_rm_of_a_session_on_a_node(server, cli, cluster, tmp_path):
+    """What the local executor's contract checks (tests/scheduler/test_executor_contract.py),
+    through a real server: a signal reaches the user process (nsml pause checkpoints through
+    SIGUSR1), the files written so far come from the node, kill and remove leave nothing."""
+    name = start_session(cli, "-g", "0", "--cpus", "1", "--memory", "256M", "-a", "--steps 2 --linger 300")
+    wait_for(lambda: server.session(name)["last_values"].get("step") == 1, "its last step", timeout=120, every=0.2)
+    cli("download", name, tmp_path / "live")
+    assert (tmp_path / "live" / "progress.txt").read_text() == "1"
+    cli("pause", name)
+    paused = server.wait(name, statuses=("paused",), timeout=120)
+    assert paused["pause_checkpoint"], paused
+    cli("resume", name)
+    wait_for(lambda: (lambda s: s["status"] == "running" and s["attempt"] == 2)(server.session(name)), "attempt 2", timeout=120, every=0.2)
+    wait_for(lambda: "loaded step" in log_of(cli, name), "the resumed attempt to load its checkpoint", timeout=120, every=0.5)
+    cli("rm", "-f", name)
+    wait_for(lambda: cluster.run_driver("import ray; ray.init(logging_level='ERROR'); "
+                                        "print(len([a for a in ray.util.list_named_actors(all_namespaces=True) "
+                                        "if a['namespace'].startswith('nsml-')]))").stdout.strip().endswith("0"),
+             "the removed session's actor to go", timeout=60, every=1)
 
 
 def test_a_server_outside_the_cluster_uses_ray_client(cluster, cli, tmp_path):

@@ -4,7 +4,13 @@ Each executor is driven directly, with no server behind it (its supervisor's rep
 nowhere, as when the server is away): launch starts the session on a node of the inventory
 with exactly its devices visible; signal reaches the user process; note lands in its log;
 live outputs show what it wrote; stop ends it (the user process first); kill ends it at once;
-remove leaves nothing behind. The Ray executor joins EXECUTORS when it exists.
+remove leaves nothing behind.
+
+The Ray executor fetches a session's files from a server over HTTP, so it cannot be driven
+without one: the same contract is checked for it through a real server on a real cluster
+(tests/ray/test_ray_executor.py: launch on the node with Ray's devices, a signal through
+`nsml pause`, notes in the log, live outputs through `nsml download`, stop, kill and remove
+through `nsml rm -f`).
 """
 
 import os
