@@ -16,6 +16,7 @@ Ray is imported here only: the local executor, and `import nsml`, never load it.
 """
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -57,12 +58,41 @@ def connect(address: str) -> None:
         raise RayUnavailable("--executor ray needs Ray on the server: pip install 'nsml[ray]' (and on every node).") from None
     if ray.is_initialized():
         return
-    target = "auto" if address in ("ray", "auto") else address.removeprefix("ray+gcs://")
+    target = "auto" if address in ("ray", "auto") else address
+    if target != "auto":
+        _reachable(address)
+    # Ray's C++ client logs every retry as a warning on stderr: one line of ours says it better.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         ray.init(address=target, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False,
                  configure_logging=False)
     except Exception as exc:  # ConnectionError, a refused token, a version mismatch…
-        raise RayUnavailable(f"Cannot reach the Ray cluster at {address}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        if isinstance(exc, ConnectionError) and target != "auto":
+            # Its port answered (_reachable) but Ray would not have us: Ray says no more than this.
+            raise RayUnavailable(f"The Ray cluster at {address} answered but refused this server: a missing or wrong cluster "
+                                 f"token (give it RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN, as on the "
+                                 f"nodes), or another Ray version than its {ray.__version__}.") from None
+        raise RayUnavailable(f"Cannot reach the Ray cluster at {address}: {type(exc).__name__}: {text}") from None
+
+
+def _reachable(address: str) -> None:
+    """A quick look before ray.init, which retries an unreachable head for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise RayUnavailable(f"--executor {address}: give the head as HOST:PORT (its GCS), ray://HOST:PORT (Ray Client) or ray.")
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise RayUnavailable(f"Cannot reach the Ray cluster at {address}: {exc.strerror or exc}. "
+                             f"Is `ray start --head` running there (docs/cluster.md)?") from None
 
 
 def read_nodes() -> list[RayNode]:

@@ -157,6 +157,26 @@ def test_a_server_outside_the_cluster_uses_ray_client(cluster, cli, tmp_path):
         stop(srv, cluster)
 
 
+@pytest.mark.parametrize("case", ["wrong token", "nobody there", "no address"])
+def test_a_server_that_cannot_join_the_cluster_says_why_in_one_line(cluster, tmp_path, case):
+    import subprocess
+    import sys
+
+    from tests.conftest import clean_env
+    from tests.ray_cluster import free_ports
+
+    address = {"wrong token": cluster.address, "nobody there": f"127.0.0.1:{free_ports(1)[0]}", "no address": "bogus"}[case]
+    env = {**clean_env(tmp_path / "home"), **cluster.driver_env(), "RAY_gcs_server_port_wait_time_s": "1"}
+    if case == "wrong token":
+        env["RAY_AUTH_TOKEN"] = "0" * 64
+    proc = subprocess.run([sys.executable, "-m", "nsml.server.main", "--home", str(tmp_path / "home"), "--executor", address],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("nsml: ") and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert {"wrong token": "token", "nobody there": "Cannot reach", "no address": "HOST:PORT"}[case] in line, line
+
+
 def test_a_lost_node_loses_its_sessions_and_they_come_back_on_the_other_one(server, cli, cluster):
     """Last in this module: it kills node gpu1."""
     filler = start_session(cli, "-e", "main.py", "-g", "0", "--cpus", "2", "--memory", "256M", "-a", "--hold 600")
