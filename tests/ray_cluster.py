@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from tests.s3 import free_ports  # n distinct free loopback ports, held together while probing
+
 LABEL = "nsml.io/node"  # the label every node carries, its value the node's name
 
 # How fast the GCS declares a lost raylet dead (RayConfig, read from RAY_<name> in the GCS's
@@ -74,18 +76,6 @@ _SCRUB = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH
           "RAY_JOB_CONFIG_JSON_ENV_VAR", "RAY_RUNTIME_ENV_HOOK")
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (held together while probing, so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def has_ray_client(python: str) -> bool:

@@ -12,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import REPO, Cli, clean_env, kill_leftover_supervisors, push_dataset, start_session, wait_for, write_project
 from tests.ray_cluster import _leftovers, free_ports
