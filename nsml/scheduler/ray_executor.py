@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "nsml"  # a server's actors live in NAMESPACE-<its instance>: servers sharing a cluster never collide
 INVENTORY_EVERY = 2.0  # seconds between two readings of Ray's nodes
-PLACE_TIMEOUT = 120.0  # Ray must have started a session's actor (and it its supervisor) by then
+# Ray must have started a session's actor (and it its supervisor) by then: generous, since a
+# node starts its worker processes a few at a time (100 sessions at once took 2 minutes here).
+PLACE_TIMEOUT = 600.0
 CALL_TIMEOUT = 10.0  # a call to a running session's actor (stop, signal, a note)
 LIVE_OUTPUTS_LIMIT = 256 << 20
 

@@ -62,6 +62,9 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._launching: set[int] = set()
+        # When each launch returned: a cluster may take minutes to start a session's process
+        # (Ray starting workers), and its heartbeat clock starts then, not at placement.
+        self._launched_at: dict[int, float] = {}
         self._last_reconcile = 0.0
         self._last_reconcile_wall = time.time()
         self._time_limited: set[int] = set()  # stopped for their time limit, not yet ended
@@ -246,6 +249,7 @@ class Scheduler:
             launched = self.executor.launch(session, gpu_ids, code, dataset, dataset_files, outputs)
             # Devices or a node the executor chose itself are what is recorded.
             chosen = ",".join(map(str, launched.gpu_ids)) if launched.gpu_ids is not None else None
+            self._launched_at[session.id] = time.time()
             try:
                 session = self.store.record_launch(session.id, launched.handle, chosen, launched.node)
             except NotFound:  # removed while it was being prepared
@@ -286,6 +290,8 @@ class Scheduler:
                 log.exception("watching pending pauses failed")
         self._time_limited &= {s.id for s in sessions}
         self._zombies_told &= {s.id for s in sessions}
+        running = {s.id for s in sessions}
+        self._launched_at = {k: v for k, v in self._launched_at.items() if k in running or k in self._launching}
         vanished = getattr(self.executor, "vanished", None)
         gone = vanished(sessions) if vanished is not None else {}
         for session in sessions:
@@ -299,7 +305,7 @@ class Scheduler:
                 continue
             if session.time_limit and session.started and now - session.started > session.time_limit:
                 self._stop_for_time_limit(session)
-            last = max(session.heartbeat or session.started or 0, self.started_at)
+            last = max(session.heartbeat or session.started or 0, self.started_at, self._launched_at.get(session.id, 0.0))
             if now - last > self.heartbeat_timeout:
                 self._lose(session)
             elif self.zombie_after and session.resources.gpus and session.id not in self._zombies_told \
