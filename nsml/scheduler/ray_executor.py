@@ -285,7 +285,9 @@ class RayExecutor:
             target.write_bytes(data)
             out.append((rel, target, len(data)))
         # Served once, then dropped: the tar is made from these paths while the reply streams.
-        threading.Timer(600.0, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}).start()
+        drop = threading.Timer(600.0, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True})
+        drop.daemon = True  # never what keeps a stopping server alive
+        drop.start()
         return out
 
     def infer_ready(self, session: Session) -> bool:
