@@ -93,14 +93,13 @@ class NodeExecutor(LocalExecutor):
     (blobs by hash, dataset views by a hash of what they hold), never by one server's numbering,
     and its run directories by the platform's instance and the session's id."""
 
-    def __init__(self, instance: str, *args, **kwargs):
+    def __init__(self, instance: str, *args, refused: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.instance = instance
+        self.refused = refused  # the cluster's addresses (its nodes', the server's), refused inside the sandbox
 
     def run_dir(self, session: Session) -> Path:
         return self.home / "runs" / f"{self.instance}-{session.id}"
-
-    refused: tuple[str, ...] = ()  # the cluster's addresses, refused inside the sandbox
 
     def confinement(self, *args, **kwargs) -> dict:
         box = super().confinement(*args, **kwargs)
@@ -113,12 +112,12 @@ class NodeExecutor(LocalExecutor):
 
 
 class SessionHost:
-    """The actor. Ray runs its methods one at a time but for `infer`, which may wait."""
+    """The actor (created with max_concurrency > 1: an infer request may wait on the model while
+    a stop or a note comes in; until `start` has returned, those find no session and do nothing)."""
 
     def __init__(self):
         self.executor = None
         self.session: Session | None = None
-        self.started = threading.Event()
 
     def node_id(self) -> str:
         import ray
@@ -137,8 +136,8 @@ class SessionHost:
         blobs = FetchedBlobs(home / "blobs", request["server_url"], session.name, request["token"])
         self.executor = NodeExecutor(request["instance"], home, blobs, request["server_url"], request["token"],
                                      paused_timeout=request["paused_timeout"], isolation=isolation, network=request["network"],
-                                     heartbeat_every=request["heartbeat_every"], die_with_parent=True)
-        self.executor.refused = tuple(request.get("refused", ()))
+                                     heartbeat_every=request["heartbeat_every"], die_with_parent=True,
+                                     refused=tuple(request.get("refused", ())))
         began = time.monotonic()
         try:
             launched = self.executor.launch(session, gpu_ids, request["code"], request["dataset"], request["dataset_files"], request["outputs"])
@@ -151,7 +150,6 @@ class SessionHost:
                            f"({blobs.bytes} bytes) from the server, {blobs.cached} from the node's cache, "
                            f"ready in {time.monotonic() - began:.1f} s (sandbox: {isolation.name}).")
         threading.Thread(target=self._end_with_supervisor, args=(launched.handle,), name="nsml-host-watch", daemon=True).start()
-        self.started.set()
         return {"pid": launched.handle, "gpu_ids": list(gpu_ids), "fetched": blobs.fetched, "cached": blobs.cached}
 
     @staticmethod

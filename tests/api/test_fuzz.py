@@ -44,7 +44,7 @@ SEED = int(os.environ.get("NSML_FUZZ_SEED", "20240610"))
 BOB = "bobs-fuzz-token"
 PASSWORD = "correct horse battery staple"
 # Routes only a session's supervisor may call: users get 401/403 (never a 2xx), never a 5xx.
-SUPERVISOR = {"/heartbeat", "/journal", "/logs", "/checkpoints/{name}", "/outputs", "/prediction", "/exit", "/channel/next",
+SUPERVISOR = {"/heartbeat", "/files/{sha}", "/journal", "/logs", "/checkpoints/{name}", "/outputs", "/prediction", "/exit", "/channel/next",
               "/channel/{request_id}/result"}
 
 KEEP = '''\
