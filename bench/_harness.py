@@ -9,6 +9,7 @@ so `Bench.close()` kills, by pid, every supervisor and user process group under 
 home, then deletes it.
 """
 
+import io
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +76,8 @@ class Bench:
             time.sleep(0.05)
         raise RuntimeError("the server did not start")
 
+    keep = False
+
     def close(self) -> None:
         self.kill_sessions()
         if self.http is not None:
@@ -86,7 +90,8 @@ class Bench:
                 self.proc.kill()
                 self.proc.wait()
         self.kill_sessions()  # any a shutting-down server might still have started
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self.keep:  # --keep: the folder (server log, runs, database) stays for a look
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> "Bench":
         return self.start()
@@ -232,3 +237,15 @@ def timed(fn, repeat: int) -> dict:
         times.append((time.perf_counter() - t) * 1000)
     p95 = sorted(times)[max(0, math.ceil(0.95 * len(times)) - 1)]
     return {"first": first, "median": statistics.median(times), "p95": p95, "max": max(times), "result": result}
+
+
+def tar_of(files: dict[str, str]) -> bytes:
+    """An uncompressed tar of text files {name: text}, as the API takes code."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

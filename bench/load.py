@@ -62,7 +62,6 @@ kills (and counts, as a failure) any process still naming the bench's folders.
 """
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -70,7 +69,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -84,7 +82,7 @@ sys.path.insert(1, str(REPO / "bench"))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _harness import Bench, nsml_command, parse_marks  # noqa: E402
+from _harness import Bench, nsml_command, parse_marks, tar_of  # noqa: E402
 from nsml.cli.connection import running_embedded  # noqa: E402
 
 KEYS = ("sent_at", "seq", "x")
@@ -141,17 +139,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def tar_of(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -302,23 +289,10 @@ def end_processes(pids: list[int], grace: float = 10) -> None:
 class LoadBench(Bench):
     """_harness.Bench with the team server's own command line: `nsml server` in the foreground."""
 
-    keep = False  # --keep: leave the temporary folder (server log, runs, database) for a look
-
     def close(self) -> None:
-        if not self.keep:
-            return super().close()
-        self.kill_sessions()  # Bench.close, but the folder stays
-        if self.http is not None:
-            self.http.close()
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.kill_sessions()
-        log(f"kept {self.tmp}")
+        super().close()
+        if self.keep:
+            log(f"kept {self.tmp}")
 
     def start(self, timeout: float = 90) -> "LoadBench":
         cmd = [*nsml_command(), "server", "--home", str(self.home), "--host", "127.0.0.1", "--port", "0",

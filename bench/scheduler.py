@@ -49,12 +49,10 @@ not an error.
 """
 
 import argparse
-import io
 import os
 import random
 import statistics
 import sys
-import tarfile
 import threading
 import time
 from collections import defaultdict
@@ -62,7 +60,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness  # noqa: E402
-from _harness import Bench  # noqa: E402
+from _harness import Bench, tar_of  # noqa: E402
 
 from nsml.core.entities import Session  # noqa: E402
 from nsml.core.inventory import GpuDevice, Node, model_matches  # noqa: E402
@@ -344,17 +342,6 @@ print(f"BENCH cvd='{cvd}' t0={t0!r}", flush=True)
 time.sleep(sleep)
 print(f"BENCH t1={time.time()!r}", flush=True)
 '''
-
-
-def tar_of(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def inventory_yaml(gpus: int, per_node: int = 8) -> str:
