@@ -129,7 +129,7 @@ def main(spec_path: str) -> int:
     if spec.get("sandbox") and 128 < code < 160:
         code = 128 - code  # bubblewrap reports a signal as 128 + N, as a shell does
     shipper.ship_log()
-    shipper.ship_journal()
+    shipper.ship_journal(now=True)
     shipper.ship_outputs()
     relaunch = None
     if spec.get("kind", "normal") != "normal":

@@ -20,7 +20,7 @@ from nsml.scheduler.service import Scheduler
 from nsml.store.s3blobs import open_blobs
 from nsml.store.sql import open_store
 
-from . import errors, pausing, preemption, web_security
+from . import errors, ingest, pausing, preemption, web_security
 from . import relaunch as relaunch_flow
 from .automl import service as automl
 from .api import automl as automl_api
@@ -96,7 +96,8 @@ def build_state(settings: Settings) -> ServerState:
                           lease_ttl=settings.lease_ttl, policy=policy, credits=credits)
     # One list, refreshed in place by the scheduler when a cluster's nodes change: the API's
     # admission checks see the same nodes placement does.
-    return ServerState(settings, store, blobs, executor, scheduler, scheduler.nodes, home / "logs", threading.Lock(), secret)
+    return ServerState(settings, store, blobs, executor, scheduler, scheduler.nodes, home / "logs", threading.Lock(), secret,
+                       ingest.for_store(store))
 
 
 def make_executor(settings: Settings, home: Path, blobs, nodes, isolation, token_for, secret: bytes):
@@ -144,6 +145,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             st.scheduler.shutdown()
+            st.journal.close()
             st.store.close()
 
     app = FastAPI(

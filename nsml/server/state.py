@@ -15,6 +15,7 @@ from nsml.store.blobs import BlobStore
 from nsml.core.errors import StorageFull
 from nsml.store.sql import SqlStore
 
+from .ingest import JournalIngest
 from .settings import Settings
 
 
@@ -29,6 +30,7 @@ class ServerState:
     logs_dir: Path
     log_lock: threading.Lock
     session_secret: bytes = b""  # signs session-scoped credentials (nsml.core.credentials)
+    journal: JournalIngest | None = None  # the supervisors' journal posts, stored together (ingest.py)
 
     def audit(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
         """Record what `actor` did. Best effort where the disk is full: a stop or a removal (what

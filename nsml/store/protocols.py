@@ -161,6 +161,11 @@ class MetricStore(Protocol):
         (offset idempotence); a mismatched offset is Conflict. Returns the new offset. What is
         refused (non-finite values, over-long keys) is appended to `notes`, never stored."""
 
+    def ingest_journals(self, posts: list) -> list:
+        """Several JournalPosts (nsml.store.sql.metrics) in one transaction: for each, its new
+        offset or the exception it met (Conflict, NotFound), the others unaffected; a post's
+        `heartbeat` is recorded as its session's heartbeat."""
+
     def skip_journal(self, session_id: int, offset: int, length: int) -> int:
         """Move past `length` bytes at `offset` (an over-long line the supervisor did not send)."""
 

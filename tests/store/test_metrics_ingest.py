@@ -224,3 +224,37 @@ def test_the_same_bytes_sent_through_two_servers_at_once_are_stored_once(databas
     for s in stores:
         s.close()
 
+
+
+# -- several posts in one transaction (the server's journal ingest, nsml/server/ingest.py) ------
+def test_a_batch_stores_each_post_as_alone_and_a_bad_post_fails_only_itself(store, session):
+    from nsml.core.errors import Conflict, NotFound
+    from nsml.store.sql.metrics import JournalPost
+
+    other = store.create_session("bob", "digits", "main.py", "", Resources(1, 1 << 30, 0), "", "", [])
+    first, second = line(step=1, v={"loss": 1.0}), line(step=2, v={"loss": 0.5})
+    results = store.ingest_journals([
+        JournalPost(session.id, 0, first, heartbeat=123.0),
+        JournalPost(other.id, 10, first),  # a gap: the server has none of its bytes
+        JournalPost(session.id, 0, first + second),  # a resend overlapping the first post
+        JournalPost(10**9, 0, first),  # no such session
+        JournalPost(other.id, 0, second, heartbeat=456.0),
+    ])
+    assert results[0] == len(first) and results[2] == len(first + second) and results[4] == len(second)
+    assert isinstance(results[1], Conflict) and isinstance(results[3], NotFound)
+    assert [(p.step, p.value) for p in store.metric_points(session.id, "loss")] == [(1.0, 1.0), (2.0, 0.5)]
+    assert [p.value for p in store.metric_points(other.id, "loss")] == [0.5]
+    assert (store.session_by_id(session.id).heartbeat, store.session_by_id(other.id).heartbeat) == (123.0, 456.0)
+
+
+def test_a_post_that_breaks_its_batch_is_retried_alone_and_the_rest_is_stored(store, session):
+    """An error no check foresaw (here: a body that is not bytes) rolls the batch back; its
+    posts are then ingested one transaction each, so only the broken one fails."""
+    from nsml.store.sql.metrics import JournalPost
+
+    other = store.create_session("bob", "digits", "main.py", "", Resources(1, 1 << 30, 0), "", "", [])
+    data = line(step=1, v={"loss": 1.0})
+    results = store.ingest_journals([JournalPost(session.id, 0, data), JournalPost(other.id, 0, "not bytes"),
+                                     JournalPost(other.id, 0, data)])
+    assert results[0] == len(data) and results[2] == len(data) and isinstance(results[1], TypeError)
+    assert store.series_keys(session.id) == {"loss": 1} and store.series_keys(other.id) == {"loss": 1}

@@ -25,6 +25,7 @@ from nsml.core.entities import Session
 from nsml.core.errors import Conflict, InvalidInput, NotFound, StorageFull
 from nsml.core.states import SUBMIT_KINDS, SessionKind, Status, final_status
 from nsml.scheduler.usage import end_samples
+from nsml.store.sql.metrics import JournalPost
 
 from .. import pausing, relaunch
 from ..auth import supervisor_of
@@ -121,9 +122,11 @@ def _fileset_shas(st, fileset_id: int, view: str, keep=lambda _path: True) -> fr
 async def ingest_journal(owner: str, dataset: str, number: SessionNumber, request: Request, offset: int = Query(ge=0, le=MAX_OFFSET),
                          skip: int = Query(0, ge=0, le=MAX_OFFSET), _session: Session = Depends(supervisor_of)):
     """Journal bytes from `offset`; or, with `skip`, no body: move past `skip` bytes at `offset`.
-    `notes`: what the ingest refused (a NaN, an over-long key...), for the session's log."""
+    `notes`: what the ingest refused (a NaN, an over-long key...), for the session's log. A
+    journal post is also its supervisor's heartbeat (Shipper.start_heartbeat skips its own
+    while the journal flows)."""
     st = state(request)
-    session = session_of(st, owner, dataset, number)
+    session = _session  # supervisor_of checked it is the one named
     data = await bounded_body(request)
     notes: list[tuple[str, str]] = []
     try:
@@ -132,7 +135,7 @@ async def ingest_journal(owner: str, dataset: str, number: SessionNumber, reques
                 raise InvalidInput("A journal skip carries no body.")
             new = await run_in_threadpool(st.store.skip_journal, session.id, offset, skip)
         else:
-            new = await run_in_threadpool(st.store.ingest_journal, session.id, offset, data, notes)
+            new = await st.journal.ingest(JournalPost(session.id, offset, data, notes, heartbeat=time.time()))
     except Conflict:
         return JSONResponse({"detail": "journal offset mismatch", "offset": st.store.session_by_id(session.id).journal_offset}, status_code=409)
     return JournalOffset(offset=new, notes=[{"about": about, "text": text} for about, text in notes])

@@ -12,11 +12,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from nsml.core import params, spool
 from nsml.core.entities import MetricPoint
-from nsml.core.errors import Conflict, InvalidInput, NotFound
+from nsml.core.errors import Conflict, InvalidInput, NotFound, StorageFull
 from nsml.store import packed
 
 from .engine import binary
@@ -153,6 +153,41 @@ def _parse_piece(piece: bytes, notes: _Notes) -> list:
     return items
 
 
+class JournalPost(NamedTuple):
+    """One supervisor's journal bytes from `offset`; `notes` collects what the ingest refused;
+    `heartbeat`: a time to record as its supervisor's heartbeat (None: leave it)."""
+
+    session_id: int
+    offset: int
+    data: bytes
+    notes: list | None = None
+    heartbeat: float | None = None
+
+
+def _ingest_one(orm, post: JournalPost) -> int:
+    noted = _Notes(post.notes)
+    row = orm.get(SessionRow, post.session_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"Session #{post.session_id} does not exist.")
+    have = row.journal_offset
+    if post.offset > have:
+        raise Conflict(f"journal gap: the server has {have} bytes, the upload starts at {post.offset}")
+    if post.heartbeat is not None:
+        row.heartbeat = post.heartbeat
+    data = post.data[have - post.offset:]
+    end = data.rfind(b"\n") + 1
+    if end == 0:
+        return have
+    batch = _Batch(orm, row, noted)
+    with _no_gc():
+        for items in _parse_pieces(data[:end], noted):
+            batch.add_items(items)
+            del items
+    batch.finish()
+    row.journal_offset = have + end
+    return row.journal_offset
+
+
 class MetricsMixin:
     def ingest_journal(self, session_id: int, offset: int, data: bytes, notes: list | None = None) -> int:
         """Store the complete lines of data, which starts at byte `offset` of the journal.
@@ -173,26 +208,43 @@ class MetricsMixin:
         are gathered into three lists, then packed (its last chunk rewritten to grow, new
         chunks inserted: a few rows per 1,024 points) and its summary updated, with numpy.
         """
-        noted = _Notes(notes)
-        with self._write() as orm:
-            row = orm.get(SessionRow, session_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"Session #{session_id} does not exist.")
-            have = row.journal_offset
-            if offset > have:
-                raise Conflict(f"journal gap: the server has {have} bytes, the upload starts at {offset}")
-            data = data[have - offset:]
-            end = data.rfind(b"\n") + 1
-            if end == 0:
-                return have
-            batch = _Batch(orm, row, noted)
-            with _no_gc():
-                for items in _parse_pieces(data[:end], noted):
-                    batch.add_items(items)
-                    del items
-            batch.finish()
-            row.journal_offset = have + end
-            return row.journal_offset
+        found = self.ingest_journals([JournalPost(session_id, offset, data, notes)])[0]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def ingest_journals(self, posts: "list[JournalPost]") -> "list[int | Exception]":
+        """ingest_journal for several posts (of several sessions) in one transaction: the
+        server's journal ingest takes every post waiting at once (nsml/server/ingest.py), so a
+        hundred sessions posting together cost one commit, not a hundred. Each post's result
+        is its new offset, or the Conflict or NotFound it met, which leaves the others alone.
+        A post with `heartbeat` set also records its supervisor's heartbeat then: a session
+        whose journal flows needs no separate heartbeat call.
+
+        Anything else that fails (a bug, a line the checks missed) fails only its own post:
+        the batch is rolled back and its posts ingested again one transaction each."""
+        try:
+            with self._write() as orm:
+                return [self._ingest_caught(orm, post) for post in posts]
+        except (Conflict, NotFound, StorageFull):
+            raise  # not raised by a post (each is caught): the commit itself
+        except Exception:
+            if len(posts) == 1:
+                raise
+        results: list = []
+        for post in posts:
+            try:
+                with self._write() as orm:
+                    results.append(self._ingest_caught(orm, post))
+            except Exception as exc:  # noqa: BLE001 - handed back to that post's caller
+                results.append(exc)
+        return results
+
+    def _ingest_caught(self, orm, post: "JournalPost") -> "int | Exception":
+        try:
+            return _ingest_one(orm, post)
+        except (Conflict, NotFound) as exc:  # checked before anything is written
+            return exc
 
     def skip_journal(self, session_id: int, offset: int, length: int) -> int:
         """Move the journal offset past `length` bytes at `offset` that the supervisor did not
@@ -445,30 +497,36 @@ def _plain(items: list):
     return steps, wall, given, vs, columns
 
 
+# Built once: making a statement costs more than running it (a few a series, every ingest).
+_CHUNKS = PointChunkRow.__table__
+_TAIL = select(_CHUNKS.c.n, _CHUNKS.c.steps, _CHUNKS.c.walls, _CHUNKS.c.vals, _CHUNKS.c.extra).where(
+    _CHUNKS.c.series_id == bindparam("series"), _CHUNKS.c.seq == bindparam("seq"))
+_DROP = _CHUNKS.delete().where(_CHUNKS.c.series_id == bindparam("series"), _CHUNKS.c.seq == bindparam("seq"))
+_INSERT = insert(_CHUNKS)
+
+
 def _append_points(conn, s: SeriesRow, new: _NewPoints) -> None:
     """Add the new points to the series: its last chunk grows to CHUNK points, then new chunks
     follow; its summary is brought up to date from the new points alone."""
     steps, walls, values, extra = new.columns()
     _summarise(s, steps, walls, values)
-    table = PointChunkRow.__table__
     seq = s.chunks
     if seq:  # a partial last chunk is rewritten with the new points after its own
-        tail = conn.execute(select(table.c.n, table.c.steps, table.c.walls, table.c.vals, table.c.extra)
-                            .where(table.c.series_id == s.id, table.c.seq == seq - 1)).first()
+        tail = conn.execute(_TAIL, {"series": s.id, "seq": seq - 1}).first()
         if tail is not None and tail.n < packed.CHUNK:
             extra = {**packed.extra_values_text(tail.extra), **{tail.n + i: v for i, v in extra.items()}}
             steps = np.concatenate((packed.unpack(tail.steps), steps))
             walls = np.concatenate((packed.unpack(tail.walls), walls))
             values = np.concatenate((packed.unpack(tail.vals), values))
             seq -= 1
-            conn.execute(table.delete().where(table.c.series_id == s.id, table.c.seq == seq))
+            conn.execute(_DROP, {"series": s.id, "seq": seq})
     rows = []
     for start in range(0, len(steps), packed.CHUNK):
         end = start + packed.CHUNK
         part = {i - start: v for i, v in extra.items() if start <= i < end} if extra else {}
         rows.append(packed.chunk_row(s.id, seq, steps[start:end], walls[start:end], values[start:end], part))
         seq += 1
-    conn.execute(insert(table), rows)
+    conn.execute(_INSERT, rows)
     s.chunks = seq
 
 
