@@ -536,15 +536,18 @@ def bench_run(args, fail: Failures) -> None:
 def trace_policies(trace) -> dict:
     """The policies compared: label -> (Policy, strict). `fifo-strict` starts in arrival order
     and stops at the first session that does not fit (the usual published baseline); `fifo`
-    is first come first served with greedy backfill of anything that fits; `priority` is part
+    is first come first served with greedy backfill of anything that fits (`fifo-end`: the same,
+    placed by declared ends as the fair policy places, to tell the placement's part from the
+    order's); `priority` is part
     1's queue (priority, then first come, greedy backfill); `fair` is issue 15's policy."""
     from nsml.scheduler.placement import Policy
 
-    fifo = Policy(order="fifo", reserve=False, preempt=False)
+    fifo = Policy(order="fifo", reserve=False, preempt=False, place_by_end=False)
     return {
         "fifo-strict": (fifo, True),
         "fifo": (fifo, False),
-        "priority": (Policy(order="priority", reserve=False, preempt=False), False),
+        "fifo-end": (Policy(order="fifo", reserve=False, preempt=False), False),
+        "priority": (Policy(order="priority", reserve=False, preempt=False, place_by_end=False), False),
         "fair": (Policy(order="fair", weights=trace.weights, reserve=True, preempt=True), False),
     }
 

@@ -7,8 +7,9 @@ through the executor; the API calls it to tell a queued session its position and
 bench/scheduler.py drives it in simulated time. The policy (docs/scheduler.md):
 
 - **order**: regular sessions before preemptible ones (except those within their team's and
-  user's fair share, which count as regular), then priority (high, normal, low);
-  within a priority, *fair share*: the next
+  user's fair share, which count as regular), then priority (high, normal, low; a
+  low-priority session within its team's and user's fair share counts as normal, after its
+  owner's own normal ones); within a priority, *fair share*: the next
   session is the oldest of the team, then the user, with the lowest weighted dominant share
   (dominant resource fairness: a holder's largest fraction of the cluster's GPUs, CPUs or
   memory, held now, divided by its weight). A session is charged to its team; a user in no team
@@ -19,8 +20,10 @@ bench/scheduler.py drives it in simulated time. The policy (docs/scheduler.md):
   would exceed it by its declared time limit waits; one without a time limit gets the time its
   holder's credit affords as its limit;
 - a session runs on one node: N whole GPUs of that node (of the model asked for, if any), its
-  CPUs and memory; **packing**: of the nodes that fit, the one with the fewest free GPUs left
-  (then CPUs), so that whole nodes stay free for large requests;
+  CPUs and memory; **placement by end, then packing**: of the nodes that fit, the one whose
+  release time (when all its sessions will have ended, by their declared limits) the session
+  extends least, then the one with the fewest free GPUs left (then CPUs), so that nodes come
+  free whole for large requests;
 - **backfill behind reservations** (EASY, with a few heads): the first regular sessions that
   do not fit (at most `reservations`, 4 by default, each on a node of its own) get a
   reservation on the node and at the time their request will be free by the running sessions'
@@ -70,6 +73,7 @@ class Policy:
     reserve: bool = True  # backfill only where it does not delay the head's reservation
     reservations: int = 4  # how many blocked regular sessions get one, on distinct nodes (the first may preempt)
     preempt: bool = True  # stop preemptible sessions for regular ones that do not fit
+    place_by_end: bool = True  # of the nodes that fit, the one whose release time a session extends least, then the fullest
 
     def weight(self, key: str) -> float:
         if key.startswith("team:~"):  # a user in no team is a team of one, weighted as that user
@@ -222,8 +226,15 @@ class _Shares:
         # for those within their team's and owner's fair share: those are owed their GPUs as
         # much as a regular session (bench --trace: Jain 0.890 -> 0.934), and no regular session
         # preempts what a team holds within its share (`spare`), so no take-back loop either.
-        spare = s.preemptible and not self.within(s)
-        return (spare, -s.priority, self.share(team_of(s)), self.share(s.owner), s.created, s.id)
+        # Low priority, likewise, marks what a holder asks for beyond its fair share: within it a
+        # low-priority session queues at normal priority (after its owner's own normal ones, by
+        # the last -priority), so a user or team that chose `low` for some work is not starved
+        # of the share it is owed while others' normal work beyond theirs goes first (bench
+        # --trace: Jain 0.934 -> 0.979). High priority (admins only) stays ahead of everything.
+        within = self.within(s) if s.preemptible or s.priority < 0 else True
+        spare = s.preemptible and not within
+        rank = max(s.priority, 0) if within else s.priority
+        return (spare, -rank, self.share(team_of(s)), self.share(s.owner), -s.priority, s.created, s.id)
 
     def set_levels(self, running: Sequence[Session], queued: Sequence[Session]) -> None:
         """The fair share of each team and user wanting resources now: every active team's
@@ -294,11 +305,13 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
     first = nodes[0].name if nodes else ""
     shares = _Shares(nodes, policy)
     by_node: dict[str, list[Session]] = {}
+    release: dict[str, float] = {}  # node -> when its sessions will all have ended, by their declared limits
     for s in running:
         spot = free.get(s.node or first)
         if spot is not None:
             spot.take(s.resources, gpu_ids_of(s))
             by_node.setdefault(spot.node.name, []).append(s)
+            release[spot.node.name] = max(release.get(spot.node.name, 0.0), declared_end(s))
         shares.add(s)
     shares.set_levels(running, queued)
     spare = shares.spare(running) if policy.preempt else set()
@@ -322,7 +335,8 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
         shape = (r.cpus, r.memory, r.gpus, s.gpu_model)
         choice, fits = None, False
         if shape not in failed and r.gpus <= most.gpus and r.cpus <= most.cpus + 1e-9 and r.memory <= most.memory:
-            choice, fits = _best_fit(free.values(), r, s.gpu_model, s, reservations, now)
+            choice, fits = _best_fit(free.values(), r, s.gpu_model, s, reservations, now,
+                                     release if policy.place_by_end else None)
         if choice is None:
             if not fits:  # (a fit refused only for the reservation may suit another session's time limit)
                 failed.add(shape)
@@ -341,6 +355,8 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
             continue
         spot, gpu_ids = choice
         spot.take(r, gpu_ids)
+        if policy.place_by_end:
+            release[spot.node.name] = max(release.get(spot.node.name, 0.0), _end_if_started(s, now))
         for reserved in reservations:
             reserved.take(s, spot.node.name, now)
         limit = _credit_limit(s, budget)
@@ -572,10 +588,24 @@ def _most_free(spots) -> Resources:
     return Resources(max(f.cpus for f in spots), max(f.memory for f in spots), max(len(f.gpus) for f in spots))
 
 
-def _best_fit(spots, r: Resources, model: str, s: Session, reservations: "list[_Reservation]", now: float):
-    """((spot, gpu ids) of the fullest node that fits and the reservation allows, or None;
-    whether any node fits at all)."""
+def _end_if_started(s: Session, now: float) -> float:
+    return now + s.time_limit if s.time_limit else math.inf
+
+
+def _best_fit(spots, r: Resources, model: str, s: Session, reservations: "list[_Reservation]", now: float,
+              release: Mapping[str, float] | None):
+    """((spot, gpu ids) of the node that fits, the reservations allow, and whose release time
+    the session extends least, then the fullest; or None; whether any node fits at all).
+
+    The release time is when a node's sessions will all have ended by their declared limits:
+    a session that ends (by its own limit) before the node's others adds nothing to it, and one
+    without a limit goes where another without a limit already keeps the node from being whole.
+    Packing by free GPUs alone scattered long sessions one or two a node, so that at the end of
+    a backlog no node came free for 8-GPU requests for days (bench --trace: utilisation under
+    backlog 89.7 -> 94.5 %). `release` None: the fullest alone (`place_by_end: false`)."""
     best, best_key, fits = None, None, False
+    end = _end_if_started(s, now)
+    extends = 0.0
     for spot in spots:
         gpu_ids = spot.fits(r, model)
         if gpu_ids is None:
@@ -583,7 +613,15 @@ def _best_fit(spots, r: Resources, model: str, s: Session, reservations: "list[_
         fits = True
         if any(not x.allows(s, spot.node.name, now) for x in reservations):
             continue
-        key = (len(spot.gpus) - r.gpus, spot.cpus - r.cpus)
+        if release is not None:
+            held_until = release.get(spot.node.name, 0.0)
+            if end <= held_until:
+                extends = 0.0
+            elif end == math.inf:
+                extends = math.inf
+            else:
+                extends = end - max(held_until, now)
+        key = (extends, len(spot.gpus) - r.gpus, spot.cpus - r.cpus)
         if best_key is None or key < best_key:
             best, best_key = (spot, gpu_ids), key
     return best, fits

@@ -11,6 +11,7 @@ weights, GPU quotas, credits, reservations and preemption (docs/scheduler.md). Y
     reserve: true               # backfill never delays the head of the queue (default true)
     reservations: 4             # how many blocked sessions get a reservation, on distinct nodes
     preempt: true               # preemptible sessions make way for regular ones (default true)
+    place_by_end: true          # a node whose sessions end about when this one would, then the fullest (default true)
     credits:                    # 1 credit = 1 GPU-minute, refilled each period up to a cap
       period: 1d
       user:*: {refill: 600, cap: 1200}
@@ -29,7 +30,7 @@ from nsml.core.resources import parse_duration
 from .config_files import read_config
 from .placement import ORDERS, Policy
 
-KEYS = {"order", "weights", "max_gpus", "reserve", "reservations", "preempt", "credits"}
+KEYS = {"order", "weights", "max_gpus", "reserve", "reservations", "preempt", "place_by_end", "credits"}
 
 
 def load_policy(path: str | Path) -> tuple[Policy, Credits]:
@@ -56,7 +57,7 @@ def parse_policy(data, where: str = "the policy") -> tuple[Policy, Credits]:
             raise InvalidInput(f"{where}: max_gpus.{k} is a whole number of GPUs, not {v!r}.")
         quotas[k] = int(n)
     flags = {}
-    for key in ("reserve", "preempt"):
+    for key in ("reserve", "preempt", "place_by_end"):
         value = data.get(key, True)
         if not isinstance(value, bool):
             raise InvalidInput(f"{where}: {key} is true or false, not {value!r}.")

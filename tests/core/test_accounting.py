@@ -58,11 +58,12 @@ def test_a_credit_rule_is_finite_and_not_negative(bad):
 def test_the_policy_file_sets_every_knob():
     policy, credits = parse_policy({
         "order": "fair", "weights": {"alice": 2, "team:vision": 3}, "max_gpus": {"user:*": 8, "team:vision": 16},
-        "reserve": False, "preempt": True,
+        "reserve": False, "preempt": True, "place_by_end": False,
         "credits": {"period": "12h", "user:*": {"refill": 600, "cap": 1200}, "team:vision": {"refill": 100}}})
     assert policy.weight("alice") == 2 and policy.weight("bob") == 1 and policy.weight("team:vision") == 3
     assert policy.quota("carol") == 8 and policy.quota("team:vision") == 16 and policy.quota("team:nlp") is None
-    assert policy.reserve is False and credits.period == 12 * H and credits.enabled
+    assert policy.reserve is False and policy.place_by_end is False and credits.period == 12 * H and credits.enabled
+    assert parse_policy({})[0].place_by_end is True
     assert credits.rule("bob") == CreditRule(600, 1200) and credits.rule("team:vision") == CreditRule(100, 100)
     assert credits.rule("team:nlp") is None
     assert parse_policy(None)[0].order == "fair" and not parse_policy({})[1].enabled and not Credits().enabled
@@ -77,6 +78,7 @@ def test_the_policy_file_sets_every_knob():
     ({"max_gpus": {"user:bob": 1}}, "'user:bob' is not a user"),
     ({"max_gpus": {"a/b": 1}}, "'a/b' is not a user"),
     ({"reserve": "yes"}, "reserve is true or false"),
+    ({"place_by_end": 1}, "place_by_end is true or false"),
     ({"credits": {"period": "forever"}}, "credits.period is a duration"),
     ({"credits": {"period": 0}}, "credits.period must be longer than 0"),
     ({"credits": {"alice": 5}}, "credits.alice is {refill: N, cap: M}"),

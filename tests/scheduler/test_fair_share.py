@@ -189,10 +189,31 @@ def test_preemptible_sessions_queue_after_every_regular_one():
 
 def test_a_preemptible_session_within_its_fair_share_queues_as_a_regular_one():
     # alice and bob want GPUs: each is owed half of the 4. alice's preemptible sessions within
-    # that half go before bob's low-priority ones; her third, beyond it, after every regular one.
+    # that half queue as regular ones, taking turns with bob's (low priority, but within his
+    # share too); her third, beyond it, after every regular one, bob's low ones beyond his share
+    # included.
     queue = [job(i, "bob", priority=-1) for i in range(1, 5)] + [job(i, "alice", preemptible=True) for i in range(5, 8)]
     plan = place(queue, [], [node(gpus=4)])
-    assert started(plan) == [5, 6, 1, 2]
+    assert started(plan) == [5, 1, 6, 2]
+    assert [w.session.id for w in plan.waiting] == [3, 4, 7]
+
+
+def test_low_priority_within_the_fair_share_is_served_as_normal():
+    # bob holds nothing and asks at low priority; alice, beyond her half of the 4 GPUs, at
+    # normal: bob's low session within his share goes first, his next one (beyond it) after
+    # alice's normal ones. Part 1's order would start alice's two.
+    holding = [run(job(1, "alice", gpus=2), "0,1")]
+    queue = [job(2, "alice"), job(3, "alice"), job(4, "bob", priority=-1), job(5, "bob", priority=-1, gpus=2)]
+    plan = place(queue, holding, [node(gpus=4)])
+    assert started(plan) == [4, 2]
+    assert [w.session.id for w in plan.waiting] == [3, 5]
+    assert started(place(queue, holding, [node(gpus=4)], policy=Policy(order="priority"))) == [2, 3]
+
+
+def test_a_users_own_normal_sessions_go_before_their_low_ones():
+    queue = [job(1, "alice", priority=-1), job(2, "alice"), job(3, "alice", priority=1)]
+    plan = place(queue, [], [node(gpus=2)])
+    assert started(plan) == [3, 2] and [w.session.id for w in plan.waiting] == [1]
 
 
 def test_only_what_a_team_holds_beyond_its_fair_share_is_preempted():
@@ -225,3 +246,32 @@ def test_preemptible_sessions_are_moved_to_make_a_node_whole():
     # Nor is one whose script cannot pause: it would be stopped, not moved.
     room = run(job(1, "carol", gpus=3), "0,1,2", node="n1")
     assert place([head], [room, replace(movable, pausable=False)], nodes, now=5.0).preempt == []
+
+
+def test_a_session_goes_where_it_keeps_nodes_coming_free_together():
+    # By their declared limits a comes free whole in 2 h, b in 10 h. A 1-hour session extends
+    # neither: it packs the fuller, b. A 9-hour one would keep a from being whole 7 h longer, b
+    # not at all: b. A 20-hour one extends b by 10 h, a by 18 h: b.
+    nodes = [node("a", gpus=8), node("b", gpus=8)]
+    holding = [run(job(1, gpus=2, limit=2 * H), "0,1", node="a"), run(job(2, gpus=4, limit=10 * H), "0,1,2,3", node="b")]
+    queue = [job(3, "bob", limit=1 * H), job(4, "carol", limit=9 * H), job(5, "dave", limit=20 * H)]
+    plan = place(queue, holding, nodes, now=0.0)
+    assert [(d.session.id, d.node) for d in plan.starts] == [(3, "b"), (4, "b"), (5, "b")]
+    # Where the ends do not decide, the fuller node does (part 1's packing).
+    plan = place([job(6, "erin", limit=1 * H)], [], nodes)
+    assert [(d.session.id, d.node) for d in plan.starts] == [(6, "a")]
+
+
+def test_a_session_without_a_limit_joins_another_without_one():
+    # a holds a session with no declared limit (it may never come free whole); b one ending in
+    # an hour. A session without a limit goes on a, though b is the fuller: b comes free soon.
+    # So does one with a limit: on a it delays nothing, on b it would delay b's 4 free GPUs.
+    nodes = [node("a", gpus=8), node("b", gpus=8)]
+    holding = [run(job(1, gpus=1), "0", node="a"), run(job(2, gpus=4, limit=H), "0,1,2,3", node="b")]
+    for limit in (None, 5 * H):
+        plan = place([job(3, "bob", limit=limit)], holding, nodes)
+        assert [(d.session.id, d.node) for d in plan.starts] == [(3, "a")]
+    # With nothing but limited sessions anywhere, the one without a limit packs the fuller node.
+    holding = [run(job(1, gpus=1, limit=H), "0", node="a"), run(job(2, gpus=4, limit=H), "0,1,2,3", node="b")]
+    plan = place([job(3, "bob")], holding, nodes)
+    assert [(d.session.id, d.node) for d in plan.starts] == [(3, "b")]
