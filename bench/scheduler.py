@@ -631,7 +631,7 @@ def main() -> None:
     p.add_argument("--trace", action="store_true", help="part 3 alone: a synthetic trace through placement in simulated time")
     p.add_argument("--users", type=int, default=20, help="--trace: users (in 5 teams)")
     p.add_argument("--load", type=float, default=1.1, help="--trace: offered GPU time / the cluster's over the arrival span")
-    p.add_argument("--policies", default="fifo-strict,fifo,priority,fair", help="--trace: which, comma-separated")
+    p.add_argument("--policies", default="fifo-strict,fifo,priority,fair", help="--trace: which, comma-separated (also fifo-end: fifo placed by declared end)")
     p.add_argument("--grace", type=float, default=60, help="--trace: seconds a preempted session keeps running")
     p.add_argument("--checkpoint", type=float, default=10, help="--trace: minutes between a session's checkpoints")
     args = p.parse_args()
