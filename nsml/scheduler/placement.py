@@ -156,9 +156,10 @@ def _team_key(team: str, owner: str) -> str:  # cached: a pass asks it for every
     return f"team:{team}" if team else f"team:~{owner}"
 
 
-def declared_end(s: Session) -> float:
-    """When a running session will have ended at the latest, by its declared limit (inf: never said)."""
-    return (s.started or 0.0) + s.time_limit if s.time_limit else math.inf
+def declared_end(s: Session, started: float | None = None) -> float:
+    """When a running session (or one started at `started`) will have ended at the latest, by
+    its declared limit (inf: never said)."""
+    return ((s.started or 0.0) if started is None else started) + s.time_limit if s.time_limit else math.inf
 
 
 class _Free:
@@ -311,7 +312,8 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
         if spot is not None:
             spot.take(s.resources, gpu_ids_of(s))
             by_node.setdefault(spot.node.name, []).append(s)
-            release[spot.node.name] = max(release.get(spot.node.name, 0.0), declared_end(s))
+            if policy.place_by_end:
+                release[spot.node.name] = max(release.get(spot.node.name, 0.0), declared_end(s))
         shares.add(s)
     shares.set_levels(running, queued)
     spare = shares.spare(running) if policy.preempt else set()
@@ -356,7 +358,7 @@ def place(queued: Sequence[Session], running: Sequence[Session], nodes: Sequence
         spot, gpu_ids = choice
         spot.take(r, gpu_ids)
         if policy.place_by_end:
-            release[spot.node.name] = max(release.get(spot.node.name, 0.0), _end_if_started(s, now))
+            release[spot.node.name] = max(release.get(spot.node.name, 0.0), declared_end(s, started=now))
         for reserved in reservations:
             reserved.take(s, spot.node.name, now)
         limit = _credit_limit(s, budget)
@@ -588,10 +590,6 @@ def _most_free(spots) -> Resources:
     return Resources(max(f.cpus for f in spots), max(f.memory for f in spots), max(len(f.gpus) for f in spots))
 
 
-def _end_if_started(s: Session, now: float) -> float:
-    return now + s.time_limit if s.time_limit else math.inf
-
-
 def _best_fit(spots, r: Resources, model: str, s: Session, reservations: "list[_Reservation]", now: float,
               release: Mapping[str, float] | None):
     """((spot, gpu ids) of the node that fits, the reservations allow, and whose release time
@@ -604,7 +602,7 @@ def _best_fit(spots, r: Resources, model: str, s: Session, reservations: "list[_
     a backlog no node came free for 8-GPU requests for days (bench --trace: utilisation under
     backlog 89.7 -> 94.5 %). `release` None: the fullest alone (`place_by_end: false`)."""
     best, best_key, fits = None, None, False
-    end = _end_if_started(s, now)
+    end = declared_end(s, started=now)
     extends = 0.0
     for spot in spots:
         gpu_ids = spot.fits(r, model)
