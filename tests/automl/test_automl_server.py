@@ -104,6 +104,18 @@ def release_until_ended(server, cli: Cli, study: str, timeout: float = 180) -> N
     wait_for(released, f"{study} to end", timeout=timeout, every=0.5)
 
 
+def why_trials_failed(server, cli: Cli, study: str, d: dict) -> str:
+    """What a failed assertion on trial states should show: the study's log and each trial
+    that did not complete, with its session's status history and log tail."""
+    lines = [cli("automl", "logs", study).stdout]
+    for t in d["trials"]:
+        if t["state"] != "complete" and t["session"]:
+            info = server.session(t["session"])
+            log = server.api.get(f"/api/sessions/{t['session']}/logs").json()["text"]
+            lines += [f"trial {t['number']} {t['state']}: {json.dumps(info, default=str)}", log[-3000:]]
+    return "\n".join(lines)
+
+
 def test_a_study_runs_its_trials_as_sessions_and_ranks_their_models(server, cli):
     s = start(cli, "study.json", config(), "-m", "first search", "--seed", "7")
     assert s["name"].endswith("/.nodata/1") and s["status"] == "running" and s["algorithm"] == "tpe"
@@ -197,7 +209,8 @@ def test_a_server_killed_mid_study_resumes_it_without_losing_or_duplicating_a_tr
     release_until_ended(server, cli, s["name"], timeout=240)  # later trials hold too
     assert server.session(s["name"])["status"] == "exited"
     d = detail(cli, s["name"])
-    assert [t["number"] for t in d["trials"]] == [0, 1, 2, 3] and {t["state"] for t in d["trials"]} == {"complete"}
+    assert [t["number"] for t in d["trials"]] == [0, 1, 2, 3], d["trials"]
+    assert {t["state"] for t in d["trials"]} == {"complete"}, why_trials_failed(server, cli, s["name"], d)
     children = [t["session"] for t in d["trials"]]
     assert len(set(children)) == 4
     assert [t["session"] for t in d["trials"][:2]] == [t["session"] for t in first["trials"]]  # the same children went on
