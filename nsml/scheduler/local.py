@@ -131,6 +131,9 @@ class LocalExecutor:
                 stdout=sup_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=run_dir,
             )
+        # Until the server has recorded the handle, this is how kill() finds the supervisor
+        # (a server stopped between the two requeues the session and must leave nothing running).
+        (run_dir / "supervisor.pid").write_text(str(proc.pid))
         return Launched(proc.pid)
 
     def confinement(self, session: Session, gpu_ids: tuple[int, ...], workdir: Path, spool: Path, dataset: Dataset | None,
@@ -363,9 +366,10 @@ class LocalExecutor:
         except ProcessLookupError:
             return False
 
-    def alive(self, session: Session) -> bool:
-        """Whether the session's supervisor still runs (checked by command line, not just pid)."""
-        pid = session.supervisor_pid
+    def alive(self, session: Session, pid: int | None = None) -> bool:
+        """Whether the session's supervisor (`pid`, default its recorded handle) still runs
+        (checked by command line, not just pid)."""
+        pid = pid or session.supervisor_pid
         if not pid:
             return False
         try:
@@ -393,11 +397,18 @@ class LocalExecutor:
                 os.killpg(user_pid, signal.SIGKILL)
             except OSError:
                 pass
-        if self.alive(session):
+        supervisor = session.supervisor_pid or self._supervisor_pid_file(session)
+        if self.alive(session, supervisor):
             try:
-                os.kill(session.supervisor_pid, signal.SIGKILL)
+                os.kill(supervisor, signal.SIGKILL)
             except OSError:
                 pass
+
+    def _supervisor_pid_file(self, session: Session) -> int | None:
+        try:
+            return int((self.run_dir(session) / "supervisor.pid").read_text())
+        except (OSError, ValueError):
+            return None
 
     def user_pid(self, session: Session) -> int | None:
         """The process group of the session's user process (its leader's pid), if any may remain."""

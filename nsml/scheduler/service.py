@@ -274,7 +274,8 @@ class Scheduler:
         """Running sessions: past their time limit, stopped; silent past the heartbeat timeout, lost.
 
         A running session without a supervisor is one being prepared (environment build); at
-        startup nobody is preparing it any more, so it fails at once rather than after a delay.
+        startup nobody is preparing it any more, so it queues again as the same attempt. One
+        left so a minute later, by no launch of this server's, fails.
         """
         now = time.time()
         if now - self._last_reconcile_wall > max(self.heartbeat_timeout / 3, 3 * RECONCILE_EVERY):
@@ -298,9 +299,12 @@ class Scheduler:
             if session.id in gone:  # its node left the cluster: no need to wait out the heartbeat
                 self._lose(session, LOST_NODE.format(why=gone[session.id], name=session.name), recent_ok=True)
                 continue
-            if session.id in self._launching or session.supervisor_pid is None:
-                stale = at_startup or now - (session.started or 0) > 60
-                if session.id not in self._launching and session.supervisor_pid is None and stale:
+            if session.id in self._launching:
+                continue
+            if session.supervisor_pid is None:
+                if at_startup:
+                    self._requeue_unlaunched(session)
+                elif now - (session.started or 0) > 60:
                     self.fail(session, "The session never started: the server stopped while preparing it. Run it again.")
                 continue
             if session.time_limit and session.started and now - session.started > session.time_limit:
@@ -311,6 +315,15 @@ class Scheduler:
             elif self.zombie_after and session.resources.gpus and session.id not in self._zombies_told \
                     and now - (session.started or now) >= self.zombie_after:
                 self._tell_if_zombie(session, now)
+
+    def _requeue_unlaunched(self, session: Session) -> None:
+        """A session the stopped server (or the lease's last holder) was preparing: nothing of
+        it ran, so it queues again as the same attempt rather than failing. Whatever the
+        preparing got as far as starting is killed first, so it cannot run twice."""
+        self.executor.kill(session)
+        if self.store.requeue_unlaunched(session.id, "queued again: the server stopped while preparing it") is not None:
+            log.info("queued %s again: the server stopped while preparing it", session.name)
+            self.wake()
 
     def _tell_if_zombie(self, session: Session, now: float) -> None:
         idle = zombie_gpus(self.store.usage(session.id, now - self.zombie_after - 60), self.zombie_after, now)

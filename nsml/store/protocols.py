@@ -113,6 +113,10 @@ class SessionStore(Protocol):
     def requeue_paused(self, session_id: int, note: str) -> Session | None:
         """Queue again a session paused before it started, as the same attempt; None otherwise."""
 
+    def requeue_unlaunched(self, session_id: int, note: str) -> Session | None:
+        """Queue again, as the same attempt, a running session whose supervisor was never
+        recorded (the server stopped while preparing it); None otherwise."""
+
     def set_memo(self, session_id: int, memo: str) -> Session: ...
 
     def hide_session(self, session_id: int, at: float) -> Session:

@@ -64,3 +64,43 @@ def test_a_silence_of_the_servers_own_is_not_the_sessions_fault(world):
     scheduler.started_at -= 31  # and if it stays silent a whole timeout after that, it is lost
     scheduler.reconcile()
     assert store.session_by_id(silent.id).status == Status.LOST
+
+
+def a_session_being_prepared(store, started_ago: float):
+    s = store.create_session("alice", "d", "main.py", "", Resources(1, 1 << 30, 1), "", "", [])
+    return store.move_session(s.id, Status.RUNNING, started=time.time() - started_ago, node="n", gpu_ids="0")
+
+
+def test_a_session_the_stopped_server_was_preparing_queues_again_and_what_it_started_is_killed(world, tmp_path):
+    import subprocess
+    import sys
+
+    store, scheduler = world
+    prepared = a_session_being_prepared(store, started_ago=2)
+    # The server stopped after starting its supervisor but before recording it: a process whose
+    # command line is a supervisor's for this session, known only by the pid file launch() writes.
+    run_dir = scheduler.executor.run_dir(prepared)
+    run_dir.mkdir(parents=True)
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "nsml.scheduler.supervisor",
+                              str(run_dir / "spec.json")])
+    (run_dir / "supervisor.pid").write_text(str(stray.pid))
+    try:
+        scheduler.reconcile(at_startup=True)
+        assert stray.wait(timeout=10) == -9  # it must not run beside the attempt launched next
+    finally:
+        stray.kill()
+    again = store.session_by_id(prepared.id)
+    assert (again.status, again.attempt, again.started, again.gpu_ids, again.node) == (Status.QUEUED, 1, None, "", "")
+    assert store.session_events(prepared.id)[-1].note == "queued again: the server stopped while preparing it"
+    assert store.requeue_unlaunched(prepared.id, "again") is None  # queued now: not such a session
+    launched = a_running_session(store, heartbeat_age=1)
+    assert store.requeue_unlaunched(launched.id, "x") is None  # its supervisor runs: it did start
+
+
+def test_a_session_left_unprepared_a_minute_into_a_running_server_fails(world):
+    store, scheduler = world
+    left, fresh = a_session_being_prepared(store, started_ago=90), a_session_being_prepared(store, started_ago=5)
+    scheduler.reconcile()
+    assert store.session_by_id(left.id).status == Status.FAILED
+    assert "the server stopped while preparing it" in store.session_by_id(left.id).error
+    assert store.session_by_id(fresh.id).status == Status.RUNNING  # perhaps still being prepared elsewhere

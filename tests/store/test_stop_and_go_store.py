@@ -76,3 +76,16 @@ def test_a_queued_session_pauses_at_once_and_comes_back_as_the_same_attempt(stor
     assert store.pause_queued(r.id, "too late") is None  # started meanwhile: a running session is paused otherwise
     assert store.move_session(r.id, Status.PAUSED, ended=1.0) is not None
     assert store.requeue_paused(r.id, "x") is None  # it ran: nsml resume starts its next attempt instead
+
+
+def test_a_session_whose_supervisor_was_never_recorded_queues_again_as_the_same_attempt(store):
+    s = new_session(store)
+    assert store.requeue_unlaunched(s.id, "x") is None  # queued: nothing to take back
+    prepared = store.move_session(s.id, Status.RUNNING, started=time.time(), node="n", gpu_ids="0,1")
+    queued = store.requeue_unlaunched(prepared.id, "queued again: the server stopped while preparing it")
+    assert (queued.status, queued.attempt, queued.started, queued.gpu_ids, queued.node) == (Status.QUEUED, 1, None, "", "")
+    assert [e.status for e in store.session_events(s.id)][-2:] == ["running", "queued"]
+    launched = running(store)
+    store.record_launch(launched.id, 4321)
+    assert store.requeue_unlaunched(launched.id, "x") is None  # its supervisor was started: it ran
+    assert store.session_by_id(launched.id).status is Status.RUNNING

@@ -306,6 +306,21 @@ class SessionsMixin:
             orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=row.status, note=note))
             return to_session(row)
 
+    def requeue_unlaunched(self, session_id: int, note: str) -> Session | None:
+        """Queue again a running session whose supervisor was never recorded: the server that
+        was preparing it stopped, so its attempt never ran (the same attempt, nothing charged
+        for the preparing); None if it is not such a session (any more)."""
+        with self._write() as orm:
+            row = orm.get(SessionRow, session_id, with_for_update=True)
+            if row is None or row.status != Status.RUNNING.value or row.supervisor_pid is not None:
+                return None
+            row.status = Status.QUEUED.value
+            row.started = row.heartbeat = None
+            row.gpu_ids = row.node = ""
+            _clear_pause(row)
+            orm.add(SessionEventRow(session_id=row.id, at=time.time(), status=row.status, note=note))
+            return to_session(row)
+
     def session_events(self, session_id: int) -> list[SessionEvent]:
         with self._read() as orm:
             rows = orm.scalars(select(SessionEventRow).where(SessionEventRow.session_id == session_id).order_by(SessionEventRow.id))
