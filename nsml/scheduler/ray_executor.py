@@ -65,6 +65,9 @@ def connect(address: str) -> None:
         _reachable(address)
     # Ray's C++ client logs every retry as a warning on stderr: one line of ours says it better.
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    # Ray Client gives up after three tries of 5, 10 and 15 s; the head starts a server process
+    # for each client, which on a loaded head took longer than that (CI). 15, 20 and 25 s instead.
+    os.environ.setdefault("RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S", "15")
     try:
         ray.init(address=target, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False,
                  configure_logging=False)
@@ -72,9 +75,10 @@ def connect(address: str) -> None:
         text = str(exc).splitlines()[0] if str(exc) else ""
         if isinstance(exc, ConnectionError) and target != "auto":
             # Its port answered (_reachable) but Ray would not have us: Ray says no more than this.
-            raise RayUnavailable(f"The Ray cluster at {address} answered but refused this server: a missing or wrong cluster "
-                                 f"token (give it RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN, as on the "
-                                 f"nodes), or another Ray version than its {ray.__version__}.") from None
+            raise RayUnavailable(f"The Ray cluster at {address} answered but refused this server ({text}): a missing or "
+                                 f"wrong cluster token (give it RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN, "
+                                 f"as on the nodes), another Ray version than its {ray.__version__}, or a head too busy to "
+                                 f"start its client server in time.") from None
         raise RayUnavailable(f"Cannot reach the Ray cluster at {address}: {type(exc).__name__}: {text}") from None
 
 

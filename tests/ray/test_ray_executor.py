@@ -146,7 +146,7 @@ def test_a_server_outside_the_cluster_uses_ray_client(cluster, cli, tmp_path):
     if not port:
         pytest.skip("Ray here has no client server (pip install 'ray[client]')")
     host = cluster.address.rsplit(":", 1)[0]
-    srv = Server(tmp_path / "home", extra=["--executor", f"ray://{host}:{port}"], env=cluster.driver_env()).start(timeout=90)
+    srv = Server(tmp_path / "home", extra=["--executor", f"ray://{host}:{port}"], env=cluster.driver_env()).start(timeout=150)
     try:
         work = cli_in(srv, tmp_path / "code")
         write_project(work.cwd, TRAIN)

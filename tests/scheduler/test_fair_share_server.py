@@ -1,6 +1,7 @@
 """Fair share, quotas, credits and usage accounting against a real server with real sessions
-(in the sandbox), on a declared inventory of 3 GPUs and a policy file: two users competing, a
-team over its quota, a user out of credit, and who may read whose usage."""
+(in the sandbox), on a declared inventory of 3 GPUs and a policy file: two users competing, low
+priority within a fair share served as normal, a team over its quota, a user out of credit,
+who may read whose usage, and a preemption that resumes from its checkpoint."""
 
 import httpx
 import pytest
@@ -85,6 +86,37 @@ def test_a_freed_gpu_goes_to_the_user_holding_least_not_to_the_oldest_request(sr
     assert status(srv, alices_next)["status"] == "queued"  # alice still holds 2 of 3
     open_gate(srv, held[1])
     running(srv, alices_next)
+
+
+def positions(srv: Server, queued: int) -> dict[str, int]:
+    """The queue's positions once the plan the API shows (cached a second) has all `queued`."""
+    def settled():
+        got = {s["name"]: s["queue_position"] for s in srv.api.get("/api/sessions", params={"all": "true"}).json()
+               if s["status"] == "queued"}
+        return len(got) == queued and None not in got.values() and sorted(got.values()) == list(range(1, queued + 1)) and got
+    return wait_for(settled, f"{queued} queued sessions with their positions", every=0.25)
+
+
+def test_low_priority_within_its_fair_share_goes_before_normal_work_beyond_anothers(srv, users):
+    """eve holds all 3 GPUs, bob none: bob's low-priority session is within his fair share (half
+    of the GPUs, between the two of them), so it is served as normal work and goes before eve's
+    normal one queued earlier. His second low one would take him past his share: it waits its
+    turn after eve's, as low priority does."""
+    eve, bob = users["eve"], users["bob"]
+    held = [start_session(eve, "-g", "1", *SMALL) for _ in range(3)]
+    for name in held:
+        running(srv, name)
+    eves_next = start_session(eve, "-g", "1", *SMALL)
+    bobs_low = start_session(bob, "-g", "1", "--priority", "low", *SMALL)
+    assert positions(srv, 2) == {bobs_low: 1, eves_next: 2}
+    open_gate(srv, held[0])
+    running(srv, bobs_low)
+    assert status(srv, eves_next)["status"] == "queued"
+    bobs_second = start_session(bob, "-g", "1", "--priority", "low", *SMALL)  # 2 of 3 GPUs: beyond his half
+    assert positions(srv, 2) == {eves_next: 1, bobs_second: 2}
+    open_gate(srv, held[1])
+    running(srv, eves_next)
+    assert status(srv, bobs_second)["status"] == "queued"
 
 
 def test_a_team_over_its_gpu_quota_waits_while_others_use_the_free_gpus(srv, users):
