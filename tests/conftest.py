@@ -148,9 +148,11 @@ def clean_env(home: Path) -> dict:
 def serve_for_module(tmp_path_factory, name: str, env: dict | None = None):
     """Body of a module-scoped server fixture: `yield from serve_for_module(factory, "sessions")`."""
     srv = Server(tmp_path_factory.mktemp(name) / "home", env=env or {}).start()
-    yield srv
-    srv.stop()
-    kill_leftover_supervisors(srv.home)
+    try:  # (a finally, so a test that drives this generator itself and closes it stops the server too)
+        yield srv
+    finally:
+        srv.stop()
+        kill_leftover_supervisors(srv.home)
 
 
 def serve_declared(tmp_path_factory, name: str, nodes: str, policy: str):
@@ -160,9 +162,11 @@ def serve_declared(tmp_path_factory, name: str, nodes: str, policy: str):
     (folder / "nodes.yaml").write_text(nodes)
     (folder / "policy.yaml").write_text(policy)
     server = Server(folder / "home", extra=["--inventory", str(folder / "nodes.yaml"), "--policy", str(folder / "policy.yaml")]).start()
-    yield server
-    server.stop()
-    kill_leftover_supervisors(server.home)
+    try:
+        yield server
+    finally:
+        server.stop()
+        kill_leftover_supervisors(server.home)
 
 
 def check_failed(proc) -> str:
