@@ -10,7 +10,7 @@ then stays busy for the hour."""
 
 import pytest
 
-from tests.conftest import Server, cli_in, kill_leftover_supervisors, open_gate, start_session, wait_for, write_project
+from tests.conftest import Server, cli_in, open_gate, serve_declared, start_session, wait_for, write_project
 
 from .test_scheduling import HOLD
 
@@ -30,14 +30,9 @@ TINY = ("-c", "0.1", "--memory", "128M")
 
 @pytest.fixture(scope="module", params=[True, False], ids=["by-end", "packing-only"])
 def srv(request, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("placement")
-    (folder / "nodes.yaml").write_text(NODES)
-    (folder / "policy.yaml").write_text(f"place_by_end: {str(request.param).lower()}\n")
-    server = Server(folder / "home", extra=["--inventory", str(folder / "nodes.yaml"), "--policy", str(folder / "policy.yaml")]).start()
-    server.place_by_end = request.param
-    yield server
-    server.stop()
-    kill_leftover_supervisors(server.home)
+    for server in serve_declared(tmp_path_factory, "placement", NODES, f"place_by_end: {str(request.param).lower()}\n"):
+        server.place_by_end = request.param
+        yield server
 
 
 def node_of(srv: Server, name: str) -> str:
