@@ -131,8 +131,9 @@ class LocalExecutor:
                 stdout=sup_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=run_dir,
             )
-        # Until the server has recorded the handle, this is how kill() finds the supervisor
-        # (a server stopped between the two requeues the session and must leave nothing running).
+        # Until the server has recorded the handle, this is how kill() finds the supervisor: a
+        # server stopped between launch and record queues the session again at its next start,
+        # and must leave nothing of this attempt running.
         (run_dir / "supervisor.pid").write_text(str(proc.pid))
         return Launched(proc.pid)
 

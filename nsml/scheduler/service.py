@@ -275,7 +275,8 @@ class Scheduler:
 
         A running session without a supervisor is one being prepared (environment build); at
         startup nobody is preparing it any more, so it queues again as the same attempt. One
-        left so a minute later, by no launch of this server's, fails.
+        still without a supervisor a minute after it was placed, and not being launched by this
+        server, fails.
         """
         now = time.time()
         if now - self._last_reconcile_wall > max(self.heartbeat_timeout / 3, 3 * RECONCILE_EVERY):
