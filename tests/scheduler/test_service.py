@@ -1,8 +1,11 @@
 """The scheduling loop's liveness rules on a real store and the real local executor, with
-session records only (no processes): a running session silent past the heartbeat timeout is
-lost; one that reported in is not; a silence that was the server's own (the machine slept, the
-process stalled) gives every session a new chance instead."""
+session records (and, where a kill is at stake, real processes): a running session silent past
+the heartbeat timeout is lost; one that reported in is not; a silence that was the server's own
+(the machine slept, the process stalled) gives every session a new chance instead; a session the
+stopped server was preparing queues again, what its launch started killed and nothing else."""
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -72,9 +75,6 @@ def a_session_being_prepared(store, started_ago: float):
 
 
 def test_a_session_the_stopped_server_was_preparing_queues_again_and_what_it_started_is_killed(world, tmp_path):
-    import subprocess
-    import sys
-
     store, scheduler = world
     prepared = a_session_being_prepared(store, started_ago=2)
     # The server stopped after starting its supervisor but before recording it: a process whose
@@ -95,6 +95,24 @@ def test_a_session_the_stopped_server_was_preparing_queues_again_and_what_it_sta
     assert store.requeue_unlaunched(prepared.id, "again") is None  # queued now: not such a session
     launched = a_running_session(store, heartbeat_age=1)
     assert store.requeue_unlaunched(launched.id, "x") is None  # its supervisor runs: it did start
+
+
+def test_a_forged_supervisor_pid_kills_nothing_that_is_not_the_sessions_supervisor(world):
+    """supervisor.pid lies outside the sandbox's reach; were it forged anyway (a session run
+    without the sandbox), the command-line check keeps kill() to this session's supervisor."""
+    store, scheduler = world
+    prepared = a_session_being_prepared(store, started_ago=2)
+    run_dir = scheduler.executor.run_dir(prepared)
+    run_dir.mkdir(parents=True)
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    (run_dir / "supervisor.pid").write_text(str(decoy.pid))
+    try:
+        scheduler.reconcile(at_startup=True)
+        assert decoy.poll() is None, "a process named by a forged supervisor.pid was killed"
+        assert store.session_by_id(prepared.id).status == Status.QUEUED
+    finally:
+        decoy.kill()
+        decoy.wait()
 
 
 def test_a_session_left_unprepared_a_minute_into_a_running_server_fails(world):

@@ -365,7 +365,7 @@ def test_forged_spool_files_turn_stop_and_rm_against_nothing(own_server, listene
     decoy = subprocess.Popen(["sleep", "300"], start_new_session=True)  # anyone's process group
     targets = {**base_targets(srv, {"name": "plain"}, listener, root_secrets), "kill_pids": [srv.proc.pid, decoy.pid]}
     project = hostile_project(tmp_path / "code", targets)
-    args = ("-e", "forge.py", "-d", "plain", "-a", "--attacks processes --plant user.pid,output.log --wait 90")
+    args = ("-e", "forge.py", "-d", "plain", "-a", "--attacks processes --plant user.pid,supervisor.pid,output.log --wait 90")
     try:
         stopped, removed = started(cli, project, *args), started(cli, project, *args)
         texts = [wait_log(srv, name, "FORGE-WAITING") for name in (stopped, removed)]

@@ -3,6 +3,8 @@
 
 - user.pid: the server's pid, so that killing "the session's process group" (nsml rm -f, a
   vanished supervisor) would kill the server instead;
+- supervisor.pid: the server's pid too, so that killing a supervisor the server had not yet
+  recorded (a restart mid-launch) would kill the server;
 - output.log: a symbolic link to a root-only file, for the supervisor to ship as the log (and
   append its notes to);
 - relaunch.json: a forged stage (a submit that "finished" without ever calling nsml.paused());
@@ -64,6 +66,9 @@ folders = [SPOOL, os.path.dirname(SPOOL.rstrip("/"))]
 if "user.pid" in planted:
     for folder in folders:
         write(os.path.join(folder, "user.pid"), str(T["server_pid"]))
+if "supervisor.pid" in planted:
+    for folder in folders:
+        write(os.path.join(folder, "supervisor.pid"), str(T["server_pid"]))
 if "output.log" in planted:
     for folder in folders:
         replace_with_link(os.path.join(folder, "output.log"), T["secret_path"])
